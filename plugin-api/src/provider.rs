@@ -1,0 +1,77 @@
+//! The traits a plugin author implements, in plain Rust: [`Plugin`] (manifest and
+//! constructor) and [`IdentityProvider`] (begin and complete a sign-in, plus
+//! optional abilities). The FFI adaptation lives in `module`, not here.
+
+use crate::{
+    error::PluginError,
+    host::Host,
+    types::{Begun, BeginRequest, CallbackRequest, Document, Identity, LoginStep, LogoutRequest, Manifest},
+};
+
+/// What the host hands a plugin's constructor for one IdP instance.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// The IdP instance's id from `plugins.toml` (unique, appears in URLs).
+    pub instance_id: String,
+    /// The instance's `[idp.settings]` as JSON, with secrets already resolved.
+    pub settings: serde_json::Value,
+}
+
+impl InstanceConfig {
+    /// Deserialises the settings into the plugin's own type, turning serde's
+    /// message into an `invalid-settings` error that names the IdP.
+    pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError> {
+        serde_json::from_value(self.settings.clone()).map_err(|error| {
+            PluginError::invalid_settings(format!(
+                "[idp.settings] of `{}`: {error}",
+                self.instance_id
+            ))
+        })
+    }
+}
+
+/// A plugin: its manifest, and how to build an IdP instance from settings.
+pub trait Plugin: IdentityProvider + Sized + 'static {
+    /// The plugin's manifest. `api_version` is filled in by the export macro.
+    fn manifest() -> Manifest;
+
+    /// Validates the settings and builds an instance. Do no I/O here: there is no
+    /// [`Host`] yet. Refuse bad settings with [`PluginError::invalid_settings`] and a
+    /// message that says which setting is wrong and how to fix it.
+    fn new(config: &InstanceConfig) -> Result<Self, PluginError>;
+}
+
+/// One IdP instance: the begin/complete sign-in shape, plus optional abilities.
+///
+/// Every method receives a [`Host`] for the duration of the call. Panics are caught
+/// by the export layer and reported as internal errors.
+pub trait IdentityProvider: Send + Sync {
+    /// Decides where the browser goes and what must be remembered until it returns.
+    /// The plugin must send `request.state_token` to the IdP so that it comes back in
+    /// the manifest's `state_parameter`.
+    fn begin_login(&self, host: &Host<'_>, request: &BeginRequest) -> Result<Begun, PluginError>;
+
+    /// Turns the IdP's answer and the remembered state into an identity, or refuses.
+    fn complete_login(
+        &self,
+        host: &Host<'_>,
+        request: &CallbackRequest,
+    ) -> Result<Identity, PluginError>;
+
+    /// Optional ([`Capabilities::LOGOUT`](crate::Capabilities::LOGOUT)): where to send
+    /// the browser to sign out at the IdP, or `None` if nothing is needed.
+    fn logout(&self, _host: &Host<'_>, _request: &LogoutRequest) -> Result<Option<LoginStep>, PluginError> {
+        Err(PluginError::unsupported("logout at the IdP"))
+    }
+
+    /// Optional ([`Capabilities::METADATA`](crate::Capabilities::METADATA)).
+    fn metadata(&self, _host: &Host<'_>) -> Result<Document, PluginError> {
+        Err(PluginError::unsupported("metadata"))
+    }
+
+    /// Optional ([`Capabilities::TASKS`](crate::Capabilities::TASKS)): runs a named
+    /// scheduled task and returns data for the host to apply.
+    fn run_task(&self, _host: &Host<'_>, task: &str) -> Result<serde_json::Value, PluginError> {
+        Err(PluginError::unsupported(&format!("the scheduled task `{task}`")))
+    }
+}

@@ -1,0 +1,166 @@
+//! The conformance check: what every Gatehouse plugin must do, checked through the
+//! same FFI entry points the host uses (without loading a library). It is not a
+//! protocol test; a plugin still needs its own.
+
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use serde_json::{Value, json};
+
+use crate::{
+    API_VERSION, Capabilities, ErrorKind, Plugin, PluginError,
+    ffi::{HostFfi_TO, IdpBox},
+    module::root_module,
+    types::{BeginRequest, CallbackRequest, Pair, StepMethod},
+};
+
+use super::FakeHost;
+use abi_stable::type_level::downcasting::TD_Opaque;
+
+/// What the check needs to know about a plugin.
+pub struct Case {
+    /// Settings the plugin must accept.
+    pub good_settings: Value,
+    /// Settings the plugin must refuse, each with a word its message must contain
+    /// (usually the name of the offending setting).
+    pub bad_settings: Vec<(Value, &'static str)>,
+}
+
+/// Runs the whole check for plugin `P`, panicking with a list of every failure.
+pub fn check<P: Plugin>(case: &Case) {
+    check_with::<P>(case, &FakeHost::new());
+}
+
+/// Like [`check`], with a fake host the caller has prepared (scripted HTTP replies
+/// for a plugin that fetches discovery documents in `begin_login`).
+pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
+    let mut failures = Vec::new();
+    let module = root_module::<P>();
+
+    // 1. The manifest is sane.
+    match module.manifest()() {
+        RResult::ROk(manifest) => failures.extend(manifest_problems(&manifest)),
+        RResult::RErr(error) => failures.push(format!("manifest() failed: {error}")),
+    }
+    let new_idp = module.new_idp();
+    let build = |settings: &Value| -> Result<IdpBox, PluginError> {
+        let json = settings.to_string();
+        new_idp(RStr::from("conformance"), RStr::from(json.as_str())).into_result()
+    };
+
+    // 2. Bad settings are refused with a message, never a panic.
+    let mut bad: Vec<(Value, &str)> = case.bad_settings.iter().map(|(v, w)| (v.clone(), *w)).collect();
+    bad.push((json!("not a table"), ""));
+    bad.push((json!([1, 2, 3]), ""));
+    for (settings, word) in &bad {
+        match build(settings) {
+            Ok(_) => failures.push(format!("settings {settings} were accepted but must be refused")),
+            Err(error) if error.kind != ErrorKind::INVALID_SETTINGS => {
+                failures.push(format!("settings {settings} were refused as {:?}, not invalid-settings: {}", error.kind, error.message()));
+            }
+            Err(error) if error.message().trim().is_empty() => {
+                failures.push(format!("settings {settings} were refused without a message"));
+            }
+            Err(error) if !error.message().contains(word) => {
+                failures.push(format!("refusing {settings}, the message does not mention `{word}`: {}", error.message()));
+            }
+            Err(_) => {}
+        }
+    }
+
+    // 3. Good settings build an instance whose begin_login gives a well-formed step.
+    let idp = match build(&case.good_settings) {
+        Ok(idp) => idp,
+        Err(error) => {
+            failures.push(format!("good settings {} were refused: {error}", case.good_settings));
+            report(failures);
+            return;
+        }
+    };
+    let host = || HostFfi_TO::from_ptr(fake, TD_Opaque);
+    let token = "conformance-state-token-0123456789";
+    let request = BeginRequest {
+        callback_url: "https://gatehouse.test/sso/conformance/callback".into(),
+        state_token: token.into(),
+        login_hint: None.into(),
+    };
+    let begun = idp.begin_login(host(), request.clone()).into_result();
+    match &begun {
+        Ok(begun) => {
+            let step = &begun.step;
+            if !(step.url.starts_with("https://") || step.url.starts_with("http://")) {
+                failures.push(format!("begin_login's URL is not absolute http(s): {}", step.url));
+            }
+            if step.method == StepMethod::Redirect && !step.form.is_empty() {
+                failures.push("a redirect step must not carry form fields".into());
+            }
+            let carried = step.url.contains(token) || step.form.iter().any(|p| p.value.contains(token));
+            if !carried {
+                failures.push("begin_login does not send the host's state_token to the IdP".into());
+            }
+        }
+        Err(error) => failures.push(format!("begin_login failed with good settings: {error}")),
+    }
+
+    // 4. Garbage callbacks are refused without panicking.
+    let state = begun.map(|b| b.state).unwrap_or_default();
+    let long = "A".repeat(64 * 1024);
+    let garbage: Vec<(Vec<Pair>, RVec<u8>)> = vec![
+        (vec![], state.clone()),
+        (vec![], RVec::new()),
+        (vec![Pair::new("state", token), Pair::new("code", "garbage")], RVec::from(b"\xff\x00garbage".to_vec())),
+        (vec![Pair::new("state", "wrong"), Pair::new("code", long.as_str())], state.clone()),
+        (vec![Pair::new("SAMLResponse", "%%%not-base64"), Pair::new("RelayState", token)], state.clone()),
+        (vec![Pair::new("error", "access_denied")], state),
+    ];
+    for (params, state) in garbage {
+        let callback = CallbackRequest {
+            callback_url: request.callback_url.clone(),
+            query: params.clone().into(),
+            form: params.clone().into(),
+            state,
+        };
+        match idp.complete_login(host(), callback).into_result() {
+            Ok(identity) => failures.push(format!("a garbage callback {params:?} signed in {:?}", identity.subject)),
+            Err(error) if error.kind == ErrorKind::INTERNAL => {
+                failures.push(format!("a garbage callback caused an internal error (a panic?): {}", error.message()));
+            }
+            Err(_) => {}
+        }
+    }
+    report(failures);
+}
+
+fn manifest_problems(manifest: &crate::Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
+    let url_safe = |s: &RString| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
+    if !url_safe(&manifest.id) {
+        problems.push(format!("manifest id {:?} must be non-empty lower-case [a-z0-9_-]", manifest.id));
+    }
+    if !url_safe(&manifest.protocol) {
+        problems.push(format!("manifest protocol {:?} must be non-empty lower-case [a-z0-9_-]", manifest.protocol));
+    }
+    if manifest.display_name.trim().is_empty() {
+        problems.push("manifest display_name is empty".into());
+    }
+    if manifest.version.trim().is_empty() {
+        problems.push("manifest version is empty".into());
+    }
+    if manifest.api_version != API_VERSION {
+        problems.push(format!("manifest api_version {} differs from {}", manifest.api_version, API_VERSION));
+    }
+    if !manifest.capabilities.contains(Capabilities::LOGIN) {
+        problems.push("manifest lacks the login capability".into());
+    }
+    if manifest.state_parameter.trim().is_empty() {
+        problems.push("manifest state_parameter is empty".into());
+    }
+    if manifest.capabilities.contains(Capabilities::TASKS) == manifest.tasks.is_empty() {
+        problems.push("manifest must list tasks exactly when it declares the tasks capability".into());
+    }
+    problems
+}
+
+fn report(failures: Vec<String>) {
+    assert!(failures.is_empty(), "the plugin fails the conformance check:\n- {}", failures.join("\n- "));
+}
