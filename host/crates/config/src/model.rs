@@ -1,0 +1,485 @@
+//! The typed configuration a valid `plugins.toml` becomes, with where each key was written.
+//! It is not the parser (see `schema`) and makes no decisions about login pages (the host's
+//! resolver does).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::position::{KeyLocations, Location};
+use crate::secret::Secret;
+
+/// The platform's core profile fields; additional fields are declared with `[[field]]`.
+pub const CORE_FIELDS: [&str; 5] = ["username", "email", "firstname", "lastname", "idnumber"];
+
+macro_rules! keyed {
+    ($($ty:ty),* $(,)?) => {$(
+        impl $ty {
+            /// Where `key` was written (dotted for nested keys), falling back to the nearest
+            /// written parent key and then to the table's own location.
+            pub fn key_location(&self, key: &str) -> Location {
+                self.key_locations.key(key).unwrap_or(self.location)
+            }
+
+            /// Where the value of `key` was written; falls back like `key_location`.
+            pub fn value_location(&self, key: &str) -> Location {
+                self.key_locations.value(key).unwrap_or(self.location)
+            }
+        }
+    )*};
+}
+
+keyed!(
+    HostSettings,
+    Throttle,
+    PluginEntry,
+    FieldDef,
+    Registration,
+    DomainConfig,
+    IdpConfig
+);
+
+/// A checked `plugins.toml`.
+#[derive(Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its text (for rendering diagnostics).
+    pub source: String,
+    pub host: HostSettings,
+    pub plugins: Vec<PluginEntry>,
+    pub fields: Vec<FieldDef>,
+    pub registration: Registration,
+    pub domains: Vec<DomainConfig>,
+    pub idps: Vec<IdpConfig>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("source", &format_args!("<{} bytes>", self.source.len()))
+            .field("host", &self.host)
+            .field("plugins", &self.plugins)
+            .field("fields", &self.fields)
+            .field("registration", &self.registration)
+            .field("domains", &self.domains)
+            .field("idps", &self.idps)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The directory relative paths in the file are resolved against.
+    pub fn config_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+
+    pub fn plugin(&self, id: &str) -> Option<&PluginEntry> {
+        self.plugins.iter().find(|p| p.id == id)
+    }
+
+    pub fn domain(&self, name: &str) -> Option<&DomainConfig> {
+        self.domains.iter().find(|d| d.name == name)
+    }
+
+    pub fn idp(&self, id: &str) -> Option<&IdpConfig> {
+        self.idps.iter().find(|i| i.id == id)
+    }
+
+    /// The IdPs configured on one domain, in file order.
+    pub fn idps_on<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = &'a IdpConfig> + 'a {
+        self.idps.iter().filter(move |i| i.domain == domain)
+    }
+
+    /// The domain serving a `Host` header value (case-insensitive; a `:port` suffix is
+    /// ignored unless the domain lists the host with that port).
+    pub fn domain_for_host(&self, host: &str) -> Option<&DomainConfig> {
+        let host = host.trim().to_ascii_lowercase();
+        let find = |h: &str| self.domains.iter().find(|d| d.hosts.iter().any(|x| x == h));
+        find(&host).or_else(|| {
+            let bare = match host.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => return None,
+            };
+            find(bare.trim_start_matches('[').trim_end_matches(']')).or_else(|| find(bare))
+        })
+    }
+
+    /// An additional field declared with `[[field]]`.
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// A core field or a declared additional field.
+    pub fn is_known_field(&self, name: &str) -> bool {
+        CORE_FIELDS.contains(&name) || self.field(name).is_some()
+    }
+}
+
+/// `[host]`.
+#[derive(Clone, Debug)]
+pub struct HostSettings {
+    /// Parses as a `SocketAddr`.
+    pub listen: String,
+    /// http or https; the base of every callback URL.
+    pub public_url: url::Url,
+    /// Starts with `sqlite:`, `postgres:` or `postgresql:`.
+    pub database: Secret,
+    /// Resolved against the config file's directory.
+    pub plugin_dir: PathBuf,
+    /// Allows dev-only plugins (the example plugin).
+    pub dev_mode: bool,
+    pub log_format: LogFormat,
+    pub session_lifetime_minutes: u32,
+    /// How long a begun SSO sign-in may take.
+    pub pending_login_minutes: u32,
+    pub plugin_call_timeout_seconds: u32,
+    /// Plugins' outgoing HTTP.
+    pub http_timeout_seconds: u32,
+    pub http_max_response_bytes: u32,
+    pub login_throttle: Throttle,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        Self {
+            listen: String::from("127.0.0.1:8080"),
+            public_url: default_public_url(),
+            database: Secret::new("sqlite://gatehouse.db"),
+            plugin_dir: PathBuf::from("target/release"),
+            dev_mode: false,
+            log_format: LogFormat::Human,
+            session_lifetime_minutes: 480,
+            pending_login_minutes: 10,
+            plugin_call_timeout_seconds: 15,
+            http_timeout_seconds: 10,
+            http_max_response_bytes: 1_048_576,
+            login_throttle: Throttle::default(),
+            location: Location::default(),
+            key_locations: KeyLocations::default(),
+        }
+    }
+}
+
+impl HostSettings {
+    /// `listen` as a socket address (checked when the file was loaded).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+pub(crate) fn default_public_url() -> url::Url {
+    url::Url::parse("http://localhost:8080").unwrap_or_else(|_| unreachable!("constant URL"))
+}
+
+/// `[host.login_throttle]`: failed password sign-ins allowed per window.
+#[derive(Clone, Debug)]
+pub struct Throttle {
+    pub max_failures_per_account: u32,
+    pub max_failures_per_ip: u32,
+    pub window_minutes: u32,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self {
+            max_failures_per_account: 5,
+            max_failures_per_ip: 20,
+            window_minutes: 15,
+            location: Location::default(),
+            key_locations: KeyLocations::default(),
+        }
+    }
+}
+
+macro_rules! choice {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { #[default] $($variant),* }
+
+        impl $name {
+            /// Every value, in the order the documentation lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The spelling used in `plugins.toml`.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+choice!(
+    /// `log_format`: `"human"` (default) or `"json"`.
+    LogFormat { Human = "human", Json = "json" }
+);
+choice!(
+    /// `login_form`: `"shown"` (default) or `"hidden"` (show only SSO buttons).
+    LoginForm { Shown = "shown", Hidden = "hidden" }
+);
+choice!(
+    /// An IdP's `behaviour`: a button (default), automatic redirect, or hidden while tested.
+    Behaviour { Button = "button", Redirect = "redirect", Hidden = "hidden" }
+);
+choice!(
+    /// The platform field the username attribute is matched against.
+    MatchField { Username = "username", Email = "email", Idnumber = "idnumber" }
+);
+
+/// `[[plugin]]`.
+#[derive(Clone, Debug, Default)]
+pub struct PluginEntry {
+    /// Must equal the id the library's manifest declares.
+    pub id: String,
+    /// A name looked up in `plugin_dir`, or a path.
+    pub library: String,
+    pub enabled: bool,
+    /// The config file's directory, against which a path-like `library` is resolved.
+    pub base_dir: PathBuf,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+impl PluginEntry {
+    /// True when `library` is a path rather than a name: it contains a path separator or ends
+    /// with `.so`, `.dylib` or `.dll`.
+    pub fn library_is_path(&self) -> bool {
+        let l = &self.library;
+        l.contains('/')
+            || l.contains('\\')
+            || [".so", ".dylib", ".dll"].iter().any(|s| l.ends_with(s))
+    }
+
+    /// The library file: a path-like `library` relative to the config file's directory, or
+    /// `plugin_dir/lib{library}.so` (with the platform's prefix and suffix).
+    pub fn library_path(&self, plugin_dir: &Path) -> PathBuf {
+        if self.library_is_path() {
+            self.base_dir.join(&self.library)
+        } else {
+            plugin_dir.join(format!(
+                "{}{}{}",
+                std::env::consts::DLL_PREFIX,
+                self.library,
+                std::env::consts::DLL_SUFFIX
+            ))
+        }
+    }
+}
+
+/// `[[field]]`: an additional profile field of the platform.
+#[derive(Clone, Debug, Default)]
+pub struct FieldDef {
+    pub name: String,
+    pub mandatory: bool,
+    /// Key `type`; default `"text"`.
+    pub kind: String,
+    pub user_editable: bool,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+/// `[registration]`.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    /// First and last name are required to create a user.
+    pub require_names: bool,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+impl Default for Registration {
+    fn default() -> Self {
+        Self {
+            require_names: true,
+            location: Location::default(),
+            key_locations: KeyLocations::default(),
+        }
+    }
+}
+
+/// `[[domain]]`: the root platform (`name = "root"`) or an EE domain.
+#[derive(Clone, Debug, Default)]
+pub struct DomainConfig {
+    pub name: String,
+    /// Lower-cased host names.
+    pub hosts: Vec<String>,
+    /// Where users created on this domain are placed; default = name.
+    pub branch: String,
+    pub login_form: LoginForm,
+    /// `""` in the file is `None`.
+    pub force_external_sso_url: Option<url::Url>,
+    pub guest_access: bool,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+impl DomainConfig {
+    pub fn is_root(&self) -> bool {
+        self.name == "root"
+    }
+}
+
+/// `[[idp]]`: one IdP instance.
+#[derive(Clone, Default)]
+pub struct IdpConfig {
+    /// URL-safe: `[a-z0-9][a-z0-9_-]*`.
+    pub id: String,
+    pub domain: String,
+    /// The id of a `[[plugin]]`.
+    pub plugin: String,
+    /// The button's label; default = id.
+    pub name: String,
+    pub behaviour: Behaviour,
+    /// The admin's override of `untested-redirect`.
+    pub redirect_confirmed: bool,
+    pub username_attribute: String,
+    pub match_field: MatchField,
+    pub match_case_insensitive: bool,
+    pub logout: LogoutConfig,
+    pub provisioning: Provisioning,
+    /// `[idp.settings]` as JSON, secrets resolved. Never log it; use
+    /// [`IdpConfig::settings_redacted`].
+    pub settings: serde_json::Value,
+    /// JSON pointers (RFC 6901) into `settings` of the values that came from
+    /// `{ env = ... }` / `{ file = ... }`.
+    pub secret_pointers: Vec<String>,
+    pub settings_location: Location,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+impl IdpConfig {
+    /// `settings` with every value that came from the environment or a file replaced by
+    /// `"[redacted]"`.
+    pub fn settings_redacted(&self) -> serde_json::Value {
+        let mut settings = self.settings.clone();
+        for pointer in &self.secret_pointers {
+            if let Some(v) = settings.pointer_mut(pointer) {
+                *v = serde_json::Value::String(String::from("[redacted]"));
+            }
+        }
+        settings
+    }
+}
+
+impl fmt::Debug for IdpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdpConfig")
+            .field("id", &self.id)
+            .field("domain", &self.domain)
+            .field("plugin", &self.plugin)
+            .field("name", &self.name)
+            .field("behaviour", &self.behaviour)
+            .field("redirect_confirmed", &self.redirect_confirmed)
+            .field("username_attribute", &self.username_attribute)
+            .field("match_field", &self.match_field)
+            .field("match_case_insensitive", &self.match_case_insensitive)
+            .field("logout", &self.logout)
+            .field("provisioning", &self.provisioning)
+            .field("settings", &self.settings_redacted())
+            .field("settings_location", &self.settings_location)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An IdP's `logout = { landing_url = "...", at_idp = false }`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogoutConfig {
+    /// Where to send the browser after sign-out; `""` is `None` (the default landing page).
+    pub landing_url: Option<String>,
+    /// Also sign out at the IdP.
+    pub at_idp: bool,
+}
+
+/// `[idp.provisioning]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Provisioning {
+    pub create_users: bool,
+    pub update_existing: bool,
+    pub lock_fields: bool,
+    /// In file order.
+    pub fields: Vec<FieldMapping>,
+}
+
+impl Provisioning {
+    /// True when this IdP writes user data (creates or updates users).
+    pub fn provisions(&self) -> bool {
+        self.create_users || self.update_existing
+    }
+
+    pub fn attribute_for(&self, field: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|m| m.field == field)
+            .map(|m| m.attribute.as_str())
+    }
+}
+
+/// One `platform_field = "idp_attribute"` entry of `provisioning.fields`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FieldMapping {
+    pub field: String,
+    pub attribute: String,
+    /// Where the field name (the key) was written.
+    pub location: Location,
+    /// Where the attribute (the value) was written.
+    pub attribute_location: Location,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_names_and_paths() {
+        let mut p = PluginEntry {
+            library: "gatehouse_oidc".into(),
+            base_dir: PathBuf::from("/etc/gh"),
+            ..Default::default()
+        };
+        let expected = format!(
+            "/opt/p/{}gatehouse_oidc{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        );
+        assert_eq!(p.library_path(Path::new("/opt/p")), PathBuf::from(expected));
+        p.library = "plugins/libx.so".into();
+        assert_eq!(
+            p.library_path(Path::new("/opt/p")),
+            PathBuf::from("/etc/gh/plugins/libx.so")
+        );
+        p.library = "libx.dylib".into();
+        assert_eq!(
+            p.library_path(Path::new("/opt/p")),
+            PathBuf::from("/etc/gh/libx.dylib")
+        );
+    }
+
+    #[test]
+    fn choices_round_trip() {
+        for b in Behaviour::ALL {
+            assert_eq!(Behaviour::from_name(b.as_str()), Some(*b));
+        }
+        assert_eq!(MatchField::default(), MatchField::Username);
+        assert_eq!(LoginForm::default(), LoginForm::Shown);
+    }
+}

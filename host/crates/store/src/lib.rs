@@ -1,0 +1,257 @@
+//! Gatehouse's database: one `Store` over SQLite (the embedded default) or PostgreSQL (several
+//! hosts sharing one database), through a single code path on `sqlx::AnyPool`, with the schema
+//! migrations embedded. It is not where policy lives: locks, throttling limits and session
+//! lifetimes are decided by the host; the store only keeps and returns the rows.
+//!
+//! Conventions on both backends: timestamps are `i64` Unix seconds passed in by the caller
+//! (`now`), booleans are stored as integers 0/1, bytes as BLOB/BYTEA, and every query is a
+//! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
+
+mod error;
+mod kv;
+mod logins;
+mod sessions;
+mod users;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
+
+pub use error::StoreError;
+pub use logins::{AuditEvent, THROTTLE_RETENTION_SECS};
+pub use sessions::{PendingLogin, Session};
+pub use users::{FieldChange, FieldProvenance, NewUser, User};
+
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a `Store` talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, from its scheme.
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        let scheme = url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(StoreError::UnsupportedUrl(scheme)),
+        }
+    }
+}
+
+/// The handle on the database. Cheap to clone (it shares one connection pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Deliberately no URL or pool options: they may carry a password.
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True for the SQLite URLs that name an in-memory database.
+fn sqlite_is_memory(url: &str) -> bool {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (db, params) = rest.split_once('?').unwrap_or((rest, ""));
+    db == ":memory:" || params.split('&').any(|p| p == "mode=memory")
+}
+
+/// A file SQLite URL gets `mode=rwc` (create if missing) unless it chose a mode itself.
+fn sqlite_url_with_create(url: &str) -> String {
+    match url.split_once('?') {
+        Some((_, params)) if params.split('&').any(|p| p.starts_with("mode=")) => url.to_owned(),
+        Some(_) => format!("{url}&mode=rwc"),
+        None => format!("{url}?mode=rwc"),
+    }
+}
+
+impl Store {
+    /// Connects to `url` and runs the embedded migrations of its backend.
+    ///
+    /// * `sqlite://path.db` (relative) or `sqlite:///abs/path.db`: the file is created if
+    ///   missing, switched to WAL, and every connection gets `busy_timeout`, `foreign_keys=ON`
+    ///   and `synchronous=NORMAL`.
+    /// * `sqlite::memory:`: an in-memory database for tests; the pool then holds exactly one
+    ///   connection (each SQLite in-memory connection would otherwise be its own database).
+    /// * `postgres://user:password@host/db` (or `postgresql://`).
+    ///
+    /// Error messages never contain the password from the URL.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let connect_err = |e: sqlx::Error| StoreError::Connect(error::redact(&e.to_string(), url));
+
+        // One direct attempt first: the pool would retry until its acquire timeout and then
+        // report only "pool timed out", hiding the cause (refused, bad password, no such DB).
+        {
+            use sqlx::Connection as _;
+            let probe_url = match backend {
+                Backend::Sqlite if !sqlite_is_memory(url) => sqlite_url_with_create(url),
+                _ => url.to_owned(),
+            };
+            let probe = sqlx::AnyConnection::connect(&probe_url)
+                .await
+                .map_err(connect_err)?;
+            probe.close().await.map_err(connect_err)?;
+        }
+
+        let pool = match backend {
+            Backend::Sqlite => {
+                let memory = sqlite_is_memory(url);
+                let url = if memory {
+                    url.to_owned()
+                } else {
+                    sqlite_url_with_create(url)
+                };
+                let options = AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // Wait up to 5 s for another connection's write lock.
+                            sqlx::query("PRAGMA busy_timeout = 5000")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA foreign_keys = ON")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA synchronous = NORMAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    });
+                let options = if memory {
+                    options
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                } else {
+                    options.max_connections(8)
+                };
+                let pool = options.connect(&url).await.map_err(connect_err)?;
+                if !memory {
+                    // WAL is a property of the database file: set once, it stays. Switching
+                    // needs an exclusive lock, so it is done here, once, and not per connection.
+                    let row = sqlx::query("PRAGMA journal_mode = WAL")
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(connect_err)?;
+                    let mode: String = row.try_get(0).map_err(connect_err)?;
+                    if !mode.eq_ignore_ascii_case("wal") {
+                        tracing::warn!(
+                            journal_mode = %mode,
+                            "SQLite did not switch to WAL; concurrent sign-ins will wait on each other"
+                        );
+                    }
+                }
+                pool
+            }
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await
+                .map_err(connect_err)?,
+        };
+
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(error::redact(&e.to_string(), url)))?;
+
+        Ok(Store { pool, backend })
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A trivial round trip, for `/healthz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// SQLite's `PRAGMA journal_mode` as seen by a pooled connection (`"wal"` for files), or
+    /// `None` on PostgreSQL. For diagnostics and tests.
+    pub async fn sqlite_journal_mode(&self) -> Result<Option<String>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(row.try_get::<String, _>(0)?))
+    }
+
+    /// Closes the pool: waits for connections in use to come back, then closes them all.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Reads a 0/1 integer column as a bool.
+pub(crate) fn get_bool(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
+    match row.try_get::<i64, _>(column)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(StoreError::Corrupt(format!(
+            "column {column} holds {other}, expected 0 or 1"
+        ))),
+    }
+}
+
+impl Store {
+    /// Deletes what has expired by `now`: sessions and pending sign-ins with
+    /// `expires_at <= now`, key-value rows likewise, and failed-password rows older than
+    /// [`THROTTLE_RETENTION_SECS`]. Returns how many rows went. Each table is one statement.
+    pub async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        deleted += sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        deleted += sqlx::query("DELETE FROM pending_logins WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        deleted += sqlx::query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        deleted += sqlx::query("DELETE FROM login_failures WHERE at < $1")
+            .bind(now.saturating_sub(THROTTLE_RETENTION_SECS))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted)
+    }
+}

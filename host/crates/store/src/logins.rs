@@ -1,0 +1,139 @@
+//! Records about sign-ins: the audit log, failed-password rows for throttling, and each IdP
+//! instance's last successful sign-in. Not the throttling policy (limits and windows are the
+//! host's) and not log output.
+
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// How long `delete_expired` keeps failed-password rows: one day. Throttling windows longer
+/// than this would undercount.
+pub const THROTTLE_RETENTION_SECS: i64 = 86_400;
+
+/// One entry of the sign-in audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: i64,
+    /// The domain (host name) the request came to.
+    pub domain: String,
+    pub idp_id: Option<String>,
+    pub user_id: Option<i64>,
+    /// The username as given or as resolved (may name no user).
+    pub username: String,
+    /// `"password"`, `"sso"`, `"logout"` or `"test"`.
+    pub method: String,
+    /// `"success"`, `"failure"` or `"refused"`.
+    pub outcome: String,
+    pub reason: String,
+    pub ip: String,
+}
+
+impl Store {
+    /// Appends an audit entry.
+    pub async fn audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, domain, idp_id, user_id, username, method, outcome, \
+             reason, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(e.at)
+        .bind(&e.domain)
+        .bind(e.idp_id.as_deref())
+        .bind(e.user_id)
+        .bind(&e.username)
+        .bind(&e.method)
+        .bind(&e.outcome)
+        .bind(&e.reason)
+        .bind(&e.ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest `limit` audit entries, newest first (by time, then by insertion order).
+    /// A `limit` of zero or less gives an empty list.
+    pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT at, domain, idp_id, user_id, username, method, outcome, reason, ip \
+             FROM audit_log ORDER BY at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEvent {
+                    at: row.try_get("at")?,
+                    domain: row.try_get("domain")?,
+                    idp_id: row.try_get("idp_id")?,
+                    user_id: row.try_get("user_id")?,
+                    username: row.try_get("username")?,
+                    method: row.try_get("method")?,
+                    outcome: row.try_get("outcome")?,
+                    reason: row.try_get("reason")?,
+                    ip: row.try_get("ip")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records one failed password attempt under `key` (for example `"user:alice"` or
+    /// `"ip:192.0.2.1"`; the host chooses).
+    pub async fn record_failure(&self, key: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
+            .bind(key)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How many failures were recorded under `key` at or after `since`.
+    pub async fn failures_since(&self, key: &str, since: i64) -> Result<i64, StoreError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM login_failures WHERE key = $1 AND at >= $2")
+                .bind(key)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Forgets every failure under `key` (after a successful sign-in).
+    pub async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Notes a successful sign-in through an IdP instance. The stored time only moves forward.
+    pub async fn record_idp_success(&self, idp_id: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO idp_history (idp_id, last_success_at) VALUES ($1, $2) \
+             ON CONFLICT (idp_id) DO UPDATE SET last_success_at = CASE \
+             WHEN excluded.last_success_at > idp_history.last_success_at \
+             THEN excluded.last_success_at ELSE idp_history.last_success_at END",
+        )
+        .bind(idp_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// When an IdP instance last had a successful sign-in, if ever.
+    pub async fn idp_last_success(&self, idp_id: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT last_success_at FROM idp_history WHERE idp_id = $1")
+            .bind(idp_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(row.try_get("last_success_at")?)),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Browser sessions and pending SSO sign-ins, both keyed by a hash the host computes (the store
+//! never sees cookie values or tokens). Not cookie handling, CSRF checks or lifetimes: the host
+//! does those.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Store, StoreError, get_bool};
+
+/// A signed-in browser session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 (hex or base64, as the host chooses) of the cookie value.
+    pub id_hash: String,
+    pub user_id: i64,
+    /// The IdP instance the user signed in through; `None` for a local password.
+    pub idp_id: Option<String>,
+    /// Opaque plugin data needed to sign out at the IdP.
+    pub logout_state: Vec<u8>,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// An SSO sign-in that left for the IdP and has not come back yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    /// Hash of the state/relay token sent through the IdP.
+    pub token_hash: String,
+    pub idp_id: String,
+    /// Opaque plugin data (nonce, PKCE verifier, request id, ...).
+    pub plugin_state: Vec<u8>,
+    /// Hash of the value of the browser-binding cookie set when the sign-in started.
+    pub browser_binding_hash: String,
+    pub return_to: String,
+    /// A "test this IdP" run rather than a real sign-in.
+    pub test_mode: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
+    Ok(Session {
+        id_hash: row.try_get("id_hash")?,
+        user_id: row.try_get("user_id")?,
+        idp_id: row.try_get("idp_id")?,
+        logout_state: row.try_get("logout_state")?,
+        csrf_token: row.try_get("csrf_token")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn pending_from_row(row: &AnyRow) -> Result<PendingLogin, StoreError> {
+    Ok(PendingLogin {
+        token_hash: row.try_get("token_hash")?,
+        idp_id: row.try_get("idp_id")?,
+        plugin_state: row.try_get("plugin_state")?,
+        browser_binding_hash: row.try_get("browser_binding_hash")?,
+        return_to: row.try_get("return_to")?,
+        test_mode: get_bool(row, "test_mode")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+impl Store {
+    /// Stores a new session. `Conflict` if the id hash exists; a foreign-key error (database
+    /// error) if the user does not.
+    pub async fn create_session(&self, s: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, idp_id, logout_state, csrf_token, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&s.id_hash)
+        .bind(s.user_id)
+        .bind(s.idp_id.as_deref())
+        .bind(s.logout_state.as_slice())
+        .bind(&s.csrf_token)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The session with this id hash, or `None` if there is none or it has expired
+    /// (`expires_at <= now`).
+    pub async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id_hash, user_id, idp_id, logout_state, csrf_token, created_at, expires_at \
+             FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Deletes a session (no error if it does not exist).
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a pending sign-in. `Conflict` if the token hash exists.
+    pub async fn insert_pending(&self, p: &PendingLogin) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pending_logins (token_hash, idp_id, plugin_state, browser_binding_hash, \
+             return_to, test_mode, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.token_hash)
+        .bind(&p.idp_id)
+        .bind(p.plugin_state.as_slice())
+        .bind(&p.browser_binding_hash)
+        .bind(&p.return_to)
+        .bind(i64::from(p.test_mode))
+        .bind(p.created_at)
+        .bind(p.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes and returns a pending sign-in, atomically (one `DELETE ... RETURNING`): of any
+    /// number of concurrent callers, on any number of hosts, exactly one gets `Some`. An
+    /// expired row is returned too (the caller checks `expires_at` to report "expired"); it
+    /// is deleted either way.
+    pub async fn take_pending(&self, token_hash: &str) -> Result<Option<PendingLogin>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM pending_logins WHERE token_hash = $1 RETURNING token_hash, idp_id, \
+             plugin_state, browser_binding_hash, return_to, test_mode, created_at, expires_at",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(pending_from_row).transpose()
+    }
+}

@@ -1,0 +1,304 @@
+//! The `gatehouse` command: `serve`, `check` and `plugins`. A thin edge over the
+//! library; errors become messages and exit statuses here and nowhere else.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use gatehouse::{
+    config::{self, Config, Diagnostic, LoadError, Location, Severity},
+    passwords::{self, AdminBootstrap},
+    plugins::{LoadFailure, load_all},
+    startup,
+    store::Store,
+    web,
+};
+
+/// Gatehouse: single sign-on for every domain of a learning platform.
+#[derive(Parser)]
+#[command(version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the plugins, check the configuration, and serve HTTP.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Load the plugins and run every check without serving.
+    ///
+    /// Exit status 0: no errors (warnings allowed); 1: at least one error; 2: the
+    /// file could not be read or parsed.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How to print the diagnostics.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// List each configured plugin library: id, protocol, version, ABI, and whether it loaded.
+    Plugins {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The configuration file [default: $GATEHOUSE_CONFIG, or plugins.toml; the
+    /// embedded defaults when neither exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve { config } => serve(config.config),
+        Command::Check { config, format } => check(config.config, format),
+        Command::Plugins { config, format } => list_plugins(config.config, format),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the configuration. An explicitly named file must exist; the default path
+/// falls back to the embedded defaults so a fresh checkout runs.
+fn read_config(explicit: Option<PathBuf>) -> Result<config::Loaded, LoadError> {
+    match explicit {
+        Some(path) => config::load(&path),
+        None => {
+            let path = startup::default_config_path();
+            if path.exists() {
+                config::load(&path)
+            } else {
+                eprintln!("note: {} not found; using the embedded defaults", path.display());
+                config::parse(Path::new("<embedded defaults>"), config::embedded_default())
+            }
+        }
+    }
+}
+
+fn print_load_error(error: &LoadError) {
+    eprintln!("error: {error}");
+}
+
+/// A plugin that failed to load, as a diagnostic at its `[[plugin]]` table.
+fn load_failure_diagnostic(config: &Config, failure: &LoadFailure) -> Diagnostic {
+    let location = config.plugins.iter().find(|p| p.id == failure.id).map_or(Location::default(), |p| p.location);
+    Diagnostic {
+        code: "plugin-load-failed",
+        severity: Severity::Error,
+        message: format!("plugin `{}` ({}) did not load: {}", failure.id, failure.path.display(), failure.reason_text()),
+        file: config.path.clone(),
+        location,
+        domain: None,
+        idp: None,
+        help: Some(failure.fix()),
+    }
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic], source: &str, format: Format) {
+    match format {
+        Format::Human => eprint!("{}", config::render_human(diagnostics, source)),
+        Format::Json => println!("{}", config::render_json(diagnostics)),
+    }
+}
+
+fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
+    let loaded = match read_config(path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            print_load_error(&error);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut diagnostics = loaded.diagnostics;
+    let mut source = String::new();
+    if let Some(config) = &loaded.config {
+        source = config.source.clone();
+        let report = startup::load_plugins(config);
+        diagnostics.extend(report.failures.iter().map(|f| load_failure_diagnostic(config, f)));
+        let (_, failures) = gatehouse::site::Site::build(config, &report.loaded);
+        diagnostics.extend(startup::settings_diagnostics(config, &failures));
+    }
+    print_diagnostics(&diagnostics, &source, format);
+    let errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    if format == Format::Human && diagnostics.is_empty() {
+        eprintln!("ok: no problems found");
+    }
+    Ok(if errors { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
+    let loaded = match read_config(path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            print_load_error(&error);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let Some(config) = loaded.config else {
+        print_diagnostics(&loaded.diagnostics, "", Format::Human);
+        return Ok(ExitCode::FAILURE);
+    };
+    let requests = startup::load_requests(&config);
+    let report = load_all(&requests, config.host.dev_mode);
+    let mut rows = Vec::new();
+    for entry in &config.plugins {
+        let path = entry.library_path(&config.host.plugin_dir);
+        let loaded = report.loaded.iter().find(|p| p.info.id == entry.id && p.info.path == path);
+        let failure = report.failures.iter().find(|f| f.id == entry.id);
+        let (status, detail) = match (entry.enabled, loaded, failure) {
+            (false, _, _) => ("disabled", String::new()),
+            (true, Some(_), _) => ("loaded", String::new()),
+            (true, None, Some(failure)) => ("failed", format!("{}; fix: {}", failure.reason_text(), failure.fix())),
+            (true, None, None) => ("failed", "not loaded".to_owned()),
+        };
+        let info = loaded.map(|p| &p.info);
+        rows.push(serde_json::json!({
+            "id": entry.id,
+            "library": path.display().to_string(),
+            "protocol": info.map(|i| i.protocol.clone()),
+            "version": info.map(|i| i.version.clone()),
+            "api_version": info.map(|i| i.api_version.to_string()),
+            "capabilities": info.map(|i| i.capabilities.names()),
+            "status": status,
+            "reason": (!detail.is_empty()).then_some(detail),
+        }));
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::json!({ "plugins": rows })),
+        Format::Human => {
+            println!("{:<14} {:<10} {:<9} {:<5} {:<9} LIBRARY", "ID", "PROTOCOL", "VERSION", "API", "STATUS");
+            for row in &rows {
+                let text = |key: &str| row[key].as_str().unwrap_or("-").to_owned();
+                println!(
+                    "{:<14} {:<10} {:<9} {:<5} {:<9} {}",
+                    text("id"),
+                    text("protocol"),
+                    text("version"),
+                    text("api_version"),
+                    text("status"),
+                    text("library")
+                );
+                if let Some(reason) = row["reason"].as_str() {
+                    println!("    {reason}");
+                }
+            }
+        }
+    }
+    Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn init_logging(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder.json().init(),
+        config::LogFormat::Human => builder.init(),
+    }
+}
+
+fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = match read_config(path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            print_load_error(&error);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let Some(config) = loaded.config else {
+        print_diagnostics(&loaded.diagnostics, "", Format::Human);
+        eprintln!("error: the configuration has errors; not serving");
+        return Ok(ExitCode::FAILURE);
+    };
+    if !loaded.diagnostics.is_empty() {
+        print_diagnostics(&loaded.diagnostics, &config.source, Format::Human);
+    }
+    init_logging(config.host.log_format);
+    let site = match startup::build_site(&config) {
+        Ok(site) => site,
+        Err(problems) => {
+            for failure in &problems.load_failures {
+                eprintln!("error: {failure}");
+            }
+            print_diagnostics(&problems.diagnostics, &config.source, Format::Human);
+            eprintln!("error: {} problem(s) stop Gatehouse from starting", problems.load_failures.len() + problems.diagnostics.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(run(config, site))
+}
+
+async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(config.host.database.expose()).await.context("opening the database")?;
+    let admin_branch = config.domains.iter().find(|d| d.name == "root").or(config.domains.first()).map_or("root", |d| d.branch.as_str());
+    let given = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok();
+    match passwords::ensure_admin(&store, given.as_deref(), admin_branch).await.context("creating the admin account")? {
+        AdminBootstrap::Existing => {}
+        AdminBootstrap::CreatedWithGivenPassword => {
+            tracing::info!("created the `admin` account with the password from GATEHOUSE_ADMIN_PASSWORD");
+        }
+        AdminBootstrap::CreatedWithPassword(password) => {
+            // Printed once, to the terminal only: it is never logged or stored in clear.
+            println!("Created the `admin` account. Its one-time password is: {password}");
+            println!("Sign in at {} and change it.", config.host.public_url);
+        }
+    }
+    let state = startup::state(&config, site, store).context("building the HTTP client for plugins")?;
+    let listener = tokio::net::TcpListener::bind(&config.host.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.host.listen))?;
+    tracing::info!(listen = %config.host.listen, public_url = %config.host.public_url, "Gatehouse is serving");
+    axum::serve(listener, web::app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("Gatehouse stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

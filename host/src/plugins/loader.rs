@@ -1,0 +1,266 @@
+//! Loads plugin libraries through abi_stable and explains every way that can fail.
+//!
+//! It is not a sandbox: a library's initialisers run at `dlopen`, so only load
+//! libraries you trust. Libraries are never unloaded (abi_stable cannot), and each is
+//! opened with `lib_header_from_path` because `RootModule::load_from_file` caches the
+//! first module of an interface and would hand every later plugin the first one.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use abi_stable::library::{LibraryError, lib_header_from_path};
+use gatehouse_plugin_api::{API_VERSION, ApiVersion, Capabilities, Manifest, PluginModule_Ref};
+
+/// One library the configuration asks for.
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    /// The id `plugins.toml` gives the plugin.
+    pub id: String,
+    pub path: PathBuf,
+}
+
+/// A plugin's manifest in plain Rust, for the rest of the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginInfo {
+    pub id: String,
+    pub protocol: String,
+    pub display_name: String,
+    pub version: String,
+    pub api_version: ApiVersion,
+    pub capabilities: Capabilities,
+    pub attributes: Vec<String>,
+    pub tasks: Vec<String>,
+    pub state_parameter: String,
+    pub path: PathBuf,
+}
+
+impl PluginInfo {
+    fn from_manifest(manifest: Manifest, path: &Path) -> Self {
+        Self {
+            id: manifest.id.into_string(),
+            protocol: manifest.protocol.into_string(),
+            display_name: manifest.display_name.into_string(),
+            version: manifest.version.into_string(),
+            api_version: manifest.api_version,
+            capabilities: manifest.capabilities,
+            attributes: manifest.attributes.into_iter().map(|a| a.into_string()).collect(),
+            tasks: manifest.tasks.into_iter().map(|t| t.into_string()).collect(),
+            state_parameter: manifest.state_parameter.into_string(),
+            path: path.to_owned(),
+        }
+    }
+}
+
+/// A plugin library that loaded and passed every check.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    pub info: PluginInfo,
+    pub module: PluginModule_Ref,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// Why a library was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadFailureReason {
+    Missing,
+    NotASharedLibrary { detail: String },
+    NoRootModule,
+    IncompatibleAbiStable { detail: String },
+    IncompatibleApi { library: String },
+    LayoutMismatch { summary: String },
+    InitialisationFailed { detail: String },
+    ManifestFailed { detail: String },
+    IdMismatch { declared: String },
+    DuplicateId { declared: String, other: PathBuf },
+    DevOnly,
+}
+
+/// A library that was refused, with the reason and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    pub id: String,
+    pub path: PathBuf,
+    pub reason: LoadFailureReason,
+}
+
+impl LoadFailure {
+    /// The reason in one line.
+    pub fn reason_text(&self) -> String {
+        use LoadFailureReason::*;
+        match &self.reason {
+            Missing => "the file does not exist".into(),
+            NotASharedLibrary { detail } => format!("not a loadable shared library ({detail})"),
+            NoRootModule => "the library has no Gatehouse root module (it is not a Gatehouse plugin)".into(),
+            IncompatibleAbiStable { detail } => format!("built with an incompatible abi_stable ({detail})"),
+            IncompatibleApi { library } => {
+                format!("built against plugin API {library}, but this host speaks plugin API {API_VERSION}")
+            }
+            LayoutMismatch { summary } => format!("its plugin ABI layout differs from this host's: {summary}"),
+            InitialisationFailed { detail } => format!("its root module failed to initialise: {detail}"),
+            ManifestFailed { detail } => format!("its manifest could not be read: {detail}"),
+            IdMismatch { declared } => {
+                format!("the library's manifest declares id `{declared}`, but plugins.toml configures it as `{}`", self.id)
+            }
+            DuplicateId { declared, other } => {
+                format!("declares id `{declared}`, which {} also declares", other.display())
+            }
+            DevOnly => "a development-only plugin, refused because [host] dev_mode is off".into(),
+        }
+    }
+
+    /// How to fix it, in one line.
+    pub fn fix(&self) -> String {
+        use LoadFailureReason::*;
+        match &self.reason {
+            Missing => "build the plugin (`cargo build --release --workspace`) or correct `library` / `plugin_dir`".into(),
+            NotASharedLibrary { .. } | NoRootModule => {
+                "point `library` at a plugin built with gatehouse-plugin-api's export_plugin!".into()
+            }
+            IncompatibleAbiStable { .. } | IncompatibleApi { .. } | LayoutMismatch { .. } => {
+                format!("rebuild the plugin against gatehouse-plugin-api {}.{}", API_VERSION.major, API_VERSION.minor)
+            }
+            InitialisationFailed { .. } | ManifestFailed { .. } => "report this to the plugin's author".into(),
+            IdMismatch { declared } => format!("set `id = \"{declared}\"` in this [[plugin]] (and in the IdPs that use it)"),
+            DuplicateId { .. } => "configure only one library per plugin id".into(),
+            DevOnly => "set `dev_mode = true` in [host] (never in production) or disable the plugin".into(),
+        }
+    }
+}
+
+impl fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin `{}` ({}): {}; fix: {}", self.id, self.path.display(), self.reason_text(), self.fix())
+    }
+}
+
+/// The outcome of loading every requested library: all successes and all failures.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub loaded: Vec<LoadedPlugin>,
+    pub failures: Vec<LoadFailure>,
+}
+
+/// Loads each library, collecting every failure rather than stopping at the first.
+pub fn load_all(requests: &[LoadRequest], dev_mode: bool) -> LoadReport {
+    let mut report = LoadReport::default();
+    let mut by_declared_id: HashMap<String, PathBuf> = HashMap::new();
+    for request in requests {
+        let failure = |reason| LoadFailure { id: request.id.clone(), path: request.path.clone(), reason };
+        let loaded = match load_one(&request.path) {
+            Ok(loaded) => loaded,
+            Err(reason) => {
+                report.failures.push(failure(reason));
+                continue;
+            }
+        };
+        let declared = loaded.info.id.clone();
+        if let Some(other) = by_declared_id.get(&declared).filter(|other| **other != request.path) {
+            report.failures.push(failure(LoadFailureReason::DuplicateId { declared, other: other.clone() }));
+            continue;
+        }
+        by_declared_id.insert(declared.clone(), request.path.clone());
+        if declared != request.id {
+            report.failures.push(failure(LoadFailureReason::IdMismatch { declared }));
+            continue;
+        }
+        if loaded.info.capabilities.contains(Capabilities::DEV_ONLY) && !dev_mode {
+            report.failures.push(failure(LoadFailureReason::DevOnly));
+            continue;
+        }
+        report.loaded.push(loaded);
+    }
+    report
+}
+
+/// Opens one library and checks it, from "does the file exist" to the manifest.
+pub fn load_one(path: &Path) -> Result<LoadedPlugin, LoadFailureReason> {
+    if !path.is_file() {
+        return Err(LoadFailureReason::Missing);
+    }
+    let header = lib_header_from_path(path).map_err(classify)?;
+
+    // abi_stable records the plugin-api version the library was built with; checking
+    // it ourselves first gives a one-line answer instead of a layout dump.
+    if let Ok(library) = header.version_strings().parsed()
+        && library.major != u32::from(API_VERSION.major)
+    {
+        return Err(LoadFailureReason::IncompatibleApi { library: format!("{}.{}", library.major, library.minor) });
+    }
+
+    let module = header.init_root_module::<PluginModule_Ref>().map_err(classify)?;
+    let manifest = (module.manifest())()
+        .into_result()
+        .map_err(|error| LoadFailureReason::ManifestFailed { detail: error.to_string() })?;
+    let api = manifest.api_version;
+    if api.major != API_VERSION.major || api.minor > API_VERSION.minor {
+        return Err(LoadFailureReason::IncompatibleApi { library: api.to_string() });
+    }
+    Ok(LoadedPlugin { info: PluginInfo::from_manifest(manifest, path), module })
+}
+
+fn classify(error: LibraryError) -> LoadFailureReason {
+    match error {
+        LibraryError::OpenError { err, .. } => LoadFailureReason::NotASharedLibrary { detail: short_dl_error(&err.to_string()) },
+        LibraryError::GetSymbolError { .. } => LoadFailureReason::NoRootModule,
+        LibraryError::InvalidAbiHeader(header) => {
+            LoadFailureReason::IncompatibleAbiStable { detail: format!("{header:?}") }
+        }
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => {
+            LoadFailureReason::IncompatibleApi { library: format!("{}.{}", actual_version.major, actual_version.minor) }
+        }
+        LibraryError::AbiInstability(error) => {
+            let full = error.to_string();
+            tracing::debug!(layout_error = %full, "plugin ABI layout mismatch (full report)");
+            LoadFailureReason::LayoutMismatch { summary: summarise_layout_error(&full) }
+        }
+        LibraryError::RootModule { err, .. } => LoadFailureReason::InitialisationFailed { detail: err.to_string() },
+        other => LoadFailureReason::InitialisationFailed { detail: short_dl_error(&other.to_string()) },
+    }
+}
+
+/// dlopen's messages repeat the path; keep the part after the last colon.
+fn short_dl_error(message: &str) -> String {
+    message.rsplit(": ").next().unwrap_or(message).trim().to_owned()
+}
+
+/// abi_stable's layout report runs to hundreds of lines; the `Error:` lines near its
+/// end say what differs.
+fn summarise_layout_error(full: &str) -> String {
+    let mut errors: Vec<&str> = full
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("Error:"))
+        .map(|line| line.trim_start_matches("Error:").trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    errors.dedup();
+    match errors.len() {
+        0 => full.lines().find(|l| !l.trim().is_empty()).unwrap_or("layouts differ").trim().to_owned(),
+        n if n <= 2 => errors.join("; "),
+        n => format!("{} (and {} more differences)", errors[..2].join("; "), n - 2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_errors_are_summarised_to_their_error_lines() {
+        let dump = "lots of layout\n  field: x\nError:too many fields\n...\nError:unexpected field\n";
+        assert_eq!(summarise_layout_error(dump), "too many fields; unexpected field");
+    }
+
+    #[test]
+    fn dl_errors_keep_the_reason() {
+        assert_eq!(short_dl_error("/tmp/libx.so: invalid ELF header"), "invalid ELF header");
+    }
+}

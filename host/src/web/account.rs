@@ -1,0 +1,147 @@
+//! Signed-in pages and endpoints: home, `/me`, signing out, the logged-out page,
+//! and the health check.
+
+use axum::{
+    Form, Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use gatehouse_plugin_api::{LogoutRequest, StepMethod};
+use gatehouse_store::AuditEvent;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{plugins::capabilities::now_unix_seconds, state::AppState};
+
+use super::{
+    error::{AppError, AppResult},
+    http_util::{ClientIp, SESSION_COOKIE, clear_cookie},
+    login::domain_of,
+    pages, session,
+    sso::base_url,
+};
+
+pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    let Some((_, user)) = session::current(&state, &headers).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let (csrf, set_csrf) = session::csrf_token(&state, &headers);
+    let name = format!("{} {}", user.firstname, user.lastname);
+    let shown = if name.trim().is_empty() { user.username.clone() } else { format!("{} ({})", name.trim(), user.username) };
+    let mut response = pages::home_page(&shown, &csrf).into_response();
+    if let Some(cookie) = set_csrf {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The signed-in user as JSON; 401 when signed out.
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    let Some((session, user)) = session::current(&state, &headers).await? else {
+        return Ok((StatusCode::UNAUTHORIZED, Json(json!({ "error": "not signed in" }))).into_response());
+    };
+    Ok(Json(json!({
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "firstname": user.firstname,
+        "lastname": user.lastname,
+        "idnumber": user.idnumber,
+        "branch": user.branch,
+        "auth_source": user.auth_source,
+        "additional": user.additional,
+        "session": { "idp": session.idp_id, "expires_at": session.expires_at },
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> AppResult<Response> {
+    if !session::csrf_ok(&headers, &form.csrf) {
+        return Err(AppError::forbidden("This form has expired. Please reload the page and try again.")
+            .with_detail("CSRF token missing or wrong on POST /logout"));
+    }
+    let site = state.site();
+    let domain = domain_of(&site, &headers)?;
+    let current = session::current(&state, &headers).await?;
+    let mut destination = "/logged-out".to_owned();
+    let mut post_form = None;
+    if let Some((session, user)) = current {
+        state.store().delete_session(&session.id_hash).await?;
+        state
+            .store()
+            .audit(&AuditEvent {
+                at: now_unix_seconds(),
+                domain: domain.name().to_owned(),
+                idp_id: session.idp_id.clone(),
+                user_id: Some(user.id),
+                username: user.username.clone(),
+                method: "logout".into(),
+                outcome: "success".into(),
+                reason: String::new(),
+                ip,
+            })
+            .await?;
+        let idp = session.idp_id.as_deref().and_then(|id| domain.idp(id));
+        if let Some(idp) = idp {
+            if let Some(landing) = idp.config.logout.landing_url.as_deref().filter(|l| !l.is_empty()) {
+                destination = landing.to_owned();
+            }
+            if idp.config.logout.at_idp && idp.can_logout_at_idp() {
+                let return_url = if destination.starts_with('/') {
+                    format!("{}{destination}", base_url(&state, &headers))
+                } else {
+                    destination.clone()
+                };
+                let request = LogoutRequest {
+                    subject: user.username.as_str().into(),
+                    logout_state: session.logout_state.clone().into(),
+                    return_url: return_url.into(),
+                };
+                // The local session is already gone; a failure at the IdP must not
+                // keep the user signed in, so it is logged and the landing page shown.
+                match state.caller().call(idp.instance.clone(), move |host, idp| idp.logout(host, request).into_result()).await {
+                    Ok(step) => match step.into_option() {
+                        Some(step) if step.method == StepMethod::Redirect => destination = step.url.into_string(),
+                        Some(step) => post_form = Some(step),
+                        None => {}
+                    },
+                    Err(error) => tracing::warn!(idp = idp.id(), %error, "logout at the IdP failed"),
+                }
+            }
+        }
+    }
+    let secure = state.settings().secure_cookies;
+    let mut response = match post_form {
+        Some(step) => pages::post_form_page(&step).into_response(),
+        None => Redirect::to(&destination).into_response(),
+    };
+    response.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE, secure));
+    Ok(response)
+}
+
+pub async fn logged_out() -> Response {
+    pages::logged_out_page().into_response()
+}
+
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store().ping().await {
+        Ok(()) => Json(json!({ "status": "ok", "database": "ok" })).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "degraded", "database": "unreachable" })))
+                .into_response()
+        }
+    }
+}

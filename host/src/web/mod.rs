@@ -1,0 +1,34 @@
+//! The HTTP face of Gatehouse: [`app`] builds the router every test drives without
+//! a socket and `serve` binds to one. Handlers translate HTTP to calls on the
+//! store, the site and the plugins; the decisions live elsewhere.
+
+mod account;
+mod error;
+pub mod http_util;
+mod login;
+mod pages;
+mod session;
+mod sso;
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+
+use crate::state::AppState;
+
+pub use error::{AppError, status_for};
+
+/// The whole router, with its state.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(account::home))
+        .route("/login", get(login::show).post(login::submit))
+        .route("/sso/{idp}/start", get(sso::start))
+        .route("/sso/{idp}/callback", get(sso::callback_get).post(sso::callback_post))
+        .route("/logout", post(account::logout))
+        .route("/logged-out", get(account::logged_out))
+        .route("/me", get(account::me))
+        .route("/healthz", get(account::healthz))
+        .with_state(state)
+}

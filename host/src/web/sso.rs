@@ -1,0 +1,313 @@
+//! SSO sign-in through a plugin: `/sso/{idp}/start` begins it and remembers the
+//! plugin's state server-side; `/sso/{idp}/callback` takes that state back exactly
+//! once, asks the plugin for the identity, applies the provisioning plan and starts
+//! a session. Every refusal is audited and writes nothing else.
+
+use std::collections::HashMap;
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use gatehouse_plugin_api::{BeginRequest, CallbackRequest, Identity, Pair, StepMethod};
+use gatehouse_store::{AuditEvent, FieldChange, FieldProvenance, NewUser, PendingLogin, StoreError, User};
+
+use crate::{
+    plugins::capabilities::now_unix_seconds,
+    provisioning::{self, Claims, FieldValue, Plan},
+    site::{SiteDomain, SiteIdp},
+    state::AppState,
+};
+
+use super::{
+    error::{AppError, AppResult},
+    http_util::{ClientIp, PENDING_COOKIE, cookie, random_token, request_host, safe_return_to, set_cookie, token_hash, tokens_match},
+    login::domain_of,
+    pages, session,
+};
+
+/// The scheme of the public URL with the host the browser used (already matched
+/// against a configured domain), so cookies and callbacks stay on that host.
+pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    let scheme = if state.settings().public_url.starts_with("https://") { "https" } else { "http" };
+    format!("{scheme}://{}", request_host(headers))
+}
+
+fn callback_url(state: &AppState, headers: &HeaderMap, idp: &str) -> String {
+    format!("{}/sso/{idp}/callback", base_url(state, headers))
+}
+
+fn find_idp<'d>(domain: &'d SiteDomain, id: &str) -> AppResult<&'d std::sync::Arc<SiteIdp>> {
+    domain.idp(id).ok_or_else(|| {
+        AppError::not_found("This sign-in method is not available here.")
+            .with_detail(format!("no IdP `{id}` on domain `{}`", domain.name()))
+    })
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    Path(idp_id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> AppResult<Response> {
+    let site = state.site();
+    let domain = domain_of(&site, &headers)?;
+    let idp = find_idp(domain, &idp_id)?;
+    if idp.config.behaviour == gatehouse_config::Behaviour::Hidden {
+        return Err(AppError::not_found("This sign-in method is not available here.")
+            .with_detail(format!("IdP `{idp_id}` is hidden")));
+    }
+    let return_to = safe_return_to(query.get("return_to").map(String::as_str));
+    let state_token = random_token();
+    let (binding, set_binding) = match cookie(&headers, PENDING_COOKIE) {
+        Some(existing) if existing.len() >= 32 => (existing.to_owned(), false),
+        _ => (random_token(), true),
+    };
+    let request = BeginRequest {
+        callback_url: callback_url(&state, &headers, &idp_id).into(),
+        state_token: state_token.as_str().into(),
+        login_hint: query.get("login_hint").map(|h| h.as_str().into()).into(),
+    };
+    let begun = state
+        .caller()
+        .call(idp.instance.clone(), move |host, idp| idp.begin_login(host, request).into_result())
+        .await?;
+
+    let now = now_unix_seconds();
+    state
+        .store()
+        .insert_pending(&PendingLogin {
+            token_hash: token_hash(&state_token),
+            idp_id: idp_id.clone(),
+            plugin_state: begun.state.into_vec(),
+            browser_binding_hash: token_hash(&binding),
+            return_to,
+            test_mode: false,
+            created_at: now,
+            expires_at: now + session::seconds(state.settings().pending_login_lifetime),
+        })
+        .await?;
+
+    let mut response = match begun.step.method {
+        StepMethod::Redirect => Redirect::to(&begun.step.url).into_response(),
+        StepMethod::PostForm => pages::post_form_page(&begun.step).into_response(),
+    };
+    if set_binding {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, set_cookie(PENDING_COOKIE, &binding, None, state.settings().secure_cookies));
+    }
+    Ok(response)
+}
+
+pub async fn callback_get(
+    state: State<AppState>,
+    idp: Path<String>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    callback(state, idp, ip, headers, query, Vec::new()).await
+}
+
+pub async fn callback_post(
+    state: State<AppState>,
+    idp: Path<String>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+    body: Bytes,
+) -> AppResult<Response> {
+    let form = form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    callback(state, idp, ip, headers, query, form).await
+}
+
+fn pairs(list: Vec<(String, String)>) -> Vec<Pair> {
+    list.into_iter().map(|(name, value)| Pair::new(name, value)).collect()
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    Path(idp_id): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+) -> AppResult<Response> {
+    let site = state.site();
+    let domain = domain_of(&site, &headers)?;
+    let idp = find_idp(domain, &idp_id)?;
+    let now = now_unix_seconds();
+    let auditor = Auditor { state: &state, domain: domain.name(), idp: &idp_id, ip: &ip, at: now };
+
+    let state_param = &idp.instance.plugin.state_parameter;
+    let token = form.iter().chain(query.iter()).find(|(k, _)| k == state_param).map(|(_, v)| v.clone());
+    let Some(token) = token else {
+        auditor.refused(None, "", "the callback carries no state").await?;
+        return Err(AppError::bad_request("The sign-in answer is incomplete. Please start again."));
+    };
+    // Taking the pending sign-in deletes it: a replayed callback finds nothing.
+    let Some(pending) = state.store().take_pending(&token_hash(&token)).await? else {
+        auditor.refused(None, "", "unknown, tampered or already used state").await?;
+        return Err(AppError::bad_request(
+            "This sign-in link is not valid or has already been used. Please start again.",
+        ));
+    };
+    if pending.idp_id != idp_id {
+        auditor.refused(None, "", &format!("state belongs to IdP `{}`", pending.idp_id)).await?;
+        return Err(AppError::bad_request("This sign-in answer belongs to another sign-in method. Please start again."));
+    }
+    if pending.expires_at <= now {
+        auditor.refused(None, "", "the pending sign-in expired").await?;
+        return Err(AppError::bad_request("The sign-in took too long. Please start again."));
+    }
+    let binding_ok = cookie(&headers, PENDING_COOKIE).is_some_and(|b| tokens_match(&token_hash(b), &pending.browser_binding_hash));
+    if !binding_ok {
+        auditor.refused(None, "", "callback arrived in a browser other than the one that started").await?;
+        return Err(AppError::bad_request(
+            "This sign-in was started in another browser. Please start again here.",
+        ));
+    }
+
+    let request = CallbackRequest {
+        callback_url: callback_url(&state, &headers, &idp_id).into(),
+        query: pairs(query).into(),
+        form: pairs(form).into(),
+        state: pending.plugin_state.into(),
+    };
+    let identity = match state
+        .caller()
+        .call(idp.instance.clone(), move |host, idp| idp.complete_login(host, request).into_result())
+        .await
+    {
+        Ok(identity) => identity,
+        Err(error) => {
+            auditor.failed(&error.to_string()).await?;
+            return Err(error.into());
+        }
+    };
+
+    let user_id = match provision(&state, domain, idp, &identity, now).await? {
+        Ok(user_id) => user_id,
+        Err((username, reason)) => {
+            auditor.refused(None, &username, &reason).await?;
+            return Err(AppError::new(StatusCode::FORBIDDEN, format!("You cannot be signed in: {reason}.")));
+        }
+    };
+    state.store().record_idp_success(&idp_id, now).await?;
+    let cookie = session::start(&state, &headers, user_id, Some(idp_id.clone()), identity.logout_state.into_vec()).await?;
+    let username = state.store().user_by_id(user_id).await?.map(|u| u.username).unwrap_or_default();
+    auditor.succeeded(user_id, &username).await?;
+    let mut response = Redirect::to(&pending.return_to).into_response();
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// Finds, creates or updates the user for `identity`; `Err((username, reason))` is
+/// a refusal for the user, with nothing written.
+async fn provision(
+    state: &AppState,
+    domain: &SiteDomain,
+    idp: &SiteIdp,
+    identity: &Identity,
+    now: i64,
+) -> AppResult<Result<i64, (String, String)>> {
+    let claims: Claims = identity
+        .attributes
+        .iter()
+        .filter_map(|a| a.values.first().map(|v| (a.name.to_string(), v.to_string())))
+        .collect();
+    let policy = &idp.policy;
+    let match_value = provisioning::match_value(policy, &claims).unwrap_or_default().to_owned();
+    let branch = &domain.config.branch;
+    // A concurrent first sign-in of the same identity may create the user between
+    // our lookup and our insert; the unique username makes one insert lose, and the
+    // loser plans again against the user that now exists.
+    for _ in 0..3 {
+        let candidates: Vec<User> = if match_value.is_empty() {
+            Vec::new()
+        } else {
+            state.store().users_matching(&policy.match_field, &match_value, policy.case_insensitive, branch).await?
+        };
+        match provisioning::plan(policy, &claims, &candidates) {
+            Plan::Refuse(reason) => return Ok(Err((match_value, reason))),
+            Plan::SignIn { user_id } => return Ok(Ok(user_id)),
+            Plan::Update { user_id, changes } => {
+                let changes: Vec<FieldChange> = changes
+                    .into_iter()
+                    .map(|FieldValue { field, value }| FieldChange { field, value, provenance: Some(idp.id().to_owned()) })
+                    .collect();
+                state.store().update_user_fields(user_id, &changes, now).await?;
+                return Ok(Ok(user_id));
+            }
+            Plan::Create { fields } => {
+                let (user, provenance) = new_user(&fields, branch, idp.id(), now);
+                match state.store().create_user(&user, &provenance, now).await {
+                    Ok(user_id) => return Ok(Ok(user_id)),
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+    }
+    Ok(Err((match_value, "an account with your username exists in another part of the platform".into())))
+}
+
+fn new_user(fields: &[FieldValue], branch: &str, idp_id: &str, now: i64) -> (NewUser, Vec<FieldProvenance>) {
+    let mut user = NewUser { branch: branch.to_owned(), auth_source: format!("idp:{idp_id}"), ..NewUser::default() };
+    for FieldValue { field, value } in fields {
+        let value = value.clone();
+        match field.as_str() {
+            "username" => user.username = value,
+            "email" => user.email = value,
+            "firstname" => user.firstname = value,
+            "lastname" => user.lastname = value,
+            "idnumber" => user.idnumber = value,
+            other => {
+                user.additional.insert(other.to_owned(), value);
+            }
+        }
+    }
+    let provenance = fields
+        .iter()
+        .map(|f| FieldProvenance { field: f.field.clone(), idp_id: idp_id.to_owned(), set_at: now })
+        .collect();
+    (user, provenance)
+}
+
+/// Writes the audit trail of one SSO callback.
+struct Auditor<'a> {
+    state: &'a AppState,
+    domain: &'a str,
+    idp: &'a str,
+    ip: &'a str,
+    at: i64,
+}
+
+impl Auditor<'_> {
+    async fn write(&self, user_id: Option<i64>, username: &str, outcome: &str, reason: &str) -> AppResult<()> {
+        let event = AuditEvent {
+            at: self.at,
+            domain: self.domain.to_owned(),
+            idp_id: Some(self.idp.to_owned()),
+            user_id,
+            username: username.to_owned(),
+            method: "sso".into(),
+            outcome: outcome.into(),
+            reason: reason.into(),
+            ip: self.ip.to_owned(),
+        };
+        self.state.store().audit(&event).await.map_err(AppError::from)
+    }
+    async fn refused(&self, user_id: Option<i64>, username: &str, reason: &str) -> AppResult<()> {
+        self.write(user_id, username, "refused", reason).await
+    }
+    async fn failed(&self, reason: &str) -> AppResult<()> {
+        self.write(None, "", "failure", reason).await
+    }
+    async fn succeeded(&self, user_id: i64, username: &str) -> AppResult<()> {
+        self.write(Some(user_id), username, "success", "").await
+    }
+}

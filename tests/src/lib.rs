@@ -1,0 +1,255 @@
+//! Support for Gatehouse's integration tests: builds the real plugin libraries,
+//! starts a real host state on a real database, and drives the real router with a
+//! browser-like cookie jar. It is test support, not a test.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use gatehouse::{config, site::Site, startup, state::AppState, store::Store, web};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+/// The plugin packages the tests load, built once per test run.
+const PLUGIN_PACKAGES: [&str; 6] = [
+    "gatehouse",
+    "gatehouse-example",
+    "gatehouse-fixture-panicking",
+    "gatehouse-fixture-future-api",
+    "gatehouse-fixture-layout-mismatch",
+    "gatehouse-fixture-no-root-module",
+];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// The directory holding the built plugin libraries (debug profile), building
+/// them first: `cargo test` does not build cdylibs that nothing links.
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.current_dir(workspace_root()).arg("build").arg("--quiet");
+        for package in PLUGIN_PACKAGES {
+            command.args(["-p", package]);
+        }
+        let status = command.status().expect("run cargo build for the plugin libraries");
+        assert!(status.success(), "building the plugin libraries failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+        target.join("debug")
+    })
+}
+
+/// The path of a built plugin library by its crate name.
+pub fn library(name: &str) -> PathBuf {
+    plugin_dir().join(format!("{}{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}
+
+/// A configuration file's text with `{plugin_dir}` and `{database}` filled in.
+pub fn config_text(template: &str, database: &str) -> String {
+    template.replace("{plugin_dir}", &plugin_dir().display().to_string()).replace("{database}", database)
+}
+
+/// Parses configuration text, failing the test on any error diagnostic.
+pub fn parse_config(text: &str) -> config::Config {
+    let loaded = config::parse(Path::new("plugins.toml"), text).expect("configuration parses");
+    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.severity == config::Severity::Error).collect();
+    assert!(errors.is_empty(), "configuration has errors: {errors:#?}");
+    loaded.config.expect("configuration without errors")
+}
+
+/// The configuration most web tests use: one root domain with the example IdP.
+pub const EXAMPLE_CONFIG: &str = r#"
+[host]
+public_url = "http://localhost:8080"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+dev_mode = true
+
+[host.login_throttle]
+max_failures_per_account = 3
+max_failures_per_ip = 10
+window_minutes = 15
+
+[[plugin]]
+id = "example"
+library = "gatehouse_example"
+
+[[plugin]]
+id = "panicking"
+library = "gatehouse_fixture_panicking"
+
+[[domain]]
+name = "root"
+hosts = ["localhost", "127.0.0.1"]
+
+[[domain]]
+name = "acme"
+hosts = ["acme.test"]
+branch = "acme"
+
+[[idp]]
+id = "example"
+domain = "root"
+plugin = "example"
+name = "Sign in with Example"
+username_attribute = "email"
+
+[idp.provisioning]
+create_users = true
+update_existing = true
+lock_fields = true
+fields = { firstname = "given_name", lastname = "family_name", email = "email" }
+
+[idp.settings]
+subject = "ada"
+email = "ada@example.test"
+given_name = "Ada"
+family_name = "Lovelace"
+
+[[idp]]
+id = "boom"
+domain = "root"
+plugin = "panicking"
+name = "Panics"
+behaviour = "button"
+username_attribute = "email"
+"#;
+
+/// A running host state on a fresh database, and its router.
+pub struct TestHost {
+    pub state: AppState,
+    pub router: Router,
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    /// Starts a host from a configuration template on a fresh SQLite file.
+    pub async fn start(template: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+        let config = parse_config(&config_text(template, &database));
+        let site: Site = match startup::build_site(&config) {
+            Ok(site) => site,
+            Err(problems) => panic!("the test host did not start: {problems:#?}"),
+        };
+        let store = Store::connect(&database).await.expect("store connects");
+        let state = startup::state(&config, site, store.clone()).expect("state");
+        let router = web::app(state.clone());
+        Self { state, router, store, _dir: dir }
+    }
+
+    /// A new browser on `host` (the `Host` header it sends).
+    pub fn browser(&self, host: &str) -> Browser {
+        Browser { router: self.router.clone(), host: host.to_owned(), cookies: BTreeMap::new() }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub body: String,
+}
+
+impl Page {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    /// The value of a hidden form field `name` on the page.
+    pub fn hidden_field(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(self.body[start..end].to_owned())
+    }
+}
+
+/// A browser: a cookie jar in front of the router. It never follows redirects.
+#[derive(Clone)]
+pub struct Browser {
+    router: Router,
+    pub host: String,
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    pub async fn send(&mut self, request: Request<Body>) -> Page {
+        let response = self.router.clone().oneshot(request).await.expect("router answers");
+        let status = response.status();
+        let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        for cookie in &set_cookies {
+            let pair = cookie.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() || cookie.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        Page { status, location, set_cookies, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    fn request(&self, method: &str, uri: &str) -> axum::http::request::Builder {
+        Request::builder().method(method).uri(uri).header(header::HOST, &self.host).header(header::COOKIE, self.cookie_header())
+    }
+
+    pub async fn get(&mut self, uri: &str) -> Page {
+        let request = self.request("GET", uri).body(Body::empty()).expect("request");
+        self.send(request).await
+    }
+
+    pub async fn post_form(&mut self, uri: &str, fields: &[(&str, &str)]) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let request = self
+            .request("POST", uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .expect("request");
+        self.send(request).await
+    }
+
+    /// Follows a redirect whose target is on this host (absolute or relative).
+    pub async fn follow(&mut self, page: &Page) -> Page {
+        let location = page.location.as_deref().unwrap_or_else(|| panic!("not a redirect: {page:?}"));
+        let path = location.strip_prefix(&format!("http://{}", self.host)).unwrap_or(location);
+        self.get(path).await
+    }
+
+    /// The CSRF token of the login page (loading it sets the cookie).
+    pub async fn csrf(&mut self) -> String {
+        let page = self.get("/login?nosso=1").await;
+        page.hidden_field("csrf").expect("the login page has a CSRF field")
+    }
+
+    /// Signs in with a password, returning the response to the POST.
+    pub async fn password_sign_in(&mut self, username: &str, password: &str) -> Page {
+        let csrf = self.csrf().await;
+        self.post_form("/login", &[("csrf", &csrf), ("username", username), ("password", password), ("return_to", "/")]).await
+    }
+}
