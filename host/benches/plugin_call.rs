@@ -9,7 +9,9 @@ use abi_stable::{std_types::RStr, type_level::downcasting::TD_Opaque};
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::plugins::loader::load_one;
 use gatehouse_example::ExampleIdp;
-use gatehouse_plugin_api::{BeginRequest, HostFfi_TO, IdentityProvider, InstanceConfig, Plugin, testkit::FakeHost};
+use gatehouse_plugin_api::{
+    BeginRequest, HostFfi_TO, IdentityProvider, InstanceConfig, Plugin, testkit::FakeHost,
+};
 
 /// The release build of the example library, built first if needed.
 fn example_library() -> PathBuf {
@@ -20,7 +22,8 @@ fn example_library() -> PathBuf {
         .status()
         .expect("run cargo");
     assert!(status.success(), "building the example plugin failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     target.join("release").join("libgatehouse_example.so")
 }
 
@@ -37,26 +40,44 @@ fn plugin_call(c: &mut Criterion) {
     let across_abi = (loaded.module.new_idp())(RStr::from("example"), RStr::from("{}"))
         .into_result()
         .expect("instance");
-    let direct =
-        ExampleIdp::new(&InstanceConfig { instance_id: "example".into(), settings: serde_json::json!({}) }).expect("instance");
+    let direct = ExampleIdp::new(&InstanceConfig {
+        instance_id: "example".into(),
+        settings: serde_json::json!({}),
+    })
+    .expect("instance");
     let fake = FakeHost::new();
 
     let mut group = c.benchmark_group("begin_login");
     group.bench_function("across the ABI", |b| {
         b.iter(|| {
             let host = HostFfi_TO::from_ptr(&fake, TD_Opaque);
-            black_box(across_abi.begin_login(host, black_box(request())).into_result().expect("begins"))
+            black_box(
+                across_abi
+                    .begin_login(host, black_box(request()))
+                    .into_result()
+                    .expect("begins"),
+            )
         })
     });
     group.bench_function("direct call", |b| {
-        b.iter(|| black_box(fake.call(|host| direct.begin_login(host, &black_box(request())).expect("begins"))))
+        b.iter(|| {
+            black_box(fake.call(|host| {
+                direct
+                    .begin_login(host, &black_box(request()))
+                    .expect("begins")
+            }))
+        })
     });
     group.finish();
 
     let mut group = c.benchmark_group("manifest");
     let manifest = loaded.module.manifest();
-    group.bench_function("across the ABI", |b| b.iter(|| black_box(manifest().into_result().expect("manifest"))));
-    group.bench_function("direct call", |b| b.iter(|| black_box(ExampleIdp::manifest())));
+    group.bench_function("across the ABI", |b| {
+        b.iter(|| black_box(manifest().into_result().expect("manifest")))
+    });
+    group.bench_function("direct call", |b| {
+        b.iter(|| black_box(ExampleIdp::manifest()))
+    });
     group.finish();
 }
 

@@ -93,7 +93,10 @@ fn read_config(explicit: Option<PathBuf>) -> Result<config::Loaded, LoadError> {
             if path.exists() {
                 config::load(&path)
             } else {
-                eprintln!("note: {} not found; using the embedded defaults", path.display());
+                eprintln!(
+                    "note: {} not found; using the embedded defaults",
+                    path.display()
+                );
                 config::parse(Path::new("<embedded defaults>"), config::embedded_default())
             }
         }
@@ -106,11 +109,20 @@ fn print_load_error(error: &LoadError) {
 
 /// A plugin that failed to load, as a diagnostic at its `[[plugin]]` table.
 fn load_failure_diagnostic(config: &Config, failure: &LoadFailure) -> Diagnostic {
-    let location = config.plugins.iter().find(|p| p.id == failure.id).map_or(Location::default(), |p| p.location);
+    let location = config
+        .plugins
+        .iter()
+        .find(|p| p.id == failure.id)
+        .map_or(Location::default(), |p| p.location);
     Diagnostic {
         code: "plugin-load-failed",
         severity: Severity::Error,
-        message: format!("plugin `{}` ({}) did not load: {}", failure.id, failure.path.display(), failure.reason_text()),
+        message: format!(
+            "plugin `{}` ({}) did not load: {}",
+            failure.id,
+            failure.path.display(),
+            failure.reason_text()
+        ),
         file: config.path.clone(),
         location,
         domain: None,
@@ -139,7 +151,12 @@ fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
     if let Some(config) = &loaded.config {
         source = config.source.clone();
         let report = startup::load_plugins(config);
-        diagnostics.extend(report.failures.iter().map(|f| load_failure_diagnostic(config, f)));
+        diagnostics.extend(
+            report
+                .failures
+                .iter()
+                .map(|f| load_failure_diagnostic(config, f)),
+        );
         let (_, failures) = gatehouse::site::Site::build(config, &report.loaded);
         diagnostics.extend(startup::settings_diagnostics(config, &failures));
     }
@@ -148,7 +165,11 @@ fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
     if format == Format::Human && diagnostics.is_empty() {
         eprintln!("ok: no problems found");
     }
-    Ok(if errors { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if errors {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
@@ -168,12 +189,18 @@ fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCod
     let mut rows = Vec::new();
     for entry in &config.plugins {
         let path = entry.library_path(&config.host.plugin_dir);
-        let loaded = report.loaded.iter().find(|p| p.info.id == entry.id && p.info.path == path);
+        let loaded = report
+            .loaded
+            .iter()
+            .find(|p| p.info.id == entry.id && p.info.path == path);
         let failure = report.failures.iter().find(|f| f.id == entry.id);
         let (status, detail) = match (entry.enabled, loaded, failure) {
             (false, _, _) => ("disabled", String::new()),
             (true, Some(_), _) => ("loaded", String::new()),
-            (true, None, Some(failure)) => ("failed", format!("{}; fix: {}", failure.reason_text(), failure.fix())),
+            (true, None, Some(failure)) => (
+                "failed",
+                format!("{}; fix: {}", failure.reason_text(), failure.fix()),
+            ),
             (true, None, None) => ("failed", "not loaded".to_owned()),
         };
         let info = loaded.map(|p| &p.info);
@@ -191,7 +218,10 @@ fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCod
     match format {
         Format::Json => println!("{}", serde_json::json!({ "plugins": rows })),
         Format::Human => {
-            println!("{:<14} {:<10} {:<9} {:<5} {:<9} LIBRARY", "ID", "PROTOCOL", "VERSION", "API", "STATUS");
+            println!(
+                "{:<14} {:<10} {:<9} {:<5} {:<9} LIBRARY",
+                "ID", "PROTOCOL", "VERSION", "API", "STATUS"
+            );
             for row in &rows {
                 let text = |key: &str| row[key].as_str().unwrap_or("-").to_owned();
                 println!(
@@ -209,13 +239,19 @@ fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCod
             }
         }
     }
-    Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn init_logging(format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         config::LogFormat::Json => builder.json().init(),
         config::LogFormat::Human => builder.init(),
@@ -246,7 +282,10 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {failure}");
             }
             print_diagnostics(&problems.diagnostics, &config.source, Format::Human);
-            eprintln!("error: {} problem(s) stop Gatehouse from starting", problems.load_failures.len() + problems.diagnostics.len());
+            eprintln!(
+                "error: {} problem(s) stop Gatehouse from starting",
+                problems.load_failures.len() + problems.diagnostics.len()
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -255,13 +294,25 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(config.host.database.expose()).await.context("opening the database")?;
-    let admin_branch = config.domains.iter().find(|d| d.name == "root").or(config.domains.first()).map_or("root", |d| d.branch.as_str());
+    let store = Store::connect(config.host.database.expose())
+        .await
+        .context("opening the database")?;
+    let admin_branch = config
+        .domains
+        .iter()
+        .find(|d| d.name == "root")
+        .or(config.domains.first())
+        .map_or("root", |d| d.branch.as_str());
     let given = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok();
-    match passwords::ensure_admin(&store, given.as_deref(), admin_branch).await.context("creating the admin account")? {
+    match passwords::ensure_admin(&store, given.as_deref(), admin_branch)
+        .await
+        .context("creating the admin account")?
+    {
         AdminBootstrap::Existing => {}
         AdminBootstrap::CreatedWithGivenPassword => {
-            tracing::info!("created the `admin` account with the password from GATEHOUSE_ADMIN_PASSWORD");
+            tracing::info!(
+                "created the `admin` account with the password from GATEHOUSE_ADMIN_PASSWORD"
+            );
         }
         AdminBootstrap::CreatedWithPassword(password) => {
             // Printed once, to the terminal only: it is never logged or stored in clear.
@@ -269,15 +320,19 @@ async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<Exit
             println!("Sign in at {} and change it.", config.host.public_url);
         }
     }
-    let state = startup::state(&config, site, store).context("building the HTTP client for plugins")?;
+    let state =
+        startup::state(&config, site, store).context("building the HTTP client for plugins")?;
     let listener = tokio::net::TcpListener::bind(&config.host.listen)
         .await
         .with_context(|| format!("listening on {}", config.host.listen))?;
     tracing::info!(listen = %config.host.listen, public_url = %config.host.public_url, "Gatehouse is serving");
-    axum::serve(listener, web::app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        web::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
     tracing::info!("Gatehouse stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -13,12 +13,18 @@ use crate::plugins::capabilities::{now_unix_seconds, secure_random};
 /// An argon2id PHC string for `password`, with a fresh random salt.
 pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::encode_b64(&secure_random(16))?;
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 /// Whether `password` matches the PHC string `stored`. A malformed hash never matches.
 pub fn verify(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(stored).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 /// A hash of a random password, verified against when the username does not exist,
@@ -53,7 +59,11 @@ pub enum BootstrapError {
 }
 
 /// On an empty database, creates the `admin` account in branch `branch`.
-pub async fn ensure_admin(store: &Store, given_password: Option<&str>, branch: &str) -> Result<AdminBootstrap, BootstrapError> {
+pub async fn ensure_admin(
+    store: &Store,
+    given_password: Option<&str>,
+    branch: &str,
+) -> Result<AdminBootstrap, BootstrapError> {
     if store.count_users().await? > 0 {
         return Ok(AdminBootstrap::Existing);
     }
@@ -77,7 +87,11 @@ pub async fn ensure_admin(store: &Store, given_password: Option<&str>, branch: &
         Err(StoreError::Conflict(_)) => return Ok(AdminBootstrap::Existing),
         Err(error) => return Err(error.into()),
     }
-    Ok(if generated { AdminBootstrap::CreatedWithPassword(password) } else { AdminBootstrap::CreatedWithGivenPassword })
+    Ok(if generated {
+        AdminBootstrap::CreatedWithPassword(password)
+    } else {
+        AdminBootstrap::CreatedWithGivenPassword
+    })
 }
 
 #[cfg(test)]

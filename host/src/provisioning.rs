@@ -44,14 +44,20 @@ pub enum Plan {
     /// Sign in an existing user unchanged.
     SignIn { user_id: i64 },
     /// Update these fields of an existing user, then sign in.
-    Update { user_id: i64, changes: Vec<FieldValue> },
+    Update {
+        user_id: i64,
+        changes: Vec<FieldValue>,
+    },
     /// Create a user with these fields (username first), then sign in.
     Create { fields: Vec<FieldValue> },
 }
 
 /// The value the IdP asserted for the user's identifying attribute.
 pub fn match_value<'a>(policy: &Policy, claims: &'a Claims) -> Option<&'a str> {
-    claims.get(&policy.username_attribute).map(String::as_str).filter(|v| !v.trim().is_empty())
+    claims
+        .get(&policy.username_attribute)
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// Decides what to do. `candidates` are the users of the domain's branch whose
@@ -67,17 +73,27 @@ pub fn plan(policy: &Policy, claims: &Claims, candidates: &[User]) -> Plan {
         .mapping
         .iter()
         .filter_map(|(field, attribute)| {
-            claims.get(attribute).map(|value| FieldValue { field: field.clone(), value: value.clone() })
+            claims.get(attribute).map(|value| FieldValue {
+                field: field.clone(),
+                value: value.clone(),
+            })
         })
         .collect();
     match candidates {
         [] if !policy.create_users => Plan::Refuse(
-            "there is no account for you here, and this sign-in method does not create accounts".into(),
+            "there is no account for you here, and this sign-in method does not create accounts"
+                .into(),
         ),
         [] => {
-            let mut fields = vec![FieldValue { field: "username".into(), value: value.to_owned() }];
+            let mut fields = vec![FieldValue {
+                field: "username".into(),
+                value: value.to_owned(),
+            }];
             if policy.match_field != "username" {
-                fields.push(FieldValue { field: policy.match_field.clone(), value: value.to_owned() });
+                fields.push(FieldValue {
+                    field: policy.match_field.clone(),
+                    value: value.to_owned(),
+                });
             }
             for field in mapped {
                 match fields.iter_mut().find(|f| f.field == field.field) {
@@ -88,7 +104,11 @@ pub fn plan(policy: &Policy, claims: &Claims, candidates: &[User]) -> Plan {
             let missing: Vec<&str> = policy
                 .required_on_create
                 .iter()
-                .filter(|required| !fields.iter().any(|f| &f.field == *required && !f.value.trim().is_empty()))
+                .filter(|required| {
+                    !fields
+                        .iter()
+                        .any(|f| &f.field == *required && !f.value.trim().is_empty())
+                })
                 .map(String::as_str)
                 .collect();
             if !missing.is_empty() {
@@ -103,12 +123,17 @@ pub fn plan(policy: &Policy, claims: &Claims, candidates: &[User]) -> Plan {
         [user] if policy.update_existing => {
             let changes: Vec<FieldValue> = mapped
                 .into_iter()
-                .filter(|f| f.field != "username" && current_value(user, &f.field) != Some(f.value.as_str()))
+                .filter(|f| {
+                    f.field != "username" && current_value(user, &f.field) != Some(f.value.as_str())
+                })
                 .collect();
             if changes.is_empty() {
                 Plan::SignIn { user_id: user.id }
             } else {
-                Plan::Update { user_id: user.id, changes }
+                Plan::Update {
+                    user_id: user.id,
+                    changes,
+                }
             }
         }
         [user] => Plan::SignIn { user_id: user.id },
@@ -142,69 +167,142 @@ mod tests {
             match_field: "username".into(),
             create_users: true,
             update_existing: true,
-            mapping: vec![("firstname".into(), "given_name".into()), ("department".into(), "dept".into())],
+            mapping: vec![
+                ("firstname".into(), "given_name".into()),
+                ("department".into(), "dept".into()),
+            ],
             required_on_create: vec!["firstname".into(), "department".into()],
             ..Policy::default()
         }
     }
 
     fn claims(pairs: &[(&str, &str)]) -> Claims {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn user(id: i64) -> User {
-        User { id, username: "ada@example.test".into(), firstname: "Ada".into(), ..User::default() }
+        User {
+            id,
+            username: "ada@example.test".into(),
+            firstname: "Ada".into(),
+            ..User::default()
+        }
     }
 
     #[test]
     fn creates_when_nobody_matches() {
-        let plan = plan(&policy(), &claims(&[("email", "ada@example.test"), ("given_name", "Ada"), ("dept", "R&D")]), &[]);
-        let Plan::Create { fields } = plan else { panic!("expected create, got {plan:?}") };
-        assert_eq!(fields[0], FieldValue { field: "username".into(), value: "ada@example.test".into() });
-        assert!(fields.contains(&FieldValue { field: "department".into(), value: "R&D".into() }));
+        let plan = plan(
+            &policy(),
+            &claims(&[
+                ("email", "ada@example.test"),
+                ("given_name", "Ada"),
+                ("dept", "R&D"),
+            ]),
+            &[],
+        );
+        let Plan::Create { fields } = plan else {
+            panic!("expected create, got {plan:?}")
+        };
+        assert_eq!(
+            fields[0],
+            FieldValue {
+                field: "username".into(),
+                value: "ada@example.test".into()
+            }
+        );
+        assert!(fields.contains(&FieldValue {
+            field: "department".into(),
+            value: "R&D".into()
+        }));
     }
 
     #[test]
     fn refuses_creation_when_a_required_field_is_missing() {
-        let plan = plan(&policy(), &claims(&[("email", "ada@example.test"), ("given_name", "Ada")]), &[]);
-        assert!(matches!(&plan, Plan::Refuse(why) if why.contains("department")), "{plan:?}");
+        let plan = plan(
+            &policy(),
+            &claims(&[("email", "ada@example.test"), ("given_name", "Ada")]),
+            &[],
+        );
+        assert!(
+            matches!(&plan, Plan::Refuse(why) if why.contains("department")),
+            "{plan:?}"
+        );
     }
 
     #[test]
     fn refuses_without_the_username_attribute() {
         let plan = plan(&policy(), &claims(&[("given_name", "Ada")]), &[]);
-        assert!(matches!(&plan, Plan::Refuse(why) if why.contains("`email`")), "{plan:?}");
+        assert!(
+            matches!(&plan, Plan::Refuse(why) if why.contains("`email`")),
+            "{plan:?}"
+        );
     }
 
     #[test]
     fn refuses_two_matches_rather_than_guess() {
-        let plan = plan(&policy(), &claims(&[("email", "ada@example.test")]), &[user(1), user(2)]);
-        assert!(matches!(&plan, Plan::Refuse(why) if why.contains("more than one")), "{plan:?}");
+        let plan = plan(
+            &policy(),
+            &claims(&[("email", "ada@example.test")]),
+            &[user(1), user(2)],
+        );
+        assert!(
+            matches!(&plan, Plan::Refuse(why) if why.contains("more than one")),
+            "{plan:?}"
+        );
     }
 
     #[test]
     fn updates_only_changed_fields_and_only_when_allowed() {
-        let c = claims(&[("email", "ada@example.test"), ("given_name", "Ada"), ("dept", "R&D")]);
+        let c = claims(&[
+            ("email", "ada@example.test"),
+            ("given_name", "Ada"),
+            ("dept", "R&D"),
+        ]);
         let plan_with_update = plan(&policy(), &c, &[user(7)]);
         assert_eq!(
             plan_with_update,
-            Plan::Update { user_id: 7, changes: vec![FieldValue { field: "department".into(), value: "R&D".into() }] }
+            Plan::Update {
+                user_id: 7,
+                changes: vec![FieldValue {
+                    field: "department".into(),
+                    value: "R&D".into()
+                }]
+            }
         );
-        let no_update = Policy { update_existing: false, ..policy() };
-        assert_eq!(plan(&no_update, &c, &[user(7)]), Plan::SignIn { user_id: 7 });
+        let no_update = Policy {
+            update_existing: false,
+            ..policy()
+        };
+        assert_eq!(
+            plan(&no_update, &c, &[user(7)]),
+            Plan::SignIn { user_id: 7 }
+        );
     }
 
     #[test]
     fn refuses_without_creation_rights() {
-        let no_create = Policy { create_users: false, ..policy() };
+        let no_create = Policy {
+            create_users: false,
+            ..policy()
+        };
         let plan = plan(&no_create, &claims(&[("email", "ada@example.test")]), &[]);
         assert!(matches!(plan, Plan::Refuse(_)));
     }
 
     #[test]
     fn refuses_suspended_users() {
-        let suspended = User { suspended: true, ..user(3) };
-        let plan = plan(&policy(), &claims(&[("email", "ada@example.test")]), &[suspended]);
+        let suspended = User {
+            suspended: true,
+            ..user(3)
+        };
+        let plan = plan(
+            &policy(),
+            &claims(&[("email", "ada@example.test")]),
+            &[suspended],
+        );
         assert!(matches!(&plan, Plan::Refuse(why) if why.contains("suspended")));
     }
 }

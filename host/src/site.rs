@@ -26,7 +26,10 @@ impl SiteIdp {
         &self.config.id
     }
     pub fn can_logout_at_idp(&self) -> bool {
-        self.instance.plugin.capabilities.contains(Capabilities::LOGOUT)
+        self.instance
+            .plugin
+            .capabilities
+            .contains(Capabilities::LOGOUT)
     }
 }
 
@@ -46,11 +49,15 @@ impl SiteDomain {
     }
     /// The IdPs shown as buttons.
     pub fn buttons(&self) -> impl Iterator<Item = &Arc<SiteIdp>> {
-        self.idps.iter().filter(|idp| idp.config.behaviour == Behaviour::Button)
+        self.idps
+            .iter()
+            .filter(|idp| idp.config.behaviour == Behaviour::Button)
     }
     /// The IdP that signs everyone in automatically, if any.
     pub fn redirect_idp(&self) -> Option<&Arc<SiteIdp>> {
-        self.idps.iter().find(|idp| idp.config.behaviour == Behaviour::Redirect)
+        self.idps
+            .iter()
+            .find(|idp| idp.config.behaviour == Behaviour::Redirect)
     }
     pub fn idp(&self, id: &str) -> Option<&Arc<SiteIdp>> {
         self.idps.iter().find(|idp| idp.id() == id)
@@ -76,8 +83,14 @@ impl Site {
     /// whose plugin is not loaded or refuses the settings are reported, not served.
     pub fn build(config: &Config, plugins: &[LoadedPlugin]) -> (Self, Vec<IdpBuildFailure>) {
         let mut failures = Vec::new();
-        let mut domains: Vec<SiteDomain> =
-            config.domains.iter().map(|d| SiteDomain { config: d.clone(), idps: Vec::new() }).collect();
+        let mut domains: Vec<SiteDomain> = config
+            .domains
+            .iter()
+            .map(|d| SiteDomain {
+                config: d.clone(),
+                idps: Vec::new(),
+            })
+            .collect();
         let mut hosts = HashMap::new();
         for (index, domain) in config.domains.iter().enumerate() {
             for host in &domain.hosts {
@@ -96,7 +109,10 @@ impl Site {
             let instance = match IdpInstance::build(plugin, &idp.id, &idp.settings) {
                 Ok(instance) => Arc::new(instance),
                 Err(error) => {
-                    failures.push(IdpBuildFailure { idp: idp.id.clone(), message: error.message().to_owned() });
+                    failures.push(IdpBuildFailure {
+                        idp: idp.id.clone(),
+                        message: error.message().to_owned(),
+                    });
                     continue;
                 }
             };
@@ -107,11 +123,20 @@ impl Site {
                 case_insensitive: idp.match_case_insensitive,
                 create_users: idp.provisioning.create_users,
                 update_existing: idp.provisioning.update_existing,
-                mapping: idp.provisioning.fields.iter().map(|m| (m.field.clone(), m.attribute.clone())).collect(),
+                mapping: idp
+                    .provisioning
+                    .fields
+                    .iter()
+                    .map(|m| (m.field.clone(), m.attribute.clone()))
+                    .collect(),
                 required_on_create: required_on_create.clone(),
             };
             if let Some(domain) = domains.iter_mut().find(|d| d.config.name == idp.domain) {
-                domain.idps.push(Arc::new(SiteIdp { config: idp.clone(), instance, policy }));
+                domain.idps.push(Arc::new(SiteIdp {
+                    config: idp.clone(),
+                    instance,
+                    policy,
+                }));
             }
         }
         (Self { domains, hosts }, failures)
@@ -120,7 +145,9 @@ impl Site {
     /// The domain serving `host` (a `Host` header, with or without a port).
     pub fn domain_for_host(&self, host: &str) -> Option<&SiteDomain> {
         let name = strip_port(host).to_ascii_lowercase();
-        self.hosts.get(&name).and_then(|&index| self.domains.get(index))
+        self.hosts
+            .get(&name)
+            .and_then(|&index| self.domains.get(index))
     }
 
     pub fn domain(&self, name: &str) -> Option<&SiteDomain> {
@@ -133,7 +160,13 @@ fn required_on_create(config: &Config) -> Vec<String> {
     if config.registration.require_names {
         required.extend(["firstname".to_owned(), "lastname".to_owned()]);
     }
-    required.extend(config.fields.iter().filter(|f| f.mandatory).map(|f| f.name.clone()));
+    required.extend(
+        config
+            .fields
+            .iter()
+            .filter(|f| f.mandatory)
+            .map(|f| f.name.clone()),
+    );
     required
 }
 

@@ -19,7 +19,10 @@ pub fn load_requests(config: &Config) -> Vec<LoadRequest> {
         .plugins
         .iter()
         .filter(|p| p.enabled)
-        .map(|p| LoadRequest { id: p.id.clone(), path: p.library_path(&config.host.plugin_dir) })
+        .map(|p| LoadRequest {
+            id: p.id.clone(),
+            path: p.library_path(&config.host.plugin_dir),
+        })
         .collect()
 }
 
@@ -41,9 +44,16 @@ pub fn settings_diagnostics(config: &Config, failures: &[IdpBuildFailure]) -> Ve
             Some(Diagnostic {
                 code: "invalid-settings",
                 severity: Severity::Error,
-                message: format!("plugin `{}` refused the settings of IdP `{}`: {}", idp.plugin, idp.id, failure.message),
+                message: format!(
+                    "plugin `{}` refused the settings of IdP `{}`: {}",
+                    idp.plugin, idp.id, failure.message
+                ),
                 file: config.path.clone(),
-                location: if idp.settings_location == Location::default() { idp.location } else { idp.settings_location },
+                location: if idp.settings_location == Location::default() {
+                    idp.location
+                } else {
+                    idp.settings_location
+                },
                 domain: Some(idp.domain.clone()),
                 idp: Some(idp.id.clone()),
                 help: Some("correct the IdP's [idp.settings] as the message says".into()),
@@ -85,8 +95,15 @@ impl StartupProblems {
 pub fn build_site(config: &Config) -> Result<Site, StartupProblems> {
     let report = load_plugins(config);
     let (site, failures) = Site::build(config, &report.loaded);
-    let problems = StartupProblems { load_failures: report.failures, diagnostics: settings_diagnostics(config, &failures) };
-    if problems.is_empty() { Ok(site) } else { Err(problems) }
+    let problems = StartupProblems {
+        load_failures: report.failures,
+        diagnostics: settings_diagnostics(config, &failures),
+    };
+    if problems.is_empty() {
+        Ok(site)
+    } else {
+        Err(problems)
+    }
 }
 
 /// The state to serve `config` with, given a connected store.
@@ -106,5 +123,6 @@ pub fn state(config: &Config, site: Site, store: Store) -> Result<AppState, reqw
 
 /// Where `serve` and `check` read the configuration from.
 pub fn default_config_path() -> std::path::PathBuf {
-    std::env::var_os("GATEHOUSE_CONFIG").map_or_else(|| Path::new("plugins.toml").to_owned(), Into::into)
+    std::env::var_os("GATEHOUSE_CONFIG")
+        .map_or_else(|| Path::new("plugins.toml").to_owned(), Into::into)
 }

@@ -39,7 +39,14 @@ struct Inner {
 
 impl AppState {
     pub fn new(store: Store, caller: PluginCaller, settings: WebSettings, site: Site) -> Self {
-        Self { inner: Arc::new(Inner { store, caller, settings, site: RwLock::new(Arc::new(site)) }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                caller,
+                settings,
+                site: RwLock::new(Arc::new(site)),
+            }),
+        }
     }
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -52,12 +59,20 @@ impl AppState {
     }
     /// The site as it is now; a request keeps the one it started with.
     pub fn site(&self) -> Arc<Site> {
-        let guard = self.inner.site.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self
+            .inner
+            .site
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Arc::clone(&guard)
     }
     /// Replaces the site for every request that starts after this.
     pub fn replace_site(&self, site: Site) {
-        let mut guard = self.inner.site.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .inner
+            .site
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *guard = Arc::new(site);
     }
 }

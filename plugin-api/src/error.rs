@@ -63,7 +63,10 @@ pub struct PluginError {
 
 impl PluginError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: RString::from(message.into()) }
+        Self {
+            kind,
+            message: RString::from(message.into()),
+        }
     }
     pub fn invalid_settings(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::INVALID_SETTINGS, message)
@@ -87,7 +90,10 @@ impl PluginError {
         Self::new(ErrorKind::INTERNAL, message)
     }
     pub fn unsupported(ability: &str) -> Self {
-        Self::new(ErrorKind::UNSUPPORTED, format!("this plugin does not support {ability}"))
+        Self::new(
+            ErrorKind::UNSUPPORTED,
+            format!("this plugin does not support {ability}"),
+        )
     }
     pub fn message(&self) -> &str {
         self.message.as_str()

@@ -16,7 +16,7 @@ use abi_stable::{
 use crate::{
     error::PluginError,
     types::{
-        Begun, BeginRequest, CallbackRequest, Document, HttpRequest, HttpResponse, Identity,
+        BeginRequest, Begun, CallbackRequest, Document, HttpRequest, HttpResponse, Identity,
         LogLevel, LoginStep, LogoutRequest,
     },
 };

@@ -8,8 +8,8 @@ use abi_stable::std_types::{RResult, RStr};
 use base64::Engine as _;
 
 use crate::{
-    ffi::HostRef,
     error::PluginError,
+    ffi::HostRef,
     types::{HttpRequest, HttpResponse, LogLevel},
 };
 
@@ -70,11 +70,19 @@ impl<'a> Host<'a> {
     }
 
     pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, PluginError> {
-        self.inner.kv_get(RStr::from(key)).into_result().map(|v| v.into_option().map(|v| v.into_vec()))
+        self.inner
+            .kv_get(RStr::from(key))
+            .into_result()
+            .map(|v| v.into_option().map(|v| v.into_vec()))
     }
 
     /// Stores `value` under `key` for `ttl` (`None`: no expiry).
-    pub fn kv_put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), PluginError> {
+    pub fn kv_put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), PluginError> {
         self.put(key, value, ttl, false).map(|_| ())
     }
 
@@ -102,7 +110,10 @@ impl<'a> Host<'a> {
     ) -> Result<bool, PluginError> {
         // A TTL under a second would round to "no expiry"; round it up instead.
         let ttl_seconds = ttl.map_or(0, |ttl| ttl.as_secs().max(1));
-        match self.inner.kv_put(RStr::from(key), value.into(), ttl_seconds, only_if_absent) {
+        match self
+            .inner
+            .kv_put(RStr::from(key), value.into(), ttl_seconds, only_if_absent)
+        {
             RResult::ROk(written) => Ok(written),
             RResult::RErr(error) => Err(error),
         }

@@ -22,7 +22,10 @@ use crate::{
     ffi::{HostRef, IdpBox, IdpFfi, IdpFfi_TO},
     host::Host,
     provider::{IdentityProvider, InstanceConfig, Plugin},
-    types::{ApiVersion, Begun, BeginRequest, CallbackRequest, Document, Identity, LoginStep, LogoutRequest, Manifest},
+    types::{
+        ApiVersion, BeginRequest, Begun, CallbackRequest, Document, Identity, LoginStep,
+        LogoutRequest, Manifest,
+    },
 };
 
 /// The plugin API version this crate defines. It follows the crate's own major and
@@ -46,7 +49,10 @@ pub struct PluginModule {
     pub manifest: extern "C" fn() -> RResult<Manifest, PluginError>,
     /// Builds an IdP instance from its id and its settings as JSON.
     #[sabi(last_prefix_field)]
-    pub new_idp: extern "C" fn(instance_id: RStr<'_>, settings_json: RStr<'_>) -> RResult<IdpBox, PluginError>,
+    pub new_idp: extern "C" fn(
+        instance_id: RStr<'_>,
+        settings_json: RStr<'_>,
+    ) -> RResult<IdpBox, PluginError>,
 }
 
 impl RootModule for PluginModule_Ref {
@@ -59,7 +65,11 @@ impl RootModule for PluginModule_Ref {
 /// Builds the root module for plugin type `P`. Called by [`export_plugin!`](crate::export_plugin)
 /// (and by the test kit, which drives the same entry points without a library).
 pub fn root_module<P: Plugin>() -> PluginModule_Ref {
-    let module = PluginModule { api_version: API_VERSION, manifest: manifest::<P>, new_idp: new_idp::<P> };
+    let module = PluginModule {
+        api_version: API_VERSION,
+        manifest: manifest::<P>,
+        new_idp: new_idp::<P>,
+    };
     module.leak_into_prefix()
 }
 
@@ -74,7 +84,9 @@ fn guard<T>(body: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginE
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".to_owned());
-            RResult::RErr(PluginError::internal(format!("the plugin panicked: {detail}")))
+            RResult::RErr(PluginError::internal(format!(
+                "the plugin panicked: {detail}"
+            )))
         }
     }
 }
@@ -95,7 +107,10 @@ extern "C" fn new_idp<P: Plugin>(
         let settings = serde_json::from_str(settings_json.as_str()).map_err(|error| {
             PluginError::invalid_settings(format!("settings are not valid JSON: {error}"))
         })?;
-        let config = InstanceConfig { instance_id: instance_id.as_str().to_owned(), settings };
+        let config = InstanceConfig {
+            instance_id: instance_id.as_str().to_owned(),
+            settings,
+        };
         let provider = P::new(&config)?;
         Ok(IdpFfi_TO::from_value(Adapter(provider), TD_Opaque))
     })
@@ -109,11 +124,19 @@ impl<P: IdentityProvider> IdpFfi for Adapter<P> {
         guard(|| self.0.begin_login(&Host::new(host), &request))
     }
 
-    fn complete_login(&self, host: HostRef<'_>, request: CallbackRequest) -> RResult<Identity, PluginError> {
+    fn complete_login(
+        &self,
+        host: HostRef<'_>,
+        request: CallbackRequest,
+    ) -> RResult<Identity, PluginError> {
         guard(|| self.0.complete_login(&Host::new(host), &request))
     }
 
-    fn logout(&self, host: HostRef<'_>, request: LogoutRequest) -> RResult<ROption<LoginStep>, PluginError> {
+    fn logout(
+        &self,
+        host: HostRef<'_>,
+        request: LogoutRequest,
+    ) -> RResult<ROption<LoginStep>, PluginError> {
         guard(|| self.0.logout(&Host::new(host), &request).map(ROption::from))
     }
 

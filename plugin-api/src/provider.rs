@@ -5,7 +5,10 @@
 use crate::{
     error::PluginError,
     host::Host,
-    types::{Begun, BeginRequest, CallbackRequest, Document, Identity, LoginStep, LogoutRequest, Manifest},
+    types::{
+        BeginRequest, Begun, CallbackRequest, Document, Identity, LoginStep, LogoutRequest,
+        Manifest,
+    },
 };
 
 /// What the host hands a plugin's constructor for one IdP instance.
@@ -60,7 +63,11 @@ pub trait IdentityProvider: Send + Sync {
 
     /// Optional ([`Capabilities::LOGOUT`](crate::Capabilities::LOGOUT)): where to send
     /// the browser to sign out at the IdP, or `None` if nothing is needed.
-    fn logout(&self, _host: &Host<'_>, _request: &LogoutRequest) -> Result<Option<LoginStep>, PluginError> {
+    fn logout(
+        &self,
+        _host: &Host<'_>,
+        _request: &LogoutRequest,
+    ) -> Result<Option<LoginStep>, PluginError> {
         Err(PluginError::unsupported("logout at the IdP"))
     }
 
@@ -72,6 +79,8 @@ pub trait IdentityProvider: Send + Sync {
     /// Optional ([`Capabilities::TASKS`](crate::Capabilities::TASKS)): runs a named
     /// scheduled task and returns data for the host to apply.
     fn run_task(&self, _host: &Host<'_>, task: &str) -> Result<serde_json::Value, PluginError> {
-        Err(PluginError::unsupported(&format!("the scheduled task `{task}`")))
+        Err(PluginError::unsupported(&format!(
+            "the scheduled task `{task}`"
+        )))
     }
 }

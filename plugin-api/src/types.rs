@@ -138,13 +138,19 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(name: impl Into<RString>, value: impl Into<RString>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
 /// The first value of `name` among `pairs`.
 pub fn find_pair<'a>(pairs: &'a [Pair], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|p| p.name.as_str() == name).map(|p| p.value.as_str())
+    pairs
+        .iter()
+        .find(|p| p.name.as_str() == name)
+        .map(|p| p.value.as_str())
 }
 
 /// How the browser is sent to the IdP.
@@ -168,10 +174,18 @@ pub struct LoginStep {
 
 impl LoginStep {
     pub fn redirect(url: impl Into<RString>) -> Self {
-        Self { method: StepMethod::Redirect, url: url.into(), form: RVec::new() }
+        Self {
+            method: StepMethod::Redirect,
+            url: url.into(),
+            form: RVec::new(),
+        }
     }
     pub fn post_form(url: impl Into<RString>, form: Vec<Pair>) -> Self {
-        Self { method: StepMethod::PostForm, url: url.into(), form: form.into() }
+        Self {
+            method: StepMethod::PostForm,
+            url: url.into(),
+            form: form.into(),
+        }
     }
 }
 
@@ -242,10 +256,17 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(subject: impl Into<RString>) -> Self {
-        Self { subject: subject.into(), attributes: RVec::new(), logout_state: RVec::new() }
+        Self {
+            subject: subject.into(),
+            attributes: RVec::new(),
+            logout_state: RVec::new(),
+        }
     }
     pub fn with_attribute(mut self, name: &str, value: impl Into<RString>) -> Self {
-        self.attributes.push(Attribute { name: name.into(), values: vec![value.into()].into() });
+        self.attributes.push(Attribute {
+            name: name.into(),
+            values: vec![value.into()].into(),
+        });
         self
     }
     /// The first value of attribute `name`.
@@ -289,7 +310,12 @@ pub struct HttpRequest {
 
 impl HttpRequest {
     pub fn get(url: impl Into<RString>) -> Self {
-        Self { method: "GET".into(), url: url.into(), headers: RVec::new(), body: RVec::new() }
+        Self {
+            method: "GET".into(),
+            url: url.into(),
+            headers: RVec::new(),
+            body: RVec::new(),
+        }
     }
     pub fn post(url: impl Into<RString>, content_type: &str, body: Vec<u8>) -> Self {
         Self {

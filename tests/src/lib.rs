@@ -29,7 +29,10 @@ const PLUGIN_PACKAGES: [&str; 6] = [
 ];
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
 }
 
 /// The directory holding the built plugin libraries (debug profile), building
@@ -39,31 +42,47 @@ pub fn plugin_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = Command::new(cargo);
-        command.current_dir(workspace_root()).arg("build").arg("--quiet");
+        command
+            .current_dir(workspace_root())
+            .arg("build")
+            .arg("--quiet");
         for package in PLUGIN_PACKAGES {
             command.args(["-p", package]);
         }
-        let status = command.status().expect("run cargo build for the plugin libraries");
+        let status = command
+            .status()
+            .expect("run cargo build for the plugin libraries");
         assert!(status.success(), "building the plugin libraries failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace_root().join("target"), PathBuf::from);
         target.join("debug")
     })
 }
 
 /// The path of a built plugin library by its crate name.
 pub fn library(name: &str) -> PathBuf {
-    plugin_dir().join(format!("{}{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+    plugin_dir().join(format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
 }
 
 /// A configuration file's text with `{plugin_dir}` and `{database}` filled in.
 pub fn config_text(template: &str, database: &str) -> String {
-    template.replace("{plugin_dir}", &plugin_dir().display().to_string()).replace("{database}", database)
+    template
+        .replace("{plugin_dir}", &plugin_dir().display().to_string())
+        .replace("{database}", database)
 }
 
 /// Parses configuration text, failing the test on any error diagnostic.
 pub fn parse_config(text: &str) -> config::Config {
     let loaded = config::parse(Path::new("plugins.toml"), text).expect("configuration parses");
-    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.severity == config::Severity::Error).collect();
+    let errors: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == config::Severity::Error)
+        .collect();
     assert!(errors.is_empty(), "configuration has errors: {errors:#?}");
     loaded.config.expect("configuration without errors")
 }
@@ -147,12 +166,21 @@ impl TestHost {
         let store = Store::connect(&database).await.expect("store connects");
         let state = startup::state(&config, site, store.clone()).expect("state");
         let router = web::app(state.clone());
-        Self { state, router, store, _dir: dir }
+        Self {
+            state,
+            router,
+            store,
+            _dir: dir,
+        }
     }
 
     /// A new browser on `host` (the `Host` header it sends).
     pub fn browser(&self, host: &str) -> Browser {
-        Browser { router: self.router.clone(), host: host.to_owned(), cookies: BTreeMap::new() }
+        Browser {
+            router: self.router.clone(),
+            host: host.to_owned(),
+            cookies: BTreeMap::new(),
+        }
     }
 }
 
@@ -188,13 +216,26 @@ pub struct Browser {
 
 impl Browser {
     fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     pub async fn send(&mut self, request: Request<Body>) -> Page {
-        let response = self.router.clone().oneshot(request).await.expect("router answers");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers");
         let status = response.status();
-        let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let set_cookies: Vec<String> = response
             .headers()
             .get_all(header::SET_COOKIE)
@@ -211,21 +252,40 @@ impl Browser {
                 }
             }
         }
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        Page { status, location, set_cookies, body: String::from_utf8_lossy(&bytes).into_owned() }
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Page {
+            status,
+            location,
+            set_cookies,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
     }
 
     fn request(&self, method: &str, uri: &str) -> axum::http::request::Builder {
-        Request::builder().method(method).uri(uri).header(header::HOST, &self.host).header(header::COOKIE, self.cookie_header())
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, &self.host)
+            .header(header::COOKIE, self.cookie_header())
     }
 
     pub async fn get(&mut self, uri: &str) -> Page {
-        let request = self.request("GET", uri).body(Body::empty()).expect("request");
+        let request = self
+            .request("GET", uri)
+            .body(Body::empty())
+            .expect("request");
         self.send(request).await
     }
 
     pub async fn post_form(&mut self, uri: &str, fields: &[(&str, &str)]) -> Page {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
         let request = self
             .request("POST", uri)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -236,20 +296,38 @@ impl Browser {
 
     /// Follows a redirect whose target is on this host (absolute or relative).
     pub async fn follow(&mut self, page: &Page) -> Page {
-        let location = page.location.as_deref().unwrap_or_else(|| panic!("not a redirect: {page:?}"));
-        let path = location.strip_prefix(&format!("http://{}", self.host)).unwrap_or(location);
+        let location = page
+            .location
+            .as_deref()
+            .unwrap_or_else(|| panic!("not a redirect: {page:?}"));
+        let path = location
+            .strip_prefix(&format!("http://{}", self.host))
+            .unwrap_or(location);
         self.get(path).await
     }
 
-    /// The CSRF token of the login page (loading it sets the cookie).
+    /// The browser's CSRF token (loading the login page sets it when missing).
     pub async fn csrf(&mut self) -> String {
+        if let Some(token) = self.cookies.get("gh_csrf") {
+            return token.clone();
+        }
         let page = self.get("/login?nosso=1").await;
-        page.hidden_field("csrf").expect("the login page has a CSRF field")
+        page.hidden_field("csrf")
+            .expect("the login page has a CSRF field")
     }
 
     /// Signs in with a password, returning the response to the POST.
     pub async fn password_sign_in(&mut self, username: &str, password: &str) -> Page {
         let csrf = self.csrf().await;
-        self.post_form("/login", &[("csrf", &csrf), ("username", username), ("password", password), ("return_to", "/")]).await
+        self.post_form(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("password", password),
+                ("return_to", "/"),
+            ],
+        )
+        .await
     }
 }

@@ -17,7 +17,10 @@ async fn host_with_user(password: &str) -> TestHost {
         password_hash: Some(passwords::hash(password).expect("hash")),
         ..NewUser::default()
     };
-    host.store.create_user(&user, &[], 0).await.expect("create user");
+    host.store
+        .create_user(&user, &[], 0)
+        .await
+        .expect("create user");
     host
 }
 
@@ -60,7 +63,10 @@ async fn repeated_failures_throttle_the_account_even_for_the_right_password() {
     let host = host_with_user("correct horse").await;
     let mut browser = host.browser("localhost");
     for _ in 0..3 {
-        assert_eq!(browser.password_sign_in("grace", "wrong").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            browser.password_sign_in("grace", "wrong").await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let throttled = browser.password_sign_in("grace", "correct horse").await;
     assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
@@ -89,39 +95,71 @@ async fn a_post_without_the_csrf_token_is_refused() {
     let host = host_with_user("correct horse").await;
     let mut browser = host.browser("localhost");
     let _ = browser.csrf().await;
-    let missing = browser.post_form("/login", &[("username", "grace"), ("password", "correct horse")]).await;
+    let missing = browser
+        .post_form(
+            "/login",
+            &[("username", "grace"), ("password", "correct horse")],
+        )
+        .await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
     let wrong = browser
-        .post_form("/login", &[("csrf", "0123456789abcdef0123456789abcdef0123"), ("username", "grace"), ("password", "correct horse")])
+        .post_form(
+            "/login",
+            &[
+                ("csrf", "0123456789abcdef0123456789abcdef0123"),
+                ("username", "grace"),
+                ("password", "correct horse"),
+            ],
+        )
         .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     assert!(session_cookie(&wrong).is_none());
     // A browser without the cookie cannot forge it either.
     let mut fresh = host.browser("localhost");
-    let forged = fresh.post_form("/login", &[("csrf", "anything"), ("username", "grace"), ("password", "correct horse")]).await;
+    let forged = fresh
+        .post_form(
+            "/login",
+            &[
+                ("csrf", "anything"),
+                ("username", "grace"),
+                ("password", "correct horse"),
+            ],
+        )
+        .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     // Logout needs it too.
-    assert_eq!(browser.post_form("/logout", &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        browser.post_form("/logout", &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
 async fn signing_in_issues_a_new_session_id_and_ends_the_old_one() {
     let host = host_with_user("correct horse").await;
     let mut browser = host.browser("localhost");
-    let first = session_cookie(&browser.password_sign_in("grace", "correct horse").await).expect("first session");
+    let first = session_cookie(&browser.password_sign_in("grace", "correct horse").await)
+        .expect("first session");
     let old_browser = browser.clone();
-    let second = session_cookie(&browser.password_sign_in("grace", "correct horse").await).expect("second session");
+    let second = session_cookie(&browser.password_sign_in("grace", "correct horse").await)
+        .expect("second session");
     assert_ne!(first, second, "the session id must change at sign-in");
     assert_eq!(browser.get("/me").await.status, StatusCode::OK);
     let mut old = old_browser;
-    assert_eq!(old.get("/me").await.status, StatusCode::UNAUTHORIZED, "the old session id must be dead");
+    assert_eq!(
+        old.get("/me").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the old session id must be dead"
+    );
 }
 
 #[tokio::test]
 async fn a_session_id_planted_before_sign_in_is_never_used() {
     let host = host_with_user("correct horse").await;
     let mut browser = host.browser("localhost");
-    browser.cookies.insert("gh_session".into(), "attacker-chosen-value".into());
+    browser
+        .cookies
+        .insert("gh_session".into(), "attacker-chosen-value".into());
     let page = browser.password_sign_in("grace", "correct horse").await;
     let issued = session_cookie(&page).expect("session");
     assert_ne!(issued, "gh_session=attacker-chosen-value");

@@ -7,7 +7,10 @@ use gatehouse::plugins::{LoadFailureReason, LoadRequest, load_all};
 use gatehouse_tests::{library, plugin_dir};
 
 fn request(id: &str, path: PathBuf) -> LoadRequest {
-    LoadRequest { id: id.into(), path }
+    LoadRequest {
+        id: id.into(),
+        path,
+    }
 }
 
 #[test]
@@ -42,19 +45,41 @@ fn every_bad_library_is_reported_together() {
     let report = load_all(&requests, true);
     assert_eq!(report.loaded.len(), 1, "only the first example loads");
     let reason_of = |id: &str| {
-        report.failures.iter().find(|f| f.id == id).unwrap_or_else(|| panic!("no failure for {id}: {:#?}", report.failures))
+        report
+            .failures
+            .iter()
+            .find(|f| f.id == id)
+            .unwrap_or_else(|| panic!("no failure for {id}: {:#?}", report.failures))
     };
 
     assert_eq!(reason_of("missing").reason, LoadFailureReason::Missing);
-    assert!(matches!(reason_of("pretend").reason, LoadFailureReason::NotASharedLibrary { .. }));
+    assert!(matches!(
+        reason_of("pretend").reason,
+        LoadFailureReason::NotASharedLibrary { .. }
+    ));
     assert_eq!(reason_of("bare").reason, LoadFailureReason::NoRootModule);
-    assert_eq!(reason_of("future").reason, LoadFailureReason::IncompatibleApi { library: "2.0".into() });
+    assert_eq!(
+        reason_of("future").reason,
+        LoadFailureReason::IncompatibleApi {
+            library: "2.0".into()
+        }
+    );
     let LoadFailureReason::LayoutMismatch { summary } = &reason_of("reshaped").reason else {
         panic!("expected a layout mismatch: {:?}", reason_of("reshaped"));
     };
-    assert!(summary.lines().count() <= 2 && summary.len() < 400, "summary too long: {summary}");
-    assert_eq!(reason_of("renamed").reason, LoadFailureReason::IdMismatch { declared: "example".into() });
-    assert!(matches!(&reason_of("example-copy").reason, LoadFailureReason::DuplicateId { declared, .. } if declared == "example"));
+    assert!(
+        summary.lines().count() <= 2 && summary.len() < 400,
+        "summary too long: {summary}"
+    );
+    assert_eq!(
+        reason_of("renamed").reason,
+        LoadFailureReason::IdMismatch {
+            declared: "example".into()
+        }
+    );
+    assert!(
+        matches!(&reason_of("example-copy").reason, LoadFailureReason::DuplicateId { declared, .. } if declared == "example")
+    );
     assert_eq!(report.failures.len(), 7);
 
     // Every message names the file and says how to fix it, in one line.
@@ -111,14 +136,38 @@ fn gatehouse_plugins_lists_every_library_with_its_status() {
         dir.path(),
         "[[plugin]]\nid = \"future\"\nlibrary = \"gatehouse_fixture_future_api\"\n\n[[plugin]]\nid = \"off\"\nlibrary = \"nothing\"\nenabled = false\n",
     );
-    let output = Command::new(gatehouse_binary()).args(["plugins", "--config"]).arg(&config).output().expect("run");
+    let output = Command::new(gatehouse_binary())
+        .args(["plugins", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "a failed plugin makes the listing fail: {stdout}");
-    let example = stdout.lines().find(|l| l.starts_with("example")).expect("example listed");
-    assert!(example.contains("loaded") && example.contains("1.0"), "{example}");
-    assert!(stdout.lines().any(|l| l.starts_with("future") && l.contains("failed")), "{stdout}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a failed plugin makes the listing fail: {stdout}"
+    );
+    let example = stdout
+        .lines()
+        .find(|l| l.starts_with("example"))
+        .expect("example listed");
+    assert!(
+        example.contains("loaded") && example.contains("1.0"),
+        "{example}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("future") && l.contains("failed")),
+        "{stdout}"
+    );
     assert!(stdout.contains("plugin API 2.0"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("off") && l.contains("disabled")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("off") && l.contains("disabled")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -128,10 +177,23 @@ fn serve_refuses_to_start_when_an_enabled_plugin_fails_and_lists_them_all() {
         dir.path(),
         "[[plugin]]\nid = \"future\"\nlibrary = \"gatehouse_fixture_future_api\"\n\n[[plugin]]\nid = \"gone\"\nlibrary = \"does_not_exist\"\n",
     );
-    let output = Command::new(gatehouse_binary()).args(["serve", "--config"]).arg(&config).output().expect("run");
+    let output = Command::new(gatehouse_binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("plugin `future`") && stderr.contains("plugin API 2.0"), "{stderr}");
-    assert!(stderr.contains("plugin `gone`") && stderr.contains("does not exist"), "{stderr}");
-    assert!(!dir.path().join("gh.db").exists(), "nothing is written when start-up fails");
+    assert!(
+        stderr.contains("plugin `future`") && stderr.contains("plugin API 2.0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("plugin `gone`") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("gh.db").exists(),
+        "nothing is written when start-up fails"
+    );
 }

@@ -2,19 +2,27 @@
 //! callback is refused without writing a user or a session.
 
 use axum::http::StatusCode;
+use gatehouse::web::http_util::token_hash;
 use gatehouse_tests::{Browser, EXAMPLE_CONFIG, Page, TestHost};
 
 /// Starts a sign-in at the example IdP and returns the callback URL it redirects to.
 async fn begin(browser: &mut Browser, return_to: &str) -> String {
-    let start = browser.get(&format!("/sso/example/start?return_to={return_to}")).await;
+    let start = browser
+        .get(&format!("/sso/example/start?return_to={return_to}"))
+        .await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "{start:?}");
     let location = start.location.clone().expect("redirect");
-    assert!(location.starts_with("http://localhost/sso/example/callback?state="), "{location}");
+    assert!(
+        location.starts_with("http://localhost/sso/example/callback?state="),
+        "{location}"
+    );
     location
 }
 
 fn path_of(url: &str) -> String {
-    url.strip_prefix("http://localhost").unwrap_or(url).to_owned()
+    url.strip_prefix("http://localhost")
+        .unwrap_or(url)
+        .to_owned()
 }
 
 async fn users(host: &TestHost) -> i64 {
@@ -22,7 +30,9 @@ async fn users(host: &TestHost) -> i64 {
 }
 
 fn sets_session(page: &Page) -> bool {
-    page.set_cookies.iter().any(|c| c.starts_with("gh_session=") && !c.contains("Max-Age=0"))
+    page.set_cookies
+        .iter()
+        .any(|c| c.starts_with("gh_session=") && !c.contains("Max-Age=0"))
 }
 
 #[tokio::test]
@@ -32,16 +42,33 @@ async fn a_full_sign_in_creates_the_user_and_a_session_and_logout_ends_it() {
 
     let login = browser.get("/login").await;
     assert_eq!(login.status, StatusCode::OK);
-    assert!(login.body.contains("Sign in with Example"), "{}", login.body);
-    assert!(login.body.contains("href=\"/sso/example/start?return_to=%2F\""), "{}", login.body);
+    assert!(
+        login.body.contains("Sign in with Example"),
+        "{}",
+        login.body
+    );
+    assert!(
+        login
+            .body
+            .contains("href=\"/sso/example/start?return_to=%2F\""),
+        "{}",
+        login.body
+    );
 
     let callback = begin(&mut browser, "%2Fcourses%2F7").await;
     let done = browser.get(&path_of(&callback)).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
     assert_eq!(done.location.as_deref(), Some("/courses/7"));
     assert!(sets_session(&done));
-    let cookie = done.set_cookies.iter().find(|c| c.starts_with("gh_session=")).expect("session cookie");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let cookie = done
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("gh_session="))
+        .expect("session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
 
     let me = browser.get("/me").await;
     assert_eq!(me.status, StatusCode::OK);
@@ -56,15 +83,29 @@ async fn a_full_sign_in_creates_the_user_and_a_session_and_logout_ends_it() {
     let user_id = me["id"].as_i64().expect("id");
     let provenance = host.store.provenance(user_id).await.expect("provenance");
     for field in ["username", "email", "firstname", "lastname"] {
-        assert!(provenance.iter().any(|p| p.field == field && p.idp_id == "example"), "{field}: {provenance:?}");
+        assert!(
+            provenance
+                .iter()
+                .any(|p| p.field == field && p.idp_id == "example"),
+            "{field}: {provenance:?}"
+        );
     }
     // The IdP now has a successful sign-in on record.
-    assert!(host.store.idp_last_success("example").await.expect("history").is_some());
+    assert!(
+        host.store
+            .idp_last_success("example")
+            .await
+            .expect("history")
+            .is_some()
+    );
 
     // A second sign-in matches the same user rather than creating another.
     let mut second = host.browser("localhost");
     let callback = begin(&mut second, "%2F").await;
-    assert_eq!(second.get(&path_of(&callback)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        second.get(&path_of(&callback)).await.status,
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(second.get("/me").await.json()["id"], user_id);
     assert_eq!(users(&host).await, 1);
 
@@ -85,7 +126,11 @@ async fn a_tampered_state_is_refused_and_writes_nothing() {
     let tampered = callback.replacen("state=", "state=x", 1);
     let page = browser.get(&path_of(&tampered)).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(page.body.contains("not valid or has already been used"), "{}", page.body);
+    assert!(
+        page.body.contains("not valid or has already been used"),
+        "{}",
+        page.body
+    );
     assert!(!sets_session(&page));
     assert_eq!(users(&host).await, 0);
     let audit = host.store.recent_audit(5).await.expect("audit");
@@ -97,7 +142,10 @@ async fn a_replayed_callback_is_refused() {
     let host = TestHost::start(EXAMPLE_CONFIG).await;
     let mut browser = host.browser("localhost");
     let callback = begin(&mut browser, "%2F").await;
-    assert_eq!(browser.get(&path_of(&callback)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        browser.get(&path_of(&callback)).await.status,
+        StatusCode::SEE_OTHER
+    );
 
     let mut attacker = browser.clone();
     attacker.cookies.remove("gh_session");
@@ -110,15 +158,38 @@ async fn a_replayed_callback_is_refused() {
 
 #[tokio::test]
 async fn an_expired_pending_sign_in_is_refused() {
-    let config = EXAMPLE_CONFIG.replace("dev_mode = true", "dev_mode = true\npending_login_minutes = 0");
-    let host = TestHost::start(&config).await;
+    let host = TestHost::start(EXAMPLE_CONFIG).await;
     let mut browser = host.browser("localhost");
     let callback = begin(&mut browser, "%2F").await;
+    // Age the pending sign-in past its expiry, as a slow user would.
+    let token = callback
+        .split("state=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("state");
+    let hash = token_hash(token);
+    let mut pending = host
+        .store
+        .take_pending(&hash)
+        .await
+        .expect("take")
+        .expect("pending sign-in stored");
+    pending.expires_at = pending.created_at - 1;
+    host.store.insert_pending(&pending).await.expect("put back");
+
     let page = browser.get(&path_of(&callback)).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("took too long"), "{}", page.body);
     assert!(!sets_session(&page));
     assert_eq!(users(&host).await, 0);
+    assert!(
+        host.store
+            .take_pending(&hash)
+            .await
+            .expect("take")
+            .is_none(),
+        "an expired sign-in is used up"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +209,10 @@ async fn a_wrong_code_is_refused_by_the_plugin_and_audited() {
     let host = TestHost::start(EXAMPLE_CONFIG).await;
     let mut browser = host.browser("localhost");
     let callback = begin(&mut browser, "%2F").await;
-    let forged = format!("{}&code=forged", callback.split("&code=").next().expect("code"));
+    let forged = format!(
+        "{}&code=forged",
+        callback.split("&code=").next().expect("code")
+    );
     let page = browser.get(&path_of(&forged)).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(!sets_session(&page));
@@ -151,7 +225,11 @@ async fn a_wrong_code_is_refused_by_the_plugin_and_audited() {
 #[tokio::test]
 async fn off_site_return_to_values_land_on_the_home_page() {
     let host = TestHost::start(EXAMPLE_CONFIG).await;
-    for hostile in ["https%3A%2F%2Fevil.example", "%2F%2Fevil.example", "%2F%5Cevil.example"] {
+    for hostile in [
+        "https%3A%2F%2Fevil.example",
+        "%2F%2Fevil.example",
+        "%2F%5Cevil.example",
+    ] {
         let mut browser = host.browser("localhost");
         let callback = begin(&mut browser, hostile).await;
         let done = browser.get(&path_of(&callback)).await;
@@ -179,6 +257,9 @@ async fn a_panicking_plugin_gets_an_error_page_and_the_host_keeps_serving() {
     // Still serving: health, and a real sign-in through another plugin.
     assert_eq!(browser.get("/healthz").await.json()["database"], "ok");
     let callback = begin(&mut browser, "%2F").await;
-    assert_eq!(browser.get(&path_of(&callback)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        browser.get(&path_of(&callback)).await.status,
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(browser.get("/me").await.status, StatusCode::OK);
 }

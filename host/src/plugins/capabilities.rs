@@ -27,21 +27,26 @@ impl HttpEgress {
             .connect_timeout(timeout)
             .user_agent(concat!("Gatehouse/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, max_response_bytes })
+        Ok(Self {
+            client,
+            max_response_bytes,
+        })
     }
 
     /// Sends `request`, refusing anything the egress rules do not allow.
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, PluginError> {
-        let url = url::Url::parse(&request.url)
-            .map_err(|error| PluginError::invalid_settings(format!("cannot request `{}`: {error}", request.url)))?;
+        let url = url::Url::parse(&request.url).map_err(|error| {
+            PluginError::invalid_settings(format!("cannot request `{}`: {error}", request.url))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(PluginError::invalid_settings(format!(
                 "cannot request `{}`: only http and https URLs are allowed",
                 request.url
             )));
         }
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| PluginError::internal(format!("`{}` is not an HTTP method", request.method)))?;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            PluginError::internal(format!("`{}` is not an HTTP method", request.method))
+        })?;
         let mut builder = self.client.request(method, url.clone());
         for header in request.headers.iter() {
             builder = builder.header(header.name.as_str(), header.value.as_str());
@@ -51,7 +56,9 @@ impl HttpEgress {
             .body(request.body.into_vec())
             .send()
             .await
-            .map_err(|error| PluginError::idp_unavailable(format!("{described}: {}", describe_reqwest(&error))))?;
+            .map_err(|error| {
+                PluginError::idp_unavailable(format!("{described}: {}", describe_reqwest(&error)))
+            })?;
         let status = response.status().as_u16();
         let headers: Vec<Pair> = response
             .headers()
@@ -59,11 +66,9 @@ impl HttpEgress {
             .filter_map(|(name, value)| Some(Pair::new(name.as_str(), value.to_str().ok()?)))
             .collect();
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| PluginError::idp_unavailable(format!("{described}: {}", describe_reqwest(&error))))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|error| {
+            PluginError::idp_unavailable(format!("{described}: {}", describe_reqwest(&error)))
+        })? {
             if body.len() + chunk.len() > self.max_response_bytes {
                 return Err(PluginError::idp_unavailable(format!(
                     "{described}: the response is larger than the {} bytes allowed",
@@ -72,7 +77,11 @@ impl HttpEgress {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { status, headers: headers.into(), body: body.into() })
+        Ok(HttpResponse {
+            status,
+            headers: headers.into(),
+            body: body.into(),
+        })
     }
 }
 
@@ -152,23 +161,43 @@ impl HostFfi for CallCapabilities<'_> {
 
     fn kv_get(&self, key: RStr<'_>) -> RResult<ROption<RVec<u8>>, PluginError> {
         self.runtime
-            .block_on(self.store.kv_get(self.scope, key.as_str(), now_unix_seconds()))
+            .block_on(
+                self.store
+                    .kv_get(self.scope, key.as_str(), now_unix_seconds()),
+            )
             .map(|value| ROption::from(value.map(RVec::from)))
             .map_err(store_error)
             .into()
     }
 
-    fn kv_put(&self, key: RStr<'_>, value: RSlice<'_, u8>, ttl_seconds: u64, only_if_absent: bool) -> RResult<bool, PluginError> {
+    fn kv_put(
+        &self,
+        key: RStr<'_>,
+        value: RSlice<'_, u8>,
+        ttl_seconds: u64,
+        only_if_absent: bool,
+    ) -> RResult<bool, PluginError> {
         let now = now_unix_seconds();
-        let expires_at = (ttl_seconds > 0).then(|| now.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)));
+        let expires_at = (ttl_seconds > 0)
+            .then(|| now.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)));
         self.runtime
-            .block_on(self.store.kv_put(self.scope, key.as_str(), value.as_slice(), expires_at, only_if_absent, now))
+            .block_on(self.store.kv_put(
+                self.scope,
+                key.as_str(),
+                value.as_slice(),
+                expires_at,
+                only_if_absent,
+                now,
+            ))
             .map_err(store_error)
             .into()
     }
 
     fn kv_delete(&self, key: RStr<'_>) -> RResult<(), PluginError> {
-        self.runtime.block_on(self.store.kv_delete(self.scope, key.as_str())).map_err(store_error).into()
+        self.runtime
+            .block_on(self.store.kv_delete(self.scope, key.as_str()))
+            .map_err(store_error)
+            .into()
     }
 
     fn log(&self, level: LogLevel, message: RStr<'_>) {

@@ -24,17 +24,29 @@ pub struct IdpInstance {
 
 impl std::fmt::Debug for IdpInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdpInstance").field("id", &self.id).field("plugin", &self.plugin.id).finish_non_exhaustive()
+        f.debug_struct("IdpInstance")
+            .field("id", &self.id)
+            .field("plugin", &self.plugin.id)
+            .finish_non_exhaustive()
     }
 }
 
 impl IdpInstance {
     /// Asks `plugin` to build the instance `id` from its settings. This is where the
     /// plugin validates `[idp.settings]`. Constructors do no I/O, so it runs inline.
-    pub fn build(plugin: &LoadedPlugin, id: &str, settings: &serde_json::Value) -> Result<Self, PluginError> {
+    pub fn build(
+        plugin: &LoadedPlugin,
+        id: &str,
+        settings: &serde_json::Value,
+    ) -> Result<Self, PluginError> {
         let json = settings.to_string();
-        let object = (plugin.module.new_idp())(RStr::from(id), RStr::from(json.as_str())).into_result()?;
-        Ok(Self { id: id.to_owned(), plugin: plugin.info.clone(), object })
+        let object =
+            (plugin.module.new_idp())(RStr::from(id), RStr::from(json.as_str())).into_result()?;
+        Ok(Self {
+            id: id.to_owned(),
+            plugin: plugin.info.clone(),
+            object,
+        })
     }
 }
 

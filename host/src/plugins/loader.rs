@@ -46,8 +46,16 @@ impl PluginInfo {
             version: manifest.version.into_string(),
             api_version: manifest.api_version,
             capabilities: manifest.capabilities,
-            attributes: manifest.attributes.into_iter().map(|a| a.into_string()).collect(),
-            tasks: manifest.tasks.into_iter().map(|t| t.into_string()).collect(),
+            attributes: manifest
+                .attributes
+                .into_iter()
+                .map(|a| a.into_string())
+                .collect(),
+            tasks: manifest
+                .tasks
+                .into_iter()
+                .map(|t| t.into_string())
+                .collect(),
             state_parameter: manifest.state_parameter.into_string(),
             path: path.to_owned(),
         }
@@ -63,7 +71,9 @@ pub struct LoadedPlugin {
 
 impl fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedPlugin").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("LoadedPlugin")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,19 +108,35 @@ impl LoadFailure {
         match &self.reason {
             Missing => "the file does not exist".into(),
             NotASharedLibrary { detail } => format!("not a loadable shared library ({detail})"),
-            NoRootModule => "the library has no Gatehouse root module (it is not a Gatehouse plugin)".into(),
-            IncompatibleAbiStable { detail } => format!("built with an incompatible abi_stable ({detail})"),
-            IncompatibleApi { library } => {
-                format!("built against plugin API {library}, but this host speaks plugin API {API_VERSION}")
+            NoRootModule => {
+                "the library has no Gatehouse root module (it is not a Gatehouse plugin)".into()
             }
-            LayoutMismatch { summary } => format!("its plugin ABI layout differs from this host's: {summary}"),
-            InitialisationFailed { detail } => format!("its root module failed to initialise: {detail}"),
+            IncompatibleAbiStable { detail } => {
+                format!("built with an incompatible abi_stable ({detail})")
+            }
+            IncompatibleApi { library } => {
+                format!(
+                    "built against plugin API {library}, but this host speaks plugin API {API_VERSION}"
+                )
+            }
+            LayoutMismatch { summary } => {
+                format!("its plugin ABI layout differs from this host's: {summary}")
+            }
+            InitialisationFailed { detail } => {
+                format!("its root module failed to initialise: {detail}")
+            }
             ManifestFailed { detail } => format!("its manifest could not be read: {detail}"),
             IdMismatch { declared } => {
-                format!("the library's manifest declares id `{declared}`, but plugins.toml configures it as `{}`", self.id)
+                format!(
+                    "the library's manifest declares id `{declared}`, but plugins.toml configures it as `{}`",
+                    self.id
+                )
             }
             DuplicateId { declared, other } => {
-                format!("declares id `{declared}`, which {} also declares", other.display())
+                format!(
+                    "declares id `{declared}`, which {} also declares",
+                    other.display()
+                )
             }
             DevOnly => "a development-only plugin, refused because [host] dev_mode is off".into(),
         }
@@ -137,7 +163,14 @@ impl LoadFailure {
 
 impl fmt::Display for LoadFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "plugin `{}` ({}): {}; fix: {}", self.id, self.path.display(), self.reason_text(), self.fix())
+        write!(
+            f,
+            "plugin `{}` ({}): {}; fix: {}",
+            self.id,
+            self.path.display(),
+            self.reason_text(),
+            self.fix()
+        )
     }
 }
 
@@ -153,7 +186,11 @@ pub fn load_all(requests: &[LoadRequest], dev_mode: bool) -> LoadReport {
     let mut report = LoadReport::default();
     let mut by_declared_id: HashMap<String, PathBuf> = HashMap::new();
     for request in requests {
-        let failure = |reason| LoadFailure { id: request.id.clone(), path: request.path.clone(), reason };
+        let failure = |reason| LoadFailure {
+            id: request.id.clone(),
+            path: request.path.clone(),
+            reason,
+        };
         let loaded = match load_one(&request.path) {
             Ok(loaded) => loaded,
             Err(reason) => {
@@ -162,13 +199,23 @@ pub fn load_all(requests: &[LoadRequest], dev_mode: bool) -> LoadReport {
             }
         };
         let declared = loaded.info.id.clone();
-        if let Some(other) = by_declared_id.get(&declared).filter(|other| **other != request.path) {
-            report.failures.push(failure(LoadFailureReason::DuplicateId { declared, other: other.clone() }));
+        if let Some(other) = by_declared_id
+            .get(&declared)
+            .filter(|other| **other != request.path)
+        {
+            report
+                .failures
+                .push(failure(LoadFailureReason::DuplicateId {
+                    declared,
+                    other: other.clone(),
+                }));
             continue;
         }
         by_declared_id.insert(declared.clone(), request.path.clone());
         if declared != request.id {
-            report.failures.push(failure(LoadFailureReason::IdMismatch { declared }));
+            report
+                .failures
+                .push(failure(LoadFailureReason::IdMismatch { declared }));
             continue;
         }
         if loaded.info.capabilities.contains(Capabilities::DEV_ONLY) && !dev_mode {
@@ -192,43 +239,70 @@ pub fn load_one(path: &Path) -> Result<LoadedPlugin, LoadFailureReason> {
     if let Ok(library) = header.version_strings().parsed()
         && library.major != u32::from(API_VERSION.major)
     {
-        return Err(LoadFailureReason::IncompatibleApi { library: format!("{}.{}", library.major, library.minor) });
+        return Err(LoadFailureReason::IncompatibleApi {
+            library: format!("{}.{}", library.major, library.minor),
+        });
     }
 
-    let module = header.init_root_module::<PluginModule_Ref>().map_err(classify)?;
-    let manifest = (module.manifest())()
-        .into_result()
-        .map_err(|error| LoadFailureReason::ManifestFailed { detail: error.to_string() })?;
+    let module = header
+        .init_root_module::<PluginModule_Ref>()
+        .map_err(classify)?;
+    let manifest =
+        (module.manifest())()
+            .into_result()
+            .map_err(|error| LoadFailureReason::ManifestFailed {
+                detail: error.to_string(),
+            })?;
     let api = manifest.api_version;
     if api.major != API_VERSION.major || api.minor > API_VERSION.minor {
-        return Err(LoadFailureReason::IncompatibleApi { library: api.to_string() });
+        return Err(LoadFailureReason::IncompatibleApi {
+            library: api.to_string(),
+        });
     }
-    Ok(LoadedPlugin { info: PluginInfo::from_manifest(manifest, path), module })
+    Ok(LoadedPlugin {
+        info: PluginInfo::from_manifest(manifest, path),
+        module,
+    })
 }
 
 fn classify(error: LibraryError) -> LoadFailureReason {
     match error {
-        LibraryError::OpenError { err, .. } => LoadFailureReason::NotASharedLibrary { detail: short_dl_error(&err.to_string()) },
+        LibraryError::OpenError { err, .. } => LoadFailureReason::NotASharedLibrary {
+            detail: short_dl_error(&err.to_string()),
+        },
         LibraryError::GetSymbolError { .. } => LoadFailureReason::NoRootModule,
-        LibraryError::InvalidAbiHeader(header) => {
-            LoadFailureReason::IncompatibleAbiStable { detail: format!("{header:?}") }
-        }
+        LibraryError::InvalidAbiHeader(header) => LoadFailureReason::IncompatibleAbiStable {
+            detail: format!("{header:?}"),
+        },
         LibraryError::IncompatibleVersionNumber { actual_version, .. } => {
-            LoadFailureReason::IncompatibleApi { library: format!("{}.{}", actual_version.major, actual_version.minor) }
+            LoadFailureReason::IncompatibleApi {
+                library: format!("{}.{}", actual_version.major, actual_version.minor),
+            }
         }
         LibraryError::AbiInstability(error) => {
             let full = error.to_string();
             tracing::debug!(layout_error = %full, "plugin ABI layout mismatch (full report)");
-            LoadFailureReason::LayoutMismatch { summary: summarise_layout_error(&full) }
+            LoadFailureReason::LayoutMismatch {
+                summary: summarise_layout_error(&full),
+            }
         }
-        LibraryError::RootModule { err, .. } => LoadFailureReason::InitialisationFailed { detail: err.to_string() },
-        other => LoadFailureReason::InitialisationFailed { detail: short_dl_error(&other.to_string()) },
+        LibraryError::RootModule { err, .. } => LoadFailureReason::InitialisationFailed {
+            detail: err.to_string(),
+        },
+        other => LoadFailureReason::InitialisationFailed {
+            detail: short_dl_error(&other.to_string()),
+        },
     }
 }
 
 /// dlopen's messages repeat the path; keep the part after the last colon.
 fn short_dl_error(message: &str) -> String {
-    message.rsplit(": ").next().unwrap_or(message).trim().to_owned()
+    message
+        .rsplit(": ")
+        .next()
+        .unwrap_or(message)
+        .trim()
+        .to_owned()
 }
 
 /// abi_stable's layout report runs to hundreds of lines; the `Error:` lines near its
@@ -243,9 +317,18 @@ fn summarise_layout_error(full: &str) -> String {
         .collect();
     errors.dedup();
     match errors.len() {
-        0 => full.lines().find(|l| !l.trim().is_empty()).unwrap_or("layouts differ").trim().to_owned(),
+        0 => full
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("layouts differ")
+            .trim()
+            .to_owned(),
         n if n <= 2 => errors.join("; "),
-        n => format!("{} (and {} more differences)", errors[..2].join("; "), n - 2),
+        n => format!(
+            "{} (and {} more differences)",
+            errors[..2].join("; "),
+            n - 2
+        ),
     }
 }
 
@@ -255,12 +338,19 @@ mod tests {
 
     #[test]
     fn layout_errors_are_summarised_to_their_error_lines() {
-        let dump = "lots of layout\n  field: x\nError:too many fields\n...\nError:unexpected field\n";
-        assert_eq!(summarise_layout_error(dump), "too many fields; unexpected field");
+        let dump =
+            "lots of layout\n  field: x\nError:too many fields\n...\nError:unexpected field\n";
+        assert_eq!(
+            summarise_layout_error(dump),
+            "too many fields; unexpected field"
+        );
     }
 
     #[test]
     fn dl_errors_keep_the_reason() {
-        assert_eq!(short_dl_error("/tmp/libx.so: invalid ELF header"), "invalid ELF header");
+        assert_eq!(
+            short_dl_error("/tmp/libx.so: invalid ELF header"),
+            "invalid ELF header"
+        );
     }
 }

@@ -8,4 +8,6 @@ pub mod loader;
 
 pub use capabilities::HttpEgress;
 pub use instances::{CallError, IdpInstance, PluginCaller};
-pub use loader::{LoadFailure, LoadFailureReason, LoadReport, LoadRequest, LoadedPlugin, PluginInfo, load_all};
+pub use loader::{
+    LoadFailure, LoadFailureReason, LoadReport, LoadRequest, LoadedPlugin, PluginInfo, load_all,
+};

@@ -28,7 +28,11 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> AppResul
     };
     let (csrf, set_csrf) = session::csrf_token(&state, &headers);
     let name = format!("{} {}", user.firstname, user.lastname);
-    let shown = if name.trim().is_empty() { user.username.clone() } else { format!("{} ({})", name.trim(), user.username) };
+    let shown = if name.trim().is_empty() {
+        user.username.clone()
+    } else {
+        format!("{} ({})", name.trim(), user.username)
+    };
     let mut response = pages::home_page(&shown, &csrf).into_response();
     if let Some(cookie) = set_csrf {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -39,7 +43,11 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> AppResul
 /// The signed-in user as JSON; 401 when signed out.
 pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let Some((session, user)) = session::current(&state, &headers).await? else {
-        return Ok((StatusCode::UNAUTHORIZED, Json(json!({ "error": "not signed in" }))).into_response());
+        return Ok((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "not signed in" })),
+        )
+            .into_response());
     };
     Ok(Json(json!({
         "id": user.id,
@@ -69,8 +77,10 @@ pub async fn logout(
     Form(form): Form<LogoutForm>,
 ) -> AppResult<Response> {
     if !session::csrf_ok(&headers, &form.csrf) {
-        return Err(AppError::forbidden("This form has expired. Please reload the page and try again.")
-            .with_detail("CSRF token missing or wrong on POST /logout"));
+        return Err(AppError::forbidden(
+            "This form has expired. Please reload the page and try again.",
+        )
+        .with_detail("CSRF token missing or wrong on POST /logout"));
     }
     let site = state.site();
     let domain = domain_of(&site, &headers)?;
@@ -95,7 +105,13 @@ pub async fn logout(
             .await?;
         let idp = session.idp_id.as_deref().and_then(|id| domain.idp(id));
         if let Some(idp) = idp {
-            if let Some(landing) = idp.config.logout.landing_url.as_deref().filter(|l| !l.is_empty()) {
+            if let Some(landing) = idp
+                .config
+                .logout
+                .landing_url
+                .as_deref()
+                .filter(|l| !l.is_empty())
+            {
                 destination = landing.to_owned();
             }
             if idp.config.logout.at_idp && idp.can_logout_at_idp() {
@@ -111,13 +127,23 @@ pub async fn logout(
                 };
                 // The local session is already gone; a failure at the IdP must not
                 // keep the user signed in, so it is logged and the landing page shown.
-                match state.caller().call(idp.instance.clone(), move |host, idp| idp.logout(host, request).into_result()).await {
+                match state
+                    .caller()
+                    .call(idp.instance.clone(), move |host, idp| {
+                        idp.logout(host, request).into_result()
+                    })
+                    .await
+                {
                     Ok(step) => match step.into_option() {
-                        Some(step) if step.method == StepMethod::Redirect => destination = step.url.into_string(),
+                        Some(step) if step.method == StepMethod::Redirect => {
+                            destination = step.url.into_string()
+                        }
                         Some(step) => post_form = Some(step),
                         None => {}
                     },
-                    Err(error) => tracing::warn!(idp = idp.id(), %error, "logout at the IdP failed"),
+                    Err(error) => {
+                        tracing::warn!(idp = idp.id(), %error, "logout at the IdP failed")
+                    }
                 }
             }
         }
@@ -127,7 +153,9 @@ pub async fn logout(
         Some(step) => pages::post_form_page(&step).into_response(),
         None => Redirect::to(&destination).into_response(),
     };
-    response.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE, secure));
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE, secure));
     Ok(response)
 }
 
@@ -140,7 +168,10 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({ "status": "ok", "database": "ok" })).into_response(),
         Err(error) => {
             tracing::error!(%error, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "degraded", "database": "unreachable" })))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "degraded", "database": "unreachable" })),
+            )
                 .into_response()
         }
     }

@@ -23,7 +23,11 @@ pub struct AppError {
 impl AppError {
     pub fn new(status: StatusCode, public: impl Into<String>) -> Self {
         let public = public.into();
-        Self { status, detail: public.clone(), public }
+        Self {
+            status,
+            detail: public.clone(),
+            public,
+        }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
@@ -39,15 +43,20 @@ impl AppError {
         Self::new(StatusCode::FORBIDDEN, public)
     }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Please try again later.")
-            .with_detail(detail.to_string())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong on our side. Please try again later.",
+        )
+        .with_detail(detail.to_string())
     }
 }
 
 /// The HTTP status for each kind of plugin error; the only place this is decided.
 pub fn status_for(kind: ErrorKind) -> StatusCode {
     match kind {
-        ErrorKind::INVALID_RESPONSE | ErrorKind::BAD_SIGNATURE | ErrorKind::EXPIRED => StatusCode::BAD_REQUEST,
+        ErrorKind::INVALID_RESPONSE | ErrorKind::BAD_SIGNATURE | ErrorKind::EXPIRED => {
+            StatusCode::BAD_REQUEST
+        }
         ErrorKind::ACCESS_DENIED => StatusCode::FORBIDDEN,
         ErrorKind::IDP_UNAVAILABLE => StatusCode::BAD_GATEWAY,
         ErrorKind::UNSUPPORTED => StatusCode::NOT_FOUND,
@@ -59,11 +68,17 @@ fn public_message(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::INVALID_RESPONSE => "The identity provider's answer could not be accepted.",
         ErrorKind::BAD_SIGNATURE => "The identity provider's answer was not signed correctly.",
-        ErrorKind::EXPIRED => "The sign-in took too long or its answer has expired. Please try again.",
+        ErrorKind::EXPIRED => {
+            "The sign-in took too long or its answer has expired. Please try again."
+        }
         ErrorKind::ACCESS_DENIED => "The identity provider did not allow this sign-in.",
-        ErrorKind::IDP_UNAVAILABLE => "The identity provider could not be reached. Please try again later.",
+        ErrorKind::IDP_UNAVAILABLE => {
+            "The identity provider could not be reached. Please try again later."
+        }
         ErrorKind::UNSUPPORTED => "This sign-in method does not offer that.",
-        ErrorKind::INVALID_SETTINGS => "This sign-in method is misconfigured. Please tell an administrator.",
+        ErrorKind::INVALID_SETTINGS => {
+            "This sign-in method is misconfigured. Please tell an administrator."
+        }
         _ => "The sign-in method failed unexpectedly. Please try again later.",
     }
 }
@@ -78,10 +93,11 @@ impl From<CallError> for AppError {
     fn from(error: CallError) -> Self {
         match error {
             CallError::Plugin(error) => error.into(),
-            CallError::TimedOut(_) => {
-                Self::new(StatusCode::GATEWAY_TIMEOUT, "The sign-in method took too long to answer. Please try again.")
-                    .with_detail(error.to_string())
-            }
+            CallError::TimedOut(_) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "The sign-in method took too long to answer. Please try again.",
+            )
+            .with_detail(error.to_string()),
             CallError::Aborted(_) => Self::internal(error),
         }
     }

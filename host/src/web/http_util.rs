@@ -30,7 +30,12 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure over https.
-pub fn set_cookie(name: &str, value: &str, max_age_seconds: Option<u64>, secure: bool) -> HeaderValue {
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    max_age_seconds: Option<u64>,
+    secure: bool,
+) -> HeaderValue {
     let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age_seconds {
         cookie.push_str(&format!("; Max-Age={age}"));
@@ -39,7 +44,8 @@ pub fn set_cookie(name: &str, value: &str, max_age_seconds: Option<u64>, secure:
         cookie.push_str("; Secure");
     }
     // Names and values are ours (base64url tokens), so this cannot fail.
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("gh_invalid=; Max-Age=0"))
+    HeaderValue::from_str(&cookie)
+        .unwrap_or_else(|_| HeaderValue::from_static("gh_invalid=; Max-Age=0"))
 }
 
 /// A `Set-Cookie` value that deletes cookie `name`.
@@ -54,7 +60,10 @@ pub fn random_token() -> String {
 
 /// What the database stores instead of a bearer token: its SHA-256, hex.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Compares two tokens in constant time.
@@ -66,13 +75,19 @@ pub fn tokens_match(a: &str, b: &str) -> bool {
 /// A same-site path to go to after signing in, or `/`. Anything that could leave the
 /// site (`https://…`, `//host`, `/\host`, control characters) becomes `/`.
 pub fn safe_return_to(candidate: Option<&str>) -> String {
-    let Some(path) = candidate else { return "/".into() };
+    let Some(path) = candidate else {
+        return "/".into();
+    };
     let acceptable = path.starts_with('/')
         && !path.starts_with("//")
         && !path.contains('\\')
         && !path.chars().any(|c| c.is_control() || c.is_whitespace())
         && path.len() <= 2048;
-    if acceptable { path.to_owned() } else { "/".into() }
+    if acceptable {
+        path.to_owned()
+    } else {
+        "/".into()
+    }
 }
 
 /// The client's address as the socket saw it (`unknown` when driven without one).
@@ -93,7 +108,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
 /// The request's `Host` header, lower case.
 pub fn request_host(headers: &HeaderMap) -> &str {
-    headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("")
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
 }
 
 #[cfg(test)]
@@ -102,7 +120,14 @@ mod tests {
 
     #[test]
     fn off_site_return_to_values_become_root() {
-        for hostile in ["https://evil.example", "//evil.example", "/\\evil.example", "evil", "/a\nb", "/ x"] {
+        for hostile in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "evil",
+            "/a\nb",
+            "/ x",
+        ] {
             assert_eq!(safe_return_to(Some(hostile)), "/", "{hostile:?}");
         }
         assert_eq!(safe_return_to(Some("/courses/7?tab=1")), "/courses/7?tab=1");
@@ -112,7 +137,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_several() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; gh_session=tok; b=2"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; gh_session=tok; b=2"),
+        );
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("tok"));
         assert_eq!(cookie(&headers, "missing"), None);
     }

@@ -13,10 +13,7 @@ use gatehouse_store::AuditEvent;
 use serde::Deserialize;
 
 use crate::{
-    passwords,
-    plugins::capabilities::now_unix_seconds,
-    site::SiteDomain,
-    state::AppState,
+    passwords, plugins::capabilities::now_unix_seconds, site::SiteDomain, state::AppState,
 };
 
 use super::{
@@ -27,15 +24,21 @@ use super::{
 };
 
 /// Finds the domain a request is for, by its `Host` header.
-pub(super) fn domain_of<'s>(site: &'s crate::site::Site, headers: &HeaderMap) -> AppResult<&'s SiteDomain> {
+pub(super) fn domain_of<'s>(
+    site: &'s crate::site::Site,
+    headers: &HeaderMap,
+) -> AppResult<&'s SiteDomain> {
     let host = request_host(headers);
     site.domain_for_host(host).ok_or_else(|| {
-        AppError::not_found("This address is not served here.").with_detail(format!("no domain has host `{host}`"))
+        AppError::not_found("This address is not served here.")
+            .with_detail(format!("no domain has host `{host}`"))
     })
 }
 
 pub(super) fn start_url(idp_id: &str, return_to: &str) -> String {
-    let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("return_to", return_to).finish();
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .finish();
     format!("/sso/{idp_id}/start?{query}")
 }
 
@@ -57,7 +60,16 @@ pub async fn show(
     if !nosso && let Some(idp) = domain.redirect_idp() {
         return Ok(Redirect::to(&start_url(idp.id(), &return_to)).into_response());
     }
-    Ok(render(&state, &headers, domain, &return_to, "", None, nosso, StatusCode::OK))
+    Ok(render(
+        &state,
+        &headers,
+        domain,
+        &return_to,
+        "",
+        None,
+        nosso,
+        StatusCode::OK,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -77,7 +89,10 @@ fn render(
         show_form: domain.form_shown() || nosso,
         buttons: domain
             .buttons()
-            .map(|idp| Button { label: &idp.config.name, href: start_url(idp.id(), return_to) })
+            .map(|idp| Button {
+                label: &idp.config.name,
+                href: start_url(idp.id(), return_to),
+            })
             .collect(),
         csrf: &csrf,
         return_to,
@@ -113,8 +128,10 @@ pub async fn submit(
     let site = state.site();
     let domain = domain_of(&site, &headers)?;
     if !session::csrf_ok(&headers, &form.csrf) {
-        return Err(AppError::forbidden("This form has expired. Please reload the page and try again.")
-            .with_detail("CSRF token missing or wrong on POST /login"));
+        return Err(AppError::forbidden(
+            "This form has expired. Please reload the page and try again.",
+        )
+        .with_detail("CSRF token missing or wrong on POST /login"));
     }
     let return_to = safe_return_to(form.return_to.as_deref());
     let username = form.username.trim().to_owned();
@@ -139,16 +156,31 @@ pub async fn submit(
     if store.failures_since(&account_key, since).await? >= settings.max_failures_per_account
         || store.failures_since(&ip_key, since).await? >= settings.max_failures_per_ip
     {
-        store.audit(&audit("refused", "too many failed attempts", None)).await?;
+        store
+            .audit(&audit("refused", "too many failed attempts", None))
+            .await?;
         let minutes = settings.throttle_window.as_secs().div_ceil(60);
-        let message = format!("Too many failed sign-in attempts. Please wait {minutes} minutes and try again.");
-        return Ok(render(&state, &headers, domain, &return_to, &username, Some(&message), true, StatusCode::TOO_MANY_REQUESTS));
+        let message = format!(
+            "Too many failed sign-in attempts. Please wait {minutes} minutes and try again."
+        );
+        return Ok(render(
+            &state,
+            &headers,
+            domain,
+            &return_to,
+            &username,
+            Some(&message),
+            true,
+            StatusCode::TOO_MANY_REQUESTS,
+        ));
     }
 
     let user = store.user_by_username(&username).await?;
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let password = form.password;
-    let checked_hash = stored_hash.clone().unwrap_or_else(|| passwords::decoy_hash().to_owned());
+    let checked_hash = stored_hash
+        .clone()
+        .unwrap_or_else(|| passwords::decoy_hash().to_owned());
     // Argon2 is deliberately slow: keep it off the async workers.
     let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &checked_hash))
         .await
@@ -164,14 +196,31 @@ pub async fn submit(
             Ok(response)
         }
         Some(user) if matches && stored_hash.is_some() => {
-            store.audit(&audit("refused", "account suspended", Some(user.id))).await?;
-            Ok(render(&state, &headers, domain, &return_to, &username, Some("Your account is suspended."), true, StatusCode::FORBIDDEN))
+            store
+                .audit(&audit("refused", "account suspended", Some(user.id)))
+                .await?;
+            Ok(render(
+                &state,
+                &headers,
+                domain,
+                &return_to,
+                &username,
+                Some("Your account is suspended."),
+                true,
+                StatusCode::FORBIDDEN,
+            ))
         }
         user => {
             store.record_failure(&account_key, now).await?;
             store.record_failure(&ip_key, now).await?;
-            let reason = if user.is_none() { "unknown username" } else { "wrong password" };
-            store.audit(&audit("failure", reason, user.map(|u| u.id))).await?;
+            let reason = if user.is_none() {
+                "unknown username"
+            } else {
+                "wrong password"
+            };
+            store
+                .audit(&audit("failure", reason, user.map(|u| u.id)))
+                .await?;
             Ok(render(
                 &state,
                 &headers,

@@ -25,7 +25,10 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(account::home))
         .route("/login", get(login::show).post(login::submit))
         .route("/sso/{idp}/start", get(sso::start))
-        .route("/sso/{idp}/callback", get(sso::callback_get).post(sso::callback_post))
+        .route(
+            "/sso/{idp}/callback",
+            get(sso::callback_get).post(sso::callback_post),
+        )
         .route("/logout", post(account::logout))
         .route("/logged-out", get(account::logged_out))
         .route("/me", get(account::me))

@@ -40,12 +40,21 @@ pub struct LoginPage<'a> {
 }
 
 pub fn login_page(page: &LoginPage<'_>) -> Html<String> {
-    let mut body = format!("<h1>Sign in</h1><p>to <strong>{}</strong></p>", text(page.domain));
+    let mut body = format!(
+        "<h1>Sign in</h1><p>to <strong>{}</strong></p>",
+        text(page.domain)
+    );
     if let Some(notice) = page.notice {
-        body.push_str(&format!("<p class=\"notice\" role=\"status\">{}</p>", text(notice)));
+        body.push_str(&format!(
+            "<p class=\"notice\" role=\"status\">{}</p>",
+            text(notice)
+        ));
     }
     if let Some(error) = page.error {
-        body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>", text(error)));
+        body.push_str(&format!(
+            "<p class=\"error\" role=\"alert\">{}</p>",
+            text(error)
+        ));
     }
     for button in &page.buttons {
         body.push_str(&format!(
@@ -109,7 +118,13 @@ pub fn post_form_page(step: &LoginStep) -> Html<String> {
     let fields: String = step
         .form
         .iter()
-        .map(|f| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", attr(&f.name), attr(&f.value)))
+        .map(|f| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                attr(&f.name),
+                attr(&f.value)
+            )
+        })
         .collect();
     layout(
         "Signing in",

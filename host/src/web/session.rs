@@ -15,8 +15,14 @@ use super::{
 
 /// The signed-in user and their session, if the request carries a live session.
 pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<(Session, User)>> {
-    let Some(token) = cookie(headers, SESSION_COOKIE) else { return Ok(None) };
-    let Some(session) = state.store().session(&token_hash(token), now_unix_seconds()).await? else {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(session) = state
+        .store()
+        .session(&token_hash(token), now_unix_seconds())
+        .await?
+    else {
         return Ok(None);
     };
     let user = state.store().user_by_id(session.user_id).await?;
@@ -48,7 +54,12 @@ pub async fn start(
         expires_at: now + seconds(lifetime),
     };
     state.store().create_session(&session).await?;
-    Ok(set_cookie(SESSION_COOKIE, &token, Some(lifetime.as_secs()), state.settings().secure_cookies))
+    Ok(set_cookie(
+        SESSION_COOKIE,
+        &token,
+        Some(lifetime.as_secs()),
+        state.settings().secure_cookies,
+    ))
 }
 
 /// The browser's CSRF token, and the cookie to set when it had none yet.
@@ -65,7 +76,8 @@ pub fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<Head
 
 /// Whether a submitted form's `csrf` field matches the browser's CSRF cookie.
 pub fn csrf_ok(headers: &HeaderMap, submitted: &str) -> bool {
-    cookie(headers, CSRF_COOKIE).is_some_and(|expected| super::http_util::tokens_match(expected, submitted))
+    cookie(headers, CSRF_COOKIE)
+        .is_some_and(|expected| super::http_util::tokens_match(expected, submitted))
 }
 
 pub fn seconds(duration: Duration) -> i64 {

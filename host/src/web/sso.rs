@@ -12,7 +12,9 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use gatehouse_plugin_api::{BeginRequest, CallbackRequest, Identity, Pair, StepMethod};
-use gatehouse_store::{AuditEvent, FieldChange, FieldProvenance, NewUser, PendingLogin, StoreError, User};
+use gatehouse_store::{
+    AuditEvent, FieldChange, FieldProvenance, NewUser, PendingLogin, StoreError, User,
+};
 
 use crate::{
     plugins::capabilities::now_unix_seconds,
@@ -23,7 +25,10 @@ use crate::{
 
 use super::{
     error::{AppError, AppResult},
-    http_util::{ClientIp, PENDING_COOKIE, cookie, random_token, request_host, safe_return_to, set_cookie, token_hash, tokens_match},
+    http_util::{
+        ClientIp, PENDING_COOKIE, cookie, random_token, request_host, safe_return_to, set_cookie,
+        token_hash, tokens_match,
+    },
     login::domain_of,
     pages, session,
 };
@@ -31,7 +36,11 @@ use super::{
 /// The scheme of the public URL with the host the browser used (already matched
 /// against a configured domain), so cookies and callbacks stay on that host.
 pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    let scheme = if state.settings().public_url.starts_with("https://") { "https" } else { "http" };
+    let scheme = if state.settings().public_url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
     format!("{scheme}://{}", request_host(headers))
 }
 
@@ -56,8 +65,10 @@ pub async fn start(
     let domain = domain_of(&site, &headers)?;
     let idp = find_idp(domain, &idp_id)?;
     if idp.config.behaviour == gatehouse_config::Behaviour::Hidden {
-        return Err(AppError::not_found("This sign-in method is not available here.")
-            .with_detail(format!("IdP `{idp_id}` is hidden")));
+        return Err(
+            AppError::not_found("This sign-in method is not available here.")
+                .with_detail(format!("IdP `{idp_id}` is hidden")),
+        );
     }
     let return_to = safe_return_to(query.get("return_to").map(String::as_str));
     let state_token = random_token();
@@ -72,7 +83,9 @@ pub async fn start(
     };
     let begun = state
         .caller()
-        .call(idp.instance.clone(), move |host, idp| idp.begin_login(host, request).into_result())
+        .call(idp.instance.clone(), move |host, idp| {
+            idp.begin_login(host, request).into_result()
+        })
         .await?;
 
     let now = now_unix_seconds();
@@ -95,9 +108,15 @@ pub async fn start(
         StepMethod::PostForm => pages::post_form_page(&begun.step).into_response(),
     };
     if set_binding {
-        response
-            .headers_mut()
-            .append(header::SET_COOKIE, set_cookie(PENDING_COOKIE, &binding, None, state.settings().secure_cookies));
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(
+                PENDING_COOKIE,
+                &binding,
+                None,
+                state.settings().secure_cookies,
+            ),
+        );
     }
     Ok(response)
 }
@@ -120,12 +139,16 @@ pub async fn callback_post(
     Query(query): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> AppResult<Response> {
-    let form = form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let form = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     callback(state, idp, ip, headers, query, form).await
 }
 
 fn pairs(list: Vec<(String, String)>) -> Vec<Pair> {
-    list.into_iter().map(|(name, value)| Pair::new(name, value)).collect()
+    list.into_iter()
+        .map(|(name, value)| Pair::new(name, value))
+        .collect()
 }
 
 async fn callback(
@@ -140,32 +163,67 @@ async fn callback(
     let domain = domain_of(&site, &headers)?;
     let idp = find_idp(domain, &idp_id)?;
     let now = now_unix_seconds();
-    let auditor = Auditor { state: &state, domain: domain.name(), idp: &idp_id, ip: &ip, at: now };
+    let auditor = Auditor {
+        state: &state,
+        domain: domain.name(),
+        idp: &idp_id,
+        ip: &ip,
+        at: now,
+    };
 
     let state_param = &idp.instance.plugin.state_parameter;
-    let token = form.iter().chain(query.iter()).find(|(k, _)| k == state_param).map(|(_, v)| v.clone());
+    let token = form
+        .iter()
+        .chain(query.iter())
+        .find(|(k, _)| k == state_param)
+        .map(|(_, v)| v.clone());
     let Some(token) = token else {
-        auditor.refused(None, "", "the callback carries no state").await?;
-        return Err(AppError::bad_request("The sign-in answer is incomplete. Please start again."));
+        auditor
+            .refused(None, "", "the callback carries no state")
+            .await?;
+        return Err(AppError::bad_request(
+            "The sign-in answer is incomplete. Please start again.",
+        ));
     };
     // Taking the pending sign-in deletes it: a replayed callback finds nothing.
     let Some(pending) = state.store().take_pending(&token_hash(&token)).await? else {
-        auditor.refused(None, "", "unknown, tampered or already used state").await?;
+        auditor
+            .refused(None, "", "unknown, tampered or already used state")
+            .await?;
         return Err(AppError::bad_request(
             "This sign-in link is not valid or has already been used. Please start again.",
         ));
     };
     if pending.idp_id != idp_id {
-        auditor.refused(None, "", &format!("state belongs to IdP `{}`", pending.idp_id)).await?;
-        return Err(AppError::bad_request("This sign-in answer belongs to another sign-in method. Please start again."));
+        auditor
+            .refused(
+                None,
+                "",
+                &format!("state belongs to IdP `{}`", pending.idp_id),
+            )
+            .await?;
+        return Err(AppError::bad_request(
+            "This sign-in answer belongs to another sign-in method. Please start again.",
+        ));
     }
     if pending.expires_at <= now {
-        auditor.refused(None, "", "the pending sign-in expired").await?;
-        return Err(AppError::bad_request("The sign-in took too long. Please start again."));
+        auditor
+            .refused(None, "", "the pending sign-in expired")
+            .await?;
+        return Err(AppError::bad_request(
+            "The sign-in took too long. Please start again.",
+        ));
     }
-    let binding_ok = cookie(&headers, PENDING_COOKIE).is_some_and(|b| tokens_match(&token_hash(b), &pending.browser_binding_hash));
+    let binding_ok = cookie(&headers, PENDING_COOKIE)
+        .is_some_and(|b| tokens_match(&token_hash(b), &pending.browser_binding_hash));
     if !binding_ok {
-        auditor.refused(None, "", "callback arrived in a browser other than the one that started").await?;
+        auditor
+            .refused(
+                None,
+                "",
+                "callback arrived in a browser other than the one that started",
+            )
+            .await?;
         return Err(AppError::bad_request(
             "This sign-in was started in another browser. Please start again here.",
         ));
@@ -179,7 +237,9 @@ async fn callback(
     };
     let identity = match state
         .caller()
-        .call(idp.instance.clone(), move |host, idp| idp.complete_login(host, request).into_result())
+        .call(idp.instance.clone(), move |host, idp| {
+            idp.complete_login(host, request).into_result()
+        })
         .await
     {
         Ok(identity) => identity,
@@ -193,12 +253,27 @@ async fn callback(
         Ok(user_id) => user_id,
         Err((username, reason)) => {
             auditor.refused(None, &username, &reason).await?;
-            return Err(AppError::new(StatusCode::FORBIDDEN, format!("You cannot be signed in: {reason}.")));
+            return Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                format!("You cannot be signed in: {reason}."),
+            ));
         }
     };
     state.store().record_idp_success(&idp_id, now).await?;
-    let cookie = session::start(&state, &headers, user_id, Some(idp_id.clone()), identity.logout_state.into_vec()).await?;
-    let username = state.store().user_by_id(user_id).await?.map(|u| u.username).unwrap_or_default();
+    let cookie = session::start(
+        &state,
+        &headers,
+        user_id,
+        Some(idp_id.clone()),
+        identity.logout_state.into_vec(),
+    )
+    .await?;
+    let username = state
+        .store()
+        .user_by_id(user_id)
+        .await?
+        .map(|u| u.username)
+        .unwrap_or_default();
     auditor.succeeded(user_id, &username).await?;
     let mut response = Redirect::to(&pending.return_to).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -217,10 +292,16 @@ async fn provision(
     let claims: Claims = identity
         .attributes
         .iter()
-        .filter_map(|a| a.values.first().map(|v| (a.name.to_string(), v.to_string())))
+        .filter_map(|a| {
+            a.values
+                .first()
+                .map(|v| (a.name.to_string(), v.to_string()))
+        })
         .collect();
     let policy = &idp.policy;
-    let match_value = provisioning::match_value(policy, &claims).unwrap_or_default().to_owned();
+    let match_value = provisioning::match_value(policy, &claims)
+        .unwrap_or_default()
+        .to_owned();
     let branch = &domain.config.branch;
     // A concurrent first sign-in of the same identity may create the user between
     // our lookup and our insert; the unique username makes one insert lose, and the
@@ -229,7 +310,15 @@ async fn provision(
         let candidates: Vec<User> = if match_value.is_empty() {
             Vec::new()
         } else {
-            state.store().users_matching(&policy.match_field, &match_value, policy.case_insensitive, branch).await?
+            state
+                .store()
+                .users_matching(
+                    &policy.match_field,
+                    &match_value,
+                    policy.case_insensitive,
+                    branch,
+                )
+                .await?
         };
         match provisioning::plan(policy, &claims, &candidates) {
             Plan::Refuse(reason) => return Ok(Err((match_value, reason))),
@@ -237,9 +326,16 @@ async fn provision(
             Plan::Update { user_id, changes } => {
                 let changes: Vec<FieldChange> = changes
                     .into_iter()
-                    .map(|FieldValue { field, value }| FieldChange { field, value, provenance: Some(idp.id().to_owned()) })
+                    .map(|FieldValue { field, value }| FieldChange {
+                        field,
+                        value,
+                        provenance: Some(idp.id().to_owned()),
+                    })
                     .collect();
-                state.store().update_user_fields(user_id, &changes, now).await?;
+                state
+                    .store()
+                    .update_user_fields(user_id, &changes, now)
+                    .await?;
                 return Ok(Ok(user_id));
             }
             Plan::Create { fields } => {
@@ -252,11 +348,23 @@ async fn provision(
             }
         }
     }
-    Ok(Err((match_value, "an account with your username exists in another part of the platform".into())))
+    Ok(Err((
+        match_value,
+        "an account with your username exists in another part of the platform".into(),
+    )))
 }
 
-fn new_user(fields: &[FieldValue], branch: &str, idp_id: &str, now: i64) -> (NewUser, Vec<FieldProvenance>) {
-    let mut user = NewUser { branch: branch.to_owned(), auth_source: format!("idp:{idp_id}"), ..NewUser::default() };
+fn new_user(
+    fields: &[FieldValue],
+    branch: &str,
+    idp_id: &str,
+    now: i64,
+) -> (NewUser, Vec<FieldProvenance>) {
+    let mut user = NewUser {
+        branch: branch.to_owned(),
+        auth_source: format!("idp:{idp_id}"),
+        ..NewUser::default()
+    };
     for FieldValue { field, value } in fields {
         let value = value.clone();
         match field.as_str() {
@@ -272,7 +380,11 @@ fn new_user(fields: &[FieldValue], branch: &str, idp_id: &str, now: i64) -> (New
     }
     let provenance = fields
         .iter()
-        .map(|f| FieldProvenance { field: f.field.clone(), idp_id: idp_id.to_owned(), set_at: now })
+        .map(|f| FieldProvenance {
+            field: f.field.clone(),
+            idp_id: idp_id.to_owned(),
+            set_at: now,
+        })
         .collect();
     (user, provenance)
 }
@@ -287,7 +399,13 @@ struct Auditor<'a> {
 }
 
 impl Auditor<'_> {
-    async fn write(&self, user_id: Option<i64>, username: &str, outcome: &str, reason: &str) -> AppResult<()> {
+    async fn write(
+        &self,
+        user_id: Option<i64>,
+        username: &str,
+        outcome: &str,
+        reason: &str,
+    ) -> AppResult<()> {
         let event = AuditEvent {
             at: self.at,
             domain: self.domain.to_owned(),
@@ -299,7 +417,11 @@ impl Auditor<'_> {
             reason: reason.into(),
             ip: self.ip.to_owned(),
         };
-        self.state.store().audit(&event).await.map_err(AppError::from)
+        self.state
+            .store()
+            .audit(&event)
+            .await
+            .map_err(AppError::from)
     }
     async fn refused(&self, user_id: Option<i64>, username: &str, reason: &str) -> AppResult<()> {
         self.write(user_id, username, "refused", reason).await

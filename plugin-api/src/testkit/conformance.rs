@@ -47,20 +47,35 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
     };
 
     // 2. Bad settings are refused with a message, never a panic.
-    let mut bad: Vec<(Value, &str)> = case.bad_settings.iter().map(|(v, w)| (v.clone(), *w)).collect();
+    let mut bad: Vec<(Value, &str)> = case
+        .bad_settings
+        .iter()
+        .map(|(v, w)| (v.clone(), *w))
+        .collect();
     bad.push((json!("not a table"), ""));
     bad.push((json!([1, 2, 3]), ""));
     for (settings, word) in &bad {
         match build(settings) {
-            Ok(_) => failures.push(format!("settings {settings} were accepted but must be refused")),
+            Ok(_) => failures.push(format!(
+                "settings {settings} were accepted but must be refused"
+            )),
             Err(error) if error.kind != ErrorKind::INVALID_SETTINGS => {
-                failures.push(format!("settings {settings} were refused as {:?}, not invalid-settings: {}", error.kind, error.message()));
+                failures.push(format!(
+                    "settings {settings} were refused as {:?}, not invalid-settings: {}",
+                    error.kind,
+                    error.message()
+                ));
             }
             Err(error) if error.message().trim().is_empty() => {
-                failures.push(format!("settings {settings} were refused without a message"));
+                failures.push(format!(
+                    "settings {settings} were refused without a message"
+                ));
             }
             Err(error) if !error.message().contains(word) => {
-                failures.push(format!("refusing {settings}, the message does not mention `{word}`: {}", error.message()));
+                failures.push(format!(
+                    "refusing {settings}, the message does not mention `{word}`: {}",
+                    error.message()
+                ));
             }
             Err(_) => {}
         }
@@ -70,7 +85,10 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
     let idp = match build(&case.good_settings) {
         Ok(idp) => idp,
         Err(error) => {
-            failures.push(format!("good settings {} were refused: {error}", case.good_settings));
+            failures.push(format!(
+                "good settings {} were refused: {error}",
+                case.good_settings
+            ));
             report(failures);
             return;
         }
@@ -87,12 +105,16 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
         Ok(begun) => {
             let step = &begun.step;
             if !(step.url.starts_with("https://") || step.url.starts_with("http://")) {
-                failures.push(format!("begin_login's URL is not absolute http(s): {}", step.url));
+                failures.push(format!(
+                    "begin_login's URL is not absolute http(s): {}",
+                    step.url
+                ));
             }
             if step.method == StepMethod::Redirect && !step.form.is_empty() {
                 failures.push("a redirect step must not carry form fields".into());
             }
-            let carried = step.url.contains(token) || step.form.iter().any(|p| p.value.contains(token));
+            let carried =
+                step.url.contains(token) || step.form.iter().any(|p| p.value.contains(token));
             if !carried {
                 failures.push("begin_login does not send the host's state_token to the IdP".into());
             }
@@ -106,9 +128,24 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
     let garbage: Vec<(Vec<Pair>, RVec<u8>)> = vec![
         (vec![], state.clone()),
         (vec![], RVec::new()),
-        (vec![Pair::new("state", token), Pair::new("code", "garbage")], RVec::from(b"\xff\x00garbage".to_vec())),
-        (vec![Pair::new("state", "wrong"), Pair::new("code", long.as_str())], state.clone()),
-        (vec![Pair::new("SAMLResponse", "%%%not-base64"), Pair::new("RelayState", token)], state.clone()),
+        (
+            vec![Pair::new("state", token), Pair::new("code", "garbage")],
+            RVec::from(b"\xff\x00garbage".to_vec()),
+        ),
+        (
+            vec![
+                Pair::new("state", "wrong"),
+                Pair::new("code", long.as_str()),
+            ],
+            state.clone(),
+        ),
+        (
+            vec![
+                Pair::new("SAMLResponse", "%%%not-base64"),
+                Pair::new("RelayState", token),
+            ],
+            state.clone(),
+        ),
         (vec![Pair::new("error", "access_denied")], state),
     ];
     for (params, state) in garbage {
@@ -119,9 +156,15 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
             state,
         };
         match idp.complete_login(host(), callback).into_result() {
-            Ok(identity) => failures.push(format!("a garbage callback {params:?} signed in {:?}", identity.subject)),
+            Ok(identity) => failures.push(format!(
+                "a garbage callback {params:?} signed in {:?}",
+                identity.subject
+            )),
             Err(error) if error.kind == ErrorKind::INTERNAL => {
-                failures.push(format!("a garbage callback caused an internal error (a panic?): {}", error.message()));
+                failures.push(format!(
+                    "a garbage callback caused an internal error (a panic?): {}",
+                    error.message()
+                ));
             }
             Err(_) => {}
         }
@@ -132,13 +175,21 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
 fn manifest_problems(manifest: &crate::Manifest) -> Vec<String> {
     let mut problems = Vec::new();
     let url_safe = |s: &RString| {
-        !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     };
     if !url_safe(&manifest.id) {
-        problems.push(format!("manifest id {:?} must be non-empty lower-case [a-z0-9_-]", manifest.id));
+        problems.push(format!(
+            "manifest id {:?} must be non-empty lower-case [a-z0-9_-]",
+            manifest.id
+        ));
     }
     if !url_safe(&manifest.protocol) {
-        problems.push(format!("manifest protocol {:?} must be non-empty lower-case [a-z0-9_-]", manifest.protocol));
+        problems.push(format!(
+            "manifest protocol {:?} must be non-empty lower-case [a-z0-9_-]",
+            manifest.protocol
+        ));
     }
     if manifest.display_name.trim().is_empty() {
         problems.push("manifest display_name is empty".into());
@@ -147,7 +198,10 @@ fn manifest_problems(manifest: &crate::Manifest) -> Vec<String> {
         problems.push("manifest version is empty".into());
     }
     if manifest.api_version != API_VERSION {
-        problems.push(format!("manifest api_version {} differs from {}", manifest.api_version, API_VERSION));
+        problems.push(format!(
+            "manifest api_version {} differs from {}",
+            manifest.api_version, API_VERSION
+        ));
     }
     if !manifest.capabilities.contains(Capabilities::LOGIN) {
         problems.push("manifest lacks the login capability".into());
@@ -156,11 +210,16 @@ fn manifest_problems(manifest: &crate::Manifest) -> Vec<String> {
         problems.push("manifest state_parameter is empty".into());
     }
     if manifest.capabilities.contains(Capabilities::TASKS) == manifest.tasks.is_empty() {
-        problems.push("manifest must list tasks exactly when it declares the tasks capability".into());
+        problems
+            .push("manifest must list tasks exactly when it declares the tasks capability".into());
     }
     problems
 }
 
 fn report(failures: Vec<String>) {
-    assert!(failures.is_empty(), "the plugin fails the conformance check:\n- {}", failures.join("\n- "));
+    assert!(
+        failures.is_empty(),
+        "the plugin fails the conformance check:\n- {}",
+        failures.join("\n- ")
+    );
 }

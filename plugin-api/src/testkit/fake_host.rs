@@ -19,11 +19,14 @@ use crate::{
     types::{HttpRequest, HttpResponse, LogLevel, Pair},
 };
 
+/// Checks a request beyond its method and URL; `Err` says what is wrong.
+type RequestCheck = Box<dyn Fn(&HttpRequest) -> Result<(), String> + Send>;
+
 /// One scripted HTTP exchange: the request the plugin must make, and the reply.
 pub struct Expectation {
     method: String,
     url: String,
-    check: Option<Box<dyn Fn(&HttpRequest) -> Result<(), String> + Send>>,
+    check: Option<RequestCheck>,
     reply: Result<HttpResponse, PluginError>,
 }
 
@@ -34,7 +37,11 @@ impl Expectation {
             method: method.to_owned(),
             url: url.to_owned(),
             check: None,
-            reply: Ok(HttpResponse { status: 200, headers: RVec::new(), body: RVec::new() }),
+            reply: Ok(HttpResponse {
+                status: 200,
+                headers: RVec::new(),
+                body: RVec::new(),
+            }),
         }
     }
     /// Answers with `status` and a JSON body.
@@ -61,7 +68,10 @@ impl Expectation {
         self
     }
     /// Also checks the request (headers, body); an `Err` fails the exchange.
-    pub fn check(mut self, check: impl Fn(&HttpRequest) -> Result<(), String> + Send + 'static) -> Self {
+    pub fn check(
+        mut self,
+        check: impl Fn(&HttpRequest) -> Result<(), String> + Send + 'static,
+    ) -> Self {
         self.check = Some(Box::new(check));
         self
     }
@@ -121,7 +131,9 @@ impl FakeHost {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A test that panicked while holding the lock has already failed; keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `body` with a [`Host`] backed by this fake.
@@ -156,9 +168,20 @@ impl FakeHost {
     /// Panics if a request did not match the script or an expected one never came.
     pub fn assert_script_done(&self) {
         let state = self.state();
-        assert!(state.failures.is_empty(), "unexpected HTTP requests:\n{}", state.failures.join("\n"));
-        let left: Vec<String> = state.script.iter().map(|e| format!("{} {}", e.method, e.url)).collect();
-        assert!(left.is_empty(), "expected HTTP requests that never came: {left:?}");
+        assert!(
+            state.failures.is_empty(),
+            "unexpected HTTP requests:\n{}",
+            state.failures.join("\n")
+        );
+        let left: Vec<String> = state
+            .script
+            .iter()
+            .map(|e| format!("{} {}", e.method, e.url))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "expected HTTP requests that never came: {left:?}"
+        );
     }
 
     /// What the plugin logged.
@@ -169,7 +192,11 @@ impl FakeHost {
     pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
         let state = self.state();
         let now = state.now_millis;
-        state.store.get(key).filter(|(_, exp)| exp.is_none_or(|exp| exp > now)).map(|(v, _)| v.clone())
+        state
+            .store
+            .get(key)
+            .filter(|(_, exp)| exp.is_none_or(|exp| exp > now))
+            .map(|(v, _)| v.clone())
     }
 }
 
@@ -202,12 +229,21 @@ impl HostFfi for FakeHost {
         state.requests.push(request.clone());
         let described = format!("{} {}", request.method, request.url);
         let Some(expected) = state.script.pop_front() else {
-            state.failures.push(format!("{described} (the script was empty)"));
-            return RResult::RErr(PluginError::idp_unavailable(format!("testkit: no reply scripted for {described}")));
+            state
+                .failures
+                .push(format!("{described} (the script was empty)"));
+            return RResult::RErr(PluginError::idp_unavailable(format!(
+                "testkit: no reply scripted for {described}"
+            )));
         };
         if expected.method != request.method.as_str() || expected.url != request.url.as_str() {
-            state.failures.push(format!("{described} (expected {} {})", expected.method, expected.url));
-            return RResult::RErr(PluginError::idp_unavailable(format!("testkit: unexpected request {described}")));
+            state.failures.push(format!(
+                "{described} (expected {} {})",
+                expected.method, expected.url
+            ));
+            return RResult::RErr(PluginError::idp_unavailable(format!(
+                "testkit: unexpected request {described}"
+            )));
         }
         if let Some(check) = &expected.check
             && let Err(problem) = check(&request)
@@ -234,9 +270,14 @@ impl HostFfi for FakeHost {
             return RResult::ROk(false);
         }
         let mut state = self.state();
-        let expires = (ttl_seconds > 0)
-            .then(|| state.now_millis.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 1000) * 1000));
-        state.store.insert(key.as_str().to_owned(), (value.to_vec(), expires));
+        let expires = (ttl_seconds > 0).then(|| {
+            state
+                .now_millis
+                .saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 1000) * 1000)
+        });
+        state
+            .store
+            .insert(key.as_str().to_owned(), (value.to_vec(), expires));
         RResult::ROk(true)
     }
 
@@ -257,21 +298,33 @@ mod tests {
     #[test]
     fn store_honours_the_fake_clock() {
         let fake = FakeHost::new();
-        fake.call(|host| host.kv_put("k", b"v", Some(Duration::from_secs(60)))).expect("put");
+        fake.call(|host| host.kv_put("k", b"v", Some(Duration::from_secs(60))))
+            .expect("put");
         assert_eq!(fake.stored("k"), Some(b"v".to_vec()));
         fake.advance(Duration::from_secs(61));
         assert_eq!(fake.stored("k"), None);
-        assert!(fake.call(|host| host.kv_put_if_absent("k", b"w", None)).expect("put"));
-        assert!(!fake.call(|host| host.kv_put_if_absent("k", b"x", None)).expect("put"));
+        assert!(
+            fake.call(|host| host.kv_put_if_absent("k", b"w", None))
+                .expect("put")
+        );
+        assert!(
+            !fake
+                .call(|host| host.kv_put_if_absent("k", b"x", None))
+                .expect("put")
+        );
     }
 
     #[test]
     fn scripted_http_replies_in_order_and_reports_strays() {
         let fake = FakeHost::new();
         fake.expect(Expectation::new("GET", "https://idp.test/a").reply(200, "text/plain", b"one"));
-        let body = fake.call(|host| host.http_get("https://idp.test/a")).expect("scripted");
+        let body = fake
+            .call(|host| host.http_get("https://idp.test/a"))
+            .expect("scripted");
         assert_eq!(body, b"one");
-        let error = fake.call(|host| host.http_get("https://idp.test/b")).expect_err("not scripted");
+        let error = fake
+            .call(|host| host.http_get("https://idp.test/b"))
+            .expect_err("not scripted");
         assert!(error.message().contains("no reply scripted"));
         let outcome = std::panic::catch_unwind(|| fake.assert_script_done());
         assert!(outcome.is_err(), "a stray request must fail the script");

@@ -16,7 +16,7 @@
 //! - secrets are compared in constant time.
 
 use gatehouse_plugin_api::{
-    BeginRequest, Begun, CallbackRequest, Capabilities, Host, IdentityProvider, Identity,
+    BeginRequest, Begun, CallbackRequest, Capabilities, Host, Identity, IdentityProvider,
     InstanceConfig, LoginStep, LogoutRequest, Manifest, Plugin, PluginError, constant_time_eq,
 };
 use serde::Deserialize;
@@ -55,10 +55,15 @@ pub const ATTRIBUTES: [&str; 4] = ["sub", "email", "given_name", "family_name"];
 
 impl Plugin for ExampleIdp {
     fn manifest() -> Manifest {
-        Manifest::new("example", "example", "Example (development only)", env!("CARGO_PKG_VERSION"))
-            .with_capabilities(Capabilities::LOGOUT | Capabilities::DEV_ONLY)
-            .with_attributes(&ATTRIBUTES)
-            .with_state_parameter("state")
+        Manifest::new(
+            "example",
+            "example",
+            "Example (development only)",
+            env!("CARGO_PKG_VERSION"),
+        )
+        .with_capabilities(Capabilities::LOGOUT | Capabilities::DEV_ONLY)
+        .with_attributes(&ATTRIBUTES)
+        .with_state_parameter("state")
     }
 
     fn new(config: &InstanceConfig) -> Result<Self, PluginError> {
@@ -86,22 +91,37 @@ impl IdentityProvider for ExampleIdp {
         let url = format!(
             "{}{}state={}&code={}",
             request.callback_url,
-            if request.callback_url.contains('?') { '&' } else { '?' },
+            if request.callback_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            },
             request.state_token,
             code
         );
-        Ok(Begun { step: LoginStep::redirect(url), state: code.into_bytes().into() })
+        Ok(Begun {
+            step: LoginStep::redirect(url),
+            state: code.into_bytes().into(),
+        })
     }
 
-    fn complete_login(&self, host: &Host<'_>, request: &CallbackRequest) -> Result<Identity, PluginError> {
+    fn complete_login(
+        &self,
+        host: &Host<'_>,
+        request: &CallbackRequest,
+    ) -> Result<Identity, PluginError> {
         if let Some(error) = request.param("error") {
-            return Err(PluginError::access_denied(format!("the IdP refused the sign-in: {error}")));
+            return Err(PluginError::access_denied(format!(
+                "the IdP refused the sign-in: {error}"
+            )));
         }
         let code = request
             .param("code")
             .ok_or_else(|| PluginError::invalid_response("the callback has no `code` parameter"))?;
         if !constant_time_eq(code.as_bytes(), &request.state) {
-            return Err(PluginError::invalid_response("the callback's `code` does not match this sign-in"));
+            return Err(PluginError::invalid_response(
+                "the callback's `code` does not match this sign-in",
+            ));
         }
         host.debug("example sign-in completed");
         let s = &self.settings;
@@ -112,7 +132,11 @@ impl IdentityProvider for ExampleIdp {
             .with_attribute("family_name", s.family_name.as_str()))
     }
 
-    fn logout(&self, _host: &Host<'_>, _request: &LogoutRequest) -> Result<Option<LoginStep>, PluginError> {
+    fn logout(
+        &self,
+        _host: &Host<'_>,
+        _request: &LogoutRequest,
+    ) -> Result<Option<LoginStep>, PluginError> {
         // Nothing to end at an IdP that does not exist.
         Ok(None)
     }
@@ -156,9 +180,13 @@ mod tests {
         })
         .expect("valid settings");
 
-        let begun = fake.call(|host| idp.begin_login(host, &begin_request())).expect("begins");
+        let begun = fake
+            .call(|host| idp.begin_login(host, &begin_request()))
+            .expect("begins");
         let url = begun.step.url.as_str();
-        assert!(url.starts_with("https://sso.example.test/sso/example/callback?state=host-token&code="));
+        assert!(
+            url.starts_with("https://sso.example.test/sso/example/callback?state=host-token&code=")
+        );
         let code = url.rsplit("code=").next().expect("code in URL");
 
         let callback = CallbackRequest {
@@ -167,7 +195,9 @@ mod tests {
             form: Default::default(),
             state: begun.state,
         };
-        let identity = fake.call(|host| idp.complete_login(host, &callback)).expect("completes");
+        let identity = fake
+            .call(|host| idp.complete_login(host, &callback))
+            .expect("completes");
         assert_eq!(identity.subject.as_str(), "u-1");
         assert_eq!(identity.attribute("email"), Some("ada@example.test"));
         assert_eq!(identity.attribute("given_name"), Some("Example"));
@@ -176,25 +206,42 @@ mod tests {
     #[test]
     fn a_code_from_another_sign_in_is_refused() {
         let fake = FakeHost::new();
-        let idp = ExampleIdp::new(&InstanceConfig { instance_id: "example".into(), settings: json!({}) })
-            .expect("valid settings");
-        let begun = fake.call(|host| idp.begin_login(host, &begin_request())).expect("begins");
+        let idp = ExampleIdp::new(&InstanceConfig {
+            instance_id: "example".into(),
+            settings: json!({}),
+        })
+        .expect("valid settings");
+        let begun = fake
+            .call(|host| idp.begin_login(host, &begin_request()))
+            .expect("begins");
         let callback = CallbackRequest {
             callback_url: begin_request().callback_url,
             query: vec![gatehouse_plugin_api::Pair::new("code", "guessed")].into(),
             form: Default::default(),
             state: begun.state,
         };
-        let error = fake.call(|host| idp.complete_login(host, &callback)).expect_err("refused");
-        assert_eq!(error.kind, gatehouse_plugin_api::ErrorKind::INVALID_RESPONSE);
+        let error = fake
+            .call(|host| idp.complete_login(host, &callback))
+            .expect_err("refused");
+        assert_eq!(
+            error.kind,
+            gatehouse_plugin_api::ErrorKind::INVALID_RESPONSE
+        );
     }
 
     #[test]
     fn seeded_randomness_makes_begin_login_deterministic() {
-        let idp = ExampleIdp::new(&InstanceConfig { instance_id: "example".into(), settings: json!({}) })
-            .expect("valid settings");
-        let first = FakeHost::with_seed(7).call(|host| idp.begin_login(host, &begin_request())).expect("begins");
-        let second = FakeHost::with_seed(7).call(|host| idp.begin_login(host, &begin_request())).expect("begins");
+        let idp = ExampleIdp::new(&InstanceConfig {
+            instance_id: "example".into(),
+            settings: json!({}),
+        })
+        .expect("valid settings");
+        let first = FakeHost::with_seed(7)
+            .call(|host| idp.begin_login(host, &begin_request()))
+            .expect("begins");
+        let second = FakeHost::with_seed(7)
+            .call(|host| idp.begin_login(host, &begin_request()))
+            .expect("begins");
         assert_eq!(first, second);
     }
 }

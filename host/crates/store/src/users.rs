@@ -10,7 +10,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::{Store, StoreError, get_bool};
 
 /// A user as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub id: i64,
     pub username: String,
