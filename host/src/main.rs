@@ -85,7 +85,16 @@ fn main() -> ExitCode {
 
 /// Reads the configuration. An explicitly named file must exist; the default path
 /// falls back to the embedded defaults so a fresh checkout runs.
-fn read_config(explicit: Option<PathBuf>) -> Result<config::Loaded, LoadError> {
+///
+/// A file that cannot be read or parsed is reported here and becomes exit status 2.
+fn read_config(explicit: Option<PathBuf>) -> Result<config::Loaded, ExitCode> {
+    read_config_file(explicit).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })
+}
+
+fn read_config_file(explicit: Option<PathBuf>) -> Result<config::Loaded, LoadError> {
     match explicit {
         Some(path) => config::load(&path),
         None => {
@@ -101,10 +110,6 @@ fn read_config(explicit: Option<PathBuf>) -> Result<config::Loaded, LoadError> {
             }
         }
     }
-}
-
-fn print_load_error(error: &LoadError) {
-    eprintln!("error: {error}");
 }
 
 /// A plugin that failed to load, as a diagnostic at its `[[plugin]]` table.
@@ -141,10 +146,7 @@ fn print_diagnostics(diagnostics: &[Diagnostic], source: &str, format: Format) {
 fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
     let loaded = match read_config(path) {
         Ok(loaded) => loaded,
-        Err(error) => {
-            print_load_error(&error);
-            return Ok(ExitCode::from(2));
-        }
+        Err(unreadable) => return Ok(unreadable),
     };
     let mut diagnostics = loaded.diagnostics;
     let mut source = String::new();
@@ -175,10 +177,7 @@ fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
 fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
     let loaded = match read_config(path) {
         Ok(loaded) => loaded,
-        Err(error) => {
-            print_load_error(&error);
-            return Ok(ExitCode::from(2));
-        }
+        Err(unreadable) => return Ok(unreadable),
     };
     let Some(config) = loaded.config else {
         print_diagnostics(&loaded.diagnostics, "", Format::Human);
@@ -263,10 +262,7 @@ fn init_logging(format: config::LogFormat) {
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let loaded = match read_config(path) {
         Ok(loaded) => loaded,
-        Err(error) => {
-            print_load_error(&error);
-            return Ok(ExitCode::from(2));
-        }
+        Err(unreadable) => return Ok(unreadable),
     };
     let Some(config) = loaded.config else {
         print_diagnostics(&loaded.diagnostics, "", Format::Human);
