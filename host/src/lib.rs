@@ -2,16 +2,17 @@
 //! login pages of every domain, and signs people in.
 //!
 //! The binary (`main.rs`) is a thin CLI over this library, so integration tests
-//! drive the same code: [`startup::prepare`] turns a configuration into a running
+//! drive the same code: [`startup::build_site`] turns a configuration into a running
 //! state, and [`web::app`] turns that state into a router.
 
 pub mod passwords;
 pub mod plugins;
-pub mod provisioning;
+pub mod reload;
 pub mod site;
 pub mod startup;
 pub mod state;
 pub mod web;
 
 pub use gatehouse_config as config;
+pub use gatehouse_resolver as resolver;
 pub use gatehouse_store as store;

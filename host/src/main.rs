@@ -1,7 +1,8 @@
-//! The `gatehouse` command: `serve`, `check` and `plugins`. A thin edge over the
+//! The `gatehouse` command: `serve`, `check`, `explain` and `plugins`. A thin edge over the
 //! library; errors become messages and exit statuses here and nowhere else.
 
 use std::{
+    collections::HashSet,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -10,9 +11,9 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::{
-    config::{self, Config, Diagnostic, LoadError, Location, Severity},
+    config::{self, Config, Diagnostic, LoadError, Severity},
     passwords::{self, AdminBootstrap},
-    plugins::{LoadFailure, load_all},
+    plugins::load_all,
     startup,
     store::Store,
     web,
@@ -44,6 +45,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Explain what the login page of a domain does, and which rule decided it.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The domain's `name` in plugins.toml (`root` for the root platform).
+        #[arg(long, value_name = "NAME")]
+        domain: String,
+    },
     /// List each configured plugin library: id, protocol, version, ABI, and whether it loaded.
     Plugins {
         #[command(flatten)]
@@ -72,6 +81,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve { config } => serve(config.config),
         Command::Check { config, format } => check(config.config, format),
+        Command::Explain { config, domain } => explain(config.config, &domain),
         Command::Plugins { config, format } => list_plugins(config.config, format),
     };
     match outcome {
@@ -112,30 +122,6 @@ fn read_config_file(explicit: Option<PathBuf>) -> Result<config::Loaded, LoadErr
     }
 }
 
-/// A plugin that failed to load, as a diagnostic at its `[[plugin]]` table.
-fn load_failure_diagnostic(config: &Config, failure: &LoadFailure) -> Diagnostic {
-    let location = config
-        .plugins
-        .iter()
-        .find(|p| p.id == failure.id)
-        .map_or(Location::default(), |p| p.location);
-    Diagnostic {
-        code: "plugin-load-failed",
-        severity: Severity::Error,
-        message: format!(
-            "plugin `{}` ({}) did not load: {}",
-            failure.id,
-            failure.path.display(),
-            failure.reason_text()
-        ),
-        file: config.path.clone(),
-        location,
-        domain: None,
-        idp: None,
-        help: Some(failure.fix()),
-    }
-}
-
 fn print_diagnostics(diagnostics: &[Diagnostic], source: &str, format: Format) {
     match format {
         Format::Human => eprint!("{}", config::render_human(diagnostics, source)),
@@ -143,35 +129,98 @@ fn print_diagnostics(diagnostics: &[Diagnostic], source: &str, format: Format) {
     }
 }
 
+/// The IdPs with a recorded successful sign-in in the configured database, without creating
+/// or migrating anything: a database that does not exist yet has no history.
+fn recorded_history(config: &Config) -> anyhow::Result<HashSet<String>> {
+    let url = config.host.database.expose();
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let file = path.split('?').next().unwrap_or(path);
+        if file.is_empty() || file == ":memory:" || !Path::new(file).exists() {
+            return Ok(HashSet::new());
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::connect(url)
+            .await
+            .context("opening the database to read the sign-in history")?;
+        let proven = startup::proven_idps(&store).await?;
+        store.close().await;
+        Ok(proven)
+    })
+}
+
+/// Parses, loads the plugins and runs every check: the diagnostics and the prepared site.
+fn check_all(
+    loaded: config::Loaded,
+) -> anyhow::Result<(Vec<Diagnostic>, String, Option<startup::Prepared>)> {
+    let mut diagnostics = loaded.diagnostics;
+    let Some(config) = &loaded.config else {
+        return Ok((diagnostics, String::new(), None));
+    };
+    let proven = recorded_history(config)?;
+    let mut prepared = startup::prepare(config, &proven);
+    diagnostics.append(&mut prepared.diagnostics);
+    Ok((diagnostics, config.source.clone(), Some(prepared)))
+}
+
 fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
     let loaded = match read_config(path) {
         Ok(loaded) => loaded,
         Err(unreadable) => return Ok(unreadable),
     };
-    let mut diagnostics = loaded.diagnostics;
-    let mut source = String::new();
-    if let Some(config) = &loaded.config {
-        source = config.source.clone();
-        let report = startup::load_plugins(config);
-        diagnostics.extend(
-            report
-                .failures
-                .iter()
-                .map(|f| load_failure_diagnostic(config, f)),
-        );
-        let (_, failures) = gatehouse::site::Site::build(config, &report.loaded);
-        diagnostics.extend(startup::settings_diagnostics(config, &failures));
-    }
+    let (diagnostics, source, _) = check_all(loaded)?;
     print_diagnostics(&diagnostics, &source, format);
     let errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
-    if format == Format::Human && diagnostics.is_empty() {
-        eprintln!("ok: no problems found");
+    if format == Format::Human {
+        if diagnostics.is_empty() {
+            eprintln!("ok: no problems found");
+        } else {
+            eprintln!("{}", config::summary(&diagnostics));
+        }
     }
     Ok(if errors {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn explain(path: Option<PathBuf>, domain: &str) -> anyhow::Result<ExitCode> {
+    let loaded = match read_config(path) {
+        Ok(loaded) => loaded,
+        Err(unreadable) => return Ok(unreadable),
+    };
+    let Some(config) = loaded.config.clone() else {
+        print_diagnostics(&loaded.diagnostics, "", Format::Human);
+        eprintln!("error: the configuration has errors; fix them first (`gatehouse check`)");
+        return Ok(ExitCode::FAILURE);
+    };
+    let (diagnostics, _, prepared) = check_all(loaded)?;
+    let Some(prepared) = prepared else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let resolved = gatehouse::resolver::Resolved {
+        resolution: prepared.site.resolution().clone(),
+        diagnostics,
+    };
+    match gatehouse::resolver::explain::explain(&resolved, domain) {
+        Some(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let names: Vec<&str> = config.domains.iter().map(|d| d.name.as_str()).collect();
+            eprintln!(
+                "error: no domain is named `{domain}`; the domains are: {}",
+                names.join(", ")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
@@ -273,16 +322,21 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         print_diagnostics(&loaded.diagnostics, &config.source, Format::Human);
     }
     init_logging(config.host.log_format);
-    let site = match startup::build_site(&config) {
-        Ok(site) => site,
-        Err(problems) => {
-            for failure in &problems.load_failures {
-                eprintln!("error: {failure}");
+    // Everything is checked before the database is created: a configuration that cannot
+    // be served writes nothing.
+    let proven = recorded_history(&config)?;
+    let site = match startup::prepare(&config, &proven).into_servable() {
+        Ok((site, warnings)) => {
+            if !warnings.is_empty() {
+                print_diagnostics(&warnings, &config.source, Format::Human);
             }
+            site
+        }
+        Err(problems) => {
             print_diagnostics(&problems.diagnostics, &config.source, Format::Human);
             eprintln!(
                 "error: {} problem(s) stop Gatehouse from starting",
-                problems.load_failures.len() + problems.diagnostics.len()
+                problems.error_count()
             );
             return Ok(ExitCode::FAILURE);
         }
@@ -320,6 +374,7 @@ async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<Exit
     }
     let state =
         startup::state(&config, site, store).context("building the HTTP client for plugins")?;
+    tokio::spawn(reload_on_sighup(state.clone()));
     let listener = tokio::net::TcpListener::bind(&config.host.listen)
         .await
         .with_context(|| format!("listening on {}", config.host.listen))?;
@@ -333,6 +388,25 @@ async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<Exit
     .context("serving HTTP")?;
     tracing::info!("Gatehouse stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP re-reads the configuration; a bad one is refused and logged with its diagnostics.
+async fn reload_on_sighup(state: gatehouse::state::AppState) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload instead");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match gatehouse::reload::reload(&state).await {
+            Ok(outcome) => {
+                for d in outcome.diagnostics() {
+                    tracing::warn!(code = d.code, line = d.location.line, "{}", d.message);
+                }
+            }
+            Err(error) => tracing::error!(%error, "reload failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -79,6 +79,7 @@ pub async fn ensure_admin(
         branch: branch.into(),
         auth_source: "local".into(),
         password_hash: Some(password_hash),
+        is_admin: true,
         ..NewUser::default()
     };
     match store.create_user(&admin, &[], now_unix_seconds()).await {

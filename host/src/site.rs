@@ -1,17 +1,19 @@
-//! The configuration the request path serves from: domains found by host name,
-//! IdP instances with their plugins, and each IdP's provisioning policy, all
-//! computed once when the configuration is loaded. Not the parser (that is
-//! `gatehouse-config`) and not the loader (that is `plugins::loader`).
+//! The configuration the request path serves from: the resolver's pre-computed
+//! [`Resolution`] joined with the IdP instances the plugins built, computed once per
+//! (re)load and then only read. Not the parser (`gatehouse-config`), not the rules
+//! (`gatehouse-resolver`) and not the loader (`plugins::loader`).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashSet, sync::Arc};
 
-use gatehouse_config::{Behaviour, Config, DomainConfig, IdpConfig, LoginForm};
-use gatehouse_plugin_api::Capabilities;
-
-use crate::{
-    plugins::{IdpInstance, LoadedPlugin},
-    provisioning::Policy,
+use gatehouse_config::{
+    Config, Diagnostic, DomainConfig, FieldDef, IdpConfig, Location, Severity, codes,
 };
+use gatehouse_plugin_api::Capabilities;
+use gatehouse_resolver::{
+    DomainPlan, Facts, PluginFacts, Resolution, locks::FieldKind, provisioning::Policy,
+};
+
+use crate::plugins::{IdpInstance, LoadedPlugin};
 
 /// One IdP ready to serve.
 #[derive(Debug)]
@@ -33,162 +35,165 @@ impl SiteIdp {
     }
 }
 
-/// One domain and the IdPs on it, in file order.
-#[derive(Debug)]
-pub struct SiteDomain {
-    pub config: DomainConfig,
-    pub idps: Vec<Arc<SiteIdp>>,
+/// One domain: its configuration, its resolved plan and its IdPs (hidden ones included).
+#[derive(Debug, Clone, Copy)]
+pub struct SiteDomain<'s> {
+    pub config: &'s DomainConfig,
+    pub plan: &'s DomainPlan,
+    idps: &'s [Arc<SiteIdp>],
 }
 
-impl SiteDomain {
-    pub fn name(&self) -> &str {
+impl<'s> SiteDomain<'s> {
+    pub fn name(&self) -> &'s str {
         &self.config.name
     }
-    pub fn form_shown(&self) -> bool {
-        self.config.login_form == LoginForm::Shown
-    }
-    /// The IdPs shown as buttons.
-    pub fn buttons(&self) -> impl Iterator<Item = &Arc<SiteIdp>> {
-        self.idps
-            .iter()
-            .filter(|idp| idp.config.behaviour == Behaviour::Button)
-    }
-    /// The IdP that signs everyone in automatically, if any.
-    pub fn redirect_idp(&self) -> Option<&Arc<SiteIdp>> {
-        self.idps
-            .iter()
-            .find(|idp| idp.config.behaviour == Behaviour::Redirect)
-    }
-    pub fn idp(&self, id: &str) -> Option<&Arc<SiteIdp>> {
+    pub fn idp(&self, id: &str) -> Option<&'s Arc<SiteIdp>> {
         self.idps.iter().find(|idp| idp.id() == id)
+    }
+    pub fn idps(&self) -> &'s [Arc<SiteIdp>] {
+        self.idps
     }
 }
 
 /// Everything the request path needs, immutable once built.
 #[derive(Debug)]
 pub struct Site {
-    pub domains: Vec<SiteDomain>,
-    hosts: HashMap<String, usize>,
+    resolution: Resolution,
+    configs: Vec<DomainConfig>,
+    /// Per domain, in the order of `configs`.
+    idps: Vec<Vec<Arc<SiteIdp>>>,
+    /// Every IdP configuration by id, including those without an instance.
+    idp_configs: Vec<IdpConfig>,
+    /// The additional profile fields (`[[field]]`).
+    fields: Vec<FieldDef>,
 }
 
-/// An IdP whose plugin refused its settings.
-#[derive(Debug, Clone)]
-pub struct IdpBuildFailure {
-    pub idp: String,
-    pub message: String,
+/// A site and what was found while building it.
+#[derive(Debug)]
+pub struct Built {
+    pub site: Site,
+    /// The plugins' refusals of settings (`invalid-settings`) and the resolver's findings.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 impl Site {
-    /// Builds the site from a checked configuration and the loaded plugins. IdPs
-    /// whose plugin is not loaded or refuses the settings are reported, not served.
-    pub fn build(config: &Config, plugins: &[LoadedPlugin]) -> (Self, Vec<IdpBuildFailure>) {
-        let mut failures = Vec::new();
-        let mut domains: Vec<SiteDomain> = config
-            .domains
-            .iter()
-            .map(|d| SiteDomain {
-                config: d.clone(),
-                idps: Vec::new(),
-            })
-            .collect();
-        let mut hosts = HashMap::new();
-        for (index, domain) in config.domains.iter().enumerate() {
-            for host in &domain.hosts {
-                hosts.insert(host.to_ascii_lowercase(), index);
-            }
-        }
-        let required_on_create = required_on_create(config);
-        for idp in &config.idps {
-            let Some(plugin) = plugins.iter().find(|p| p.info.id == idp.plugin) else {
-                failures.push(IdpBuildFailure {
-                    idp: idp.id.clone(),
-                    message: format!("its plugin `{}` is not loaded", idp.plugin),
-                });
-                continue;
-            };
-            let instance = match IdpInstance::build(plugin, &idp.id, &idp.settings) {
-                Ok(instance) => Arc::new(instance),
-                Err(error) => {
-                    failures.push(IdpBuildFailure {
-                        idp: idp.id.clone(),
-                        message: error.message().to_owned(),
-                    });
+    /// Builds the site from a configuration, the loaded plugins and the IdPs with a recorded
+    /// successful sign-in. IdPs whose plugin refuses the settings are reported and left out.
+    pub fn build(config: &Config, plugins: &[LoadedPlugin], proven: &HashSet<String>) -> Built {
+        let facts = Facts {
+            plugins: plugins
+                .iter()
+                .map(|p| {
+                    (
+                        p.info.id.clone(),
+                        PluginFacts {
+                            protocol: p.info.protocol.clone(),
+                            can_logout_at_idp: p.info.capabilities.contains(Capabilities::LOGOUT),
+                        },
+                    )
+                })
+                .collect(),
+            proven_idps: proven.clone(),
+        };
+        let resolved = gatehouse_resolver::resolve(config, &facts);
+        let mut diagnostics = Vec::new();
+        let mut idps: Vec<Vec<Arc<SiteIdp>>> = vec![Vec::new(); config.domains.len()];
+        for (index, plan) in resolved.resolution.domains().iter().enumerate() {
+            for idp_plan in &plan.idps {
+                let Some(idp) = config.idp(&idp_plan.id) else {
                     continue;
+                };
+                let Some(plugin) = plugins.iter().find(|p| p.info.id == idp.plugin) else {
+                    continue;
+                };
+                match IdpInstance::build(plugin, &idp.id, &idp.settings) {
+                    Ok(instance) => idps[index].push(Arc::new(SiteIdp {
+                        config: idp.clone(),
+                        instance: Arc::new(instance),
+                        policy: idp_plan.policy.clone(),
+                    })),
+                    Err(error) => diagnostics.push(invalid_settings(config, idp, error.message())),
                 }
-            };
-            let policy = Policy {
-                idp_id: idp.id.clone(),
-                username_attribute: idp.username_attribute.clone(),
-                match_field: idp.match_field.as_str().to_owned(),
-                case_insensitive: idp.match_case_insensitive,
-                create_users: idp.provisioning.create_users,
-                update_existing: idp.provisioning.update_existing,
-                mapping: idp
-                    .provisioning
-                    .fields
-                    .iter()
-                    .map(|m| (m.field.clone(), m.attribute.clone()))
-                    .collect(),
-                required_on_create: required_on_create.clone(),
-            };
-            if let Some(domain) = domains.iter_mut().find(|d| d.config.name == idp.domain) {
-                domain.idps.push(Arc::new(SiteIdp {
-                    config: idp.clone(),
-                    instance,
-                    policy,
-                }));
             }
         }
-        (Self { domains, hosts }, failures)
+        diagnostics.extend(resolved.diagnostics);
+        Built {
+            site: Self {
+                resolution: resolved.resolution,
+                configs: config.domains.clone(),
+                idps,
+                idp_configs: config.idps.clone(),
+                fields: config.fields.clone(),
+            },
+            diagnostics,
+        }
+    }
+
+    fn at(&self, index: usize) -> Option<SiteDomain<'_>> {
+        Some(SiteDomain {
+            config: self.configs.get(index)?,
+            plan: self.resolution.domains().get(index)?,
+            idps: self.idps.get(index)?,
+        })
     }
 
     /// The domain serving `host` (a `Host` header, with or without a port).
-    pub fn domain_for_host(&self, host: &str) -> Option<&SiteDomain> {
-        let name = strip_port(host).to_ascii_lowercase();
-        self.hosts
-            .get(&name)
-            .and_then(|&index| self.domains.get(index))
+    pub fn domain_for_host(&self, host: &str) -> Option<SiteDomain<'_>> {
+        self.at(self.resolution.index_for_host(host)?)
     }
 
-    pub fn domain(&self, name: &str) -> Option<&SiteDomain> {
-        self.domains.iter().find(|d| d.config.name == name)
+    pub fn domain(&self, name: &str) -> Option<SiteDomain<'_>> {
+        self.at(self.configs.iter().position(|d| d.name == name)?)
     }
-}
 
-fn required_on_create(config: &Config) -> Vec<String> {
-    let mut required = Vec::new();
-    if config.registration.require_names {
-        required.extend(["firstname".to_owned(), "lastname".to_owned()]);
+    pub fn resolution(&self) -> &Resolution {
+        &self.resolution
     }
-    required.extend(
-        config
-            .fields
+
+    /// How a profile field may be edited; `None` for a field that does not exist.
+    pub fn field_kind(&self, name: &str) -> Option<FieldKind> {
+        FieldKind::of_core(name).or_else(|| {
+            self.fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| FieldKind::Additional {
+                    user_editable: f.user_editable,
+                })
+        })
+    }
+
+    /// Every profile field: the core ones, then the additional ones in file order.
+    pub fn field_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = gatehouse_resolver::provisioning::CORE_FIELDS.to_vec();
+        names.extend(self.fields.iter().map(|f| f.name.as_str()));
+        names
+    }
+
+    /// Whether the IdP instance `id` locks the fields it provisions (false for an IdP that
+    /// is no longer configured: its locks went with it).
+    pub fn idp_locks_fields(&self, id: &str) -> bool {
+        self.idp_configs
             .iter()
-            .filter(|f| f.mandatory)
-            .map(|f| f.name.clone()),
-    );
-    required
-}
-
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        // [::1]:8080
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => host,
+            .any(|idp| idp.id == id && idp.provisioning.lock_fields)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::strip_port;
-
-    #[test]
-    fn host_headers_lose_their_port() {
-        assert_eq!(strip_port("localhost:8080"), "localhost");
-        assert_eq!(strip_port("example.test"), "example.test");
-        assert_eq!(strip_port("[::1]:8080"), "::1");
+fn invalid_settings(config: &Config, idp: &IdpConfig, message: &str) -> Diagnostic {
+    Diagnostic {
+        code: codes::INVALID_SETTINGS,
+        severity: Severity::Error,
+        message: format!(
+            "plugin `{}` refused the settings of IdP `{}`: {message}",
+            idp.plugin, idp.id
+        ),
+        file: config.path.clone(),
+        location: if idp.settings_location == Location::default() {
+            idp.location
+        } else {
+            idp.settings_location
+        },
+        domain: Some(idp.domain.clone()),
+        idp: Some(idp.id.clone()),
+        help: Some("correct the IdP's [idp.settings] as the message says".into()),
     }
 }

@@ -2,14 +2,14 @@
 //! IdP instance (which validates its settings), connect the store. Every failure
 //! is collected and reported together; nothing is served half-configured.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{collections::HashSet, path::Path, sync::Arc, time::Duration};
 
-use gatehouse_config::{Config, Diagnostic, Location, Severity};
+use gatehouse_config::{Config, Diagnostic, Location, codes};
 use gatehouse_store::Store;
 
 use crate::{
-    plugins::{HttpEgress, LoadReport, LoadRequest, PluginCaller, load_all},
-    site::{IdpBuildFailure, Site},
+    plugins::{HttpEgress, LoadFailure, LoadReport, LoadRequest, PluginCaller, load_all},
+    site::{Built, Site},
     state::{AppState, WebSettings},
 };
 
@@ -31,37 +31,6 @@ pub fn load_plugins(config: &Config) -> LoadReport {
     load_all(&load_requests(config), config.host.dev_mode)
 }
 
-/// Each IdP whose plugin refused its settings, as an `invalid-settings` diagnostic.
-pub fn settings_diagnostics(config: &Config, failures: &[IdpBuildFailure]) -> Vec<Diagnostic> {
-    failures
-        .iter()
-        .filter_map(|failure| {
-            let idp = config.idps.iter().find(|i| i.id == failure.idp)?;
-            // An IdP whose plugin did not load is reported by the loader instead.
-            if failure.message.starts_with("its plugin `") {
-                return None;
-            }
-            Some(Diagnostic {
-                code: "invalid-settings",
-                severity: Severity::Error,
-                message: format!(
-                    "plugin `{}` refused the settings of IdP `{}`: {}",
-                    idp.plugin, idp.id, failure.message
-                ),
-                file: config.path.clone(),
-                location: if idp.settings_location == Location::default() {
-                    idp.location
-                } else {
-                    idp.settings_location
-                },
-                domain: Some(idp.domain.clone()),
-                idp: Some(idp.id.clone()),
-                help: Some("correct the IdP's [idp.settings] as the message says".into()),
-            })
-        })
-        .collect()
-}
-
 /// The web settings `[host]` describes.
 pub fn web_settings(config: &Config) -> WebSettings {
     let host = &config.host;
@@ -77,33 +46,92 @@ pub fn web_settings(config: &Config) -> WebSettings {
     }
 }
 
-/// Everything that stops a configuration from being served.
+/// A plugin that failed to load, as a diagnostic at its `[[plugin]]` table.
+pub fn load_failure_diagnostic(config: &Config, failure: &LoadFailure) -> Diagnostic {
+    let location = config
+        .plugins
+        .iter()
+        .find(|p| p.id == failure.id)
+        .map_or(Location::default(), |p| p.location);
+    Diagnostic::error(
+        codes::PLUGIN_LOAD_FAILED,
+        format!(
+            "plugin `{}` ({}) did not load: {}",
+            failure.id,
+            failure.path.display(),
+            failure.reason_text()
+        ),
+        &config.path,
+        location,
+    )
+    .with_help(failure.fix())
+}
+
+/// A configuration taken as far as it goes: plugins loaded, instances built, rules checked.
+#[derive(Debug)]
+pub struct Prepared {
+    pub site: Site,
+    /// Plugin load failures (`plugin-load-failed`), refused settings and the resolver's
+    /// findings, in that order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Prepared {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The site, if nothing stops it from being served; its warnings come along.
+    pub fn into_servable(self) -> Result<(Site, Vec<Diagnostic>), StartupProblems> {
+        if self.has_errors() {
+            Err(StartupProblems {
+                diagnostics: self.diagnostics,
+            })
+        } else {
+            Ok((self.site, self.diagnostics))
+        }
+    }
+}
+
+/// Everything that stops a configuration from being served (warnings included, for context).
 #[derive(Debug, Default)]
 pub struct StartupProblems {
-    pub load_failures: Vec<crate::plugins::LoadFailure>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl StartupProblems {
-    pub fn is_empty(&self) -> bool {
-        self.load_failures.is_empty() && self.diagnostics.is_empty()
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
 }
 
-/// Loads plugins and builds the site; refuses if any enabled plugin failed to load
-/// or any IdP's settings were refused.
-pub fn build_site(config: &Config) -> Result<Site, StartupProblems> {
+/// Loads the plugins of `config`, builds its IdP instances and runs the resolver, with
+/// `proven` the IdPs that have completed a successful sign-in.
+pub fn prepare(config: &Config, proven: &HashSet<String>) -> Prepared {
     let report = load_plugins(config);
-    let (site, failures) = Site::build(config, &report.loaded);
-    let problems = StartupProblems {
-        load_failures: report.failures,
-        diagnostics: settings_diagnostics(config, &failures),
-    };
-    if problems.is_empty() {
-        Ok(site)
-    } else {
-        Err(problems)
-    }
+    let Built {
+        site,
+        diagnostics: found,
+    } = Site::build(config, &report.loaded, proven);
+    let mut diagnostics: Vec<Diagnostic> = report
+        .failures
+        .iter()
+        .map(|failure| load_failure_diagnostic(config, failure))
+        .collect();
+    diagnostics.extend(found);
+    Prepared { site, diagnostics }
+}
+
+/// [`prepare`], refusing a configuration with any error.
+pub fn build_site(config: &Config, proven: &HashSet<String>) -> Result<Site, StartupProblems> {
+    prepare(config, proven)
+        .into_servable()
+        .map(|(site, _)| site)
+}
+
+/// The IdPs with a recorded successful sign-in, as the resolver wants them.
+pub async fn proven_idps(store: &Store) -> Result<HashSet<String>, gatehouse_store::StoreError> {
+    Ok(store.proven_idps().await?.into_iter().collect())
 }
 
 /// The state to serve `config` with, given a connected store.
@@ -118,7 +146,13 @@ pub fn state(config: &Config, site: Site, store: Store) -> Result<AppState, reqw
         egress: Arc::new(egress),
         timeout: Duration::from_secs(u64::from(host.plugin_call_timeout_seconds)),
     };
-    Ok(AppState::new(store, caller, web_settings(config), site))
+    Ok(AppState::new(
+        store,
+        caller,
+        web_settings(config),
+        site,
+        config.path.clone(),
+    ))
 }
 
 /// Where `serve` and `check` read the configuration from.

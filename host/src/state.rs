@@ -2,6 +2,7 @@
 //! current site (swappable as a whole), and the host's settings.
 
 use std::{
+    path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -35,18 +36,37 @@ struct Inner {
     caller: PluginCaller,
     settings: WebSettings,
     site: RwLock<Arc<Site>>,
+    /// The file the configuration is reloaded from.
+    config_path: PathBuf,
+    /// One reload at a time, so two cannot interleave their swaps.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
-    pub fn new(store: Store, caller: PluginCaller, settings: WebSettings, site: Site) -> Self {
+    pub fn new(
+        store: Store,
+        caller: PluginCaller,
+        settings: WebSettings,
+        site: Site,
+        config_path: PathBuf,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 caller,
                 settings,
                 site: RwLock::new(Arc::new(site)),
+                config_path,
+                reloading: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+    pub fn config_path(&self) -> &Path {
+        &self.inner.config_path
+    }
+    /// Held for the whole of a reload.
+    pub async fn reload_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.reloading.lock().await
     }
     pub fn store(&self) -> &Store {
         &self.inner.store

@@ -18,10 +18,15 @@ use gatehouse::{config, site::Site, startup, state::AppState, store::Store, web}
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
+pub mod oidc;
+
 /// The plugin packages the tests load, built once per test run.
-const PLUGIN_PACKAGES: [&str; 6] = [
+const PLUGIN_PACKAGES: [&str; 9] = [
     "gatehouse",
     "gatehouse-example",
+    "gatehouse-oidc",
+    "gatehouse-auth0",
+    "gatehouse-google",
     "gatehouse-fixture-panicking",
     "gatehouse-fixture-future-api",
     "gatehouse-fixture-layout-mismatch",
@@ -77,7 +82,12 @@ pub fn config_text(template: &str, database: &str) -> String {
 
 /// Parses configuration text, failing the test on any error diagnostic.
 pub fn parse_config(text: &str) -> config::Config {
-    let loaded = config::parse(Path::new("plugins.toml"), text).expect("configuration parses");
+    parse_config_at(Path::new("plugins.toml"), text)
+}
+
+/// Like [`parse_config`], naming the file the text came from.
+pub fn parse_config_at(path: &Path, text: &str) -> config::Config {
+    let loaded = config::parse(path, text).expect("configuration parses");
     let errors: Vec<_> = loaded
         .diagnostics
         .iter()
@@ -150,27 +160,45 @@ pub struct TestHost {
     pub state: AppState,
     pub router: Router,
     pub store: Store,
-    _dir: tempfile::TempDir,
+    /// The configuration file the host reads (and reloads).
+    pub config_path: PathBuf,
+    database: String,
+    dir: tempfile::TempDir,
 }
 
 impl TestHost {
     /// Starts a host from a configuration template on a fresh SQLite file.
     pub async fn start(template: &str) -> Self {
+        Self::start_with_history(template, &[]).await
+    }
+
+    /// Starts a host whose database already records a successful sign-in through each of
+    /// `proven` (so automatic redirects to them pass `untested-redirect`).
+    pub async fn start_with_history(template: &str, proven: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
-        let config = parse_config(&config_text(template, &database));
-        let site: Site = match startup::build_site(&config) {
+        let config_path = dir.path().join("plugins.toml");
+        let text = config_text(template, &database);
+        std::fs::write(&config_path, &text).expect("write plugins.toml");
+        let config = parse_config_at(&config_path, &text);
+        let store = Store::connect(&database).await.expect("store connects");
+        for idp in proven {
+            store.record_idp_success(idp, 1).await.expect("history");
+        }
+        let history = startup::proven_idps(&store).await.expect("history");
+        let site: Site = match startup::build_site(&config, &history) {
             Ok(site) => site,
             Err(problems) => panic!("the test host did not start: {problems:#?}"),
         };
-        let store = Store::connect(&database).await.expect("store connects");
         let state = startup::state(&config, site, store.clone()).expect("state");
         let router = web::app(state.clone());
         Self {
             state,
             router,
             store,
-            _dir: dir,
+            config_path,
+            database,
+            dir,
         }
     }
 
@@ -181,6 +209,70 @@ impl TestHost {
             host: host.to_owned(),
             cookies: BTreeMap::new(),
         }
+    }
+
+    /// Rewrites the configuration file from `template` (for reload tests).
+    pub fn rewrite_config(&self, template: &str) {
+        std::fs::write(&self.config_path, config_text(template, &self.database))
+            .expect("rewrite plugins.toml");
+    }
+
+    /// A scratch directory that lives as long as the host.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Creates a local user (no password) and returns its id.
+    pub async fn create_user(&self, username: &str, is_admin: bool) -> i64 {
+        let user = gatehouse::store::NewUser {
+            username: username.into(),
+            firstname: "Test".into(),
+            lastname: "User".into(),
+            branch: "root".into(),
+            auth_source: "local".into(),
+            is_admin,
+            ..Default::default()
+        };
+        self.store
+            .create_user(&user, &[], 1)
+            .await
+            .expect("create user")
+    }
+
+    /// A browser on `host` already signed in as `user_id` (a session written straight to the
+    /// store, so tests need not pay for argon2 in a debug build).
+    pub async fn signed_in_browser(&self, host: &str, user_id: i64) -> Browser {
+        let token = format!(
+            "test-session-{user_id}-{}",
+            self.store.count_users().await.unwrap_or(0)
+        );
+        let now = gatehouse::plugins::capabilities::now_unix_seconds();
+        self.store
+            .create_session(&gatehouse::store::Session {
+                id_hash: gatehouse::web::http_util::token_hash(&token),
+                user_id,
+                idp_id: None,
+                logout_state: Vec::new(),
+                csrf_token: String::new(),
+                created_at: now,
+                expires_at: now + 3600,
+            })
+            .await
+            .expect("create session");
+        let mut browser = self.browser(host);
+        browser.cookies.insert("gh_session".into(), token);
+        // A signed-in browser is never shown the login form, so it gets its CSRF cookie here.
+        browser.cookies.insert(
+            "gh_csrf".into(),
+            format!("test-csrf-token-for-user-{user_id:0>16}"),
+        );
+        browser
+    }
+
+    /// A browser on `host` signed in as a new administrator.
+    pub async fn admin_browser(&self, host: &str) -> Browser {
+        let id = self.create_user("test-admin", true).await;
+        self.signed_in_browser(host, id).await
     }
 }
 
@@ -306,14 +398,46 @@ impl Browser {
         self.get(path).await
     }
 
+    /// Runs a sign-in at an IdP whose plugin answers at once (the example plugin): GETs
+    /// `start` (e.g. `/sso/example/start` or `/admin/test-login/example`), follows the
+    /// redirect to the callback on this host and returns the callback's response.
+    pub async fn round_trip(&mut self, start: &str) -> Page {
+        let begun = self.get(start).await;
+        assert_eq!(begun.status, StatusCode::SEE_OTHER, "{start}: {begun:?}");
+        self.follow(&begun).await
+    }
+
+    /// Sends a JSON request with the browser's CSRF token in `X-CSRF-Token`.
+    pub async fn send_json(&mut self, method: &str, uri: &str, body: &serde_json::Value) -> Page {
+        let csrf = self.csrf().await;
+        let request = self
+            .request(method, uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-csrf-token", csrf)
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        self.send(request).await
+    }
+
     /// The browser's CSRF token (loading the login page sets it when missing).
     pub async fn csrf(&mut self) -> String {
         if let Some(token) = self.cookies.get("gh_csrf") {
             return token.clone();
         }
         let page = self.get("/login?nosso=1").await;
-        page.hidden_field("csrf")
-            .expect("the login page has a CSRF field")
+        if let Some(token) = page.hidden_field("csrf") {
+            return token;
+        }
+        // Signed in, so the login page redirects: pages for signed-in users carry the
+        // token the browser's cookie holds, and any cookie value of the right length works.
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "no CSRF field: {page:?}"
+        );
+        let token = format!("browser-chosen-csrf-token-{:0>16}", self.cookies.len());
+        self.cookies.insert("gh_csrf".into(), token.clone());
+        token
     }
 
     /// Signs in with a password, returning the response to the POST.

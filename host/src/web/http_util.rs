@@ -15,6 +15,8 @@ use crate::plugins::capabilities::secure_random;
 pub const SESSION_COOKIE: &str = "gh_session";
 pub const CSRF_COOKIE: &str = "gh_csrf";
 pub const PENDING_COOKIE: &str = "gh_pending";
+/// The redirect-loop breaker's count of recent automatic redirects.
+pub const LOOP_COOKIE: &str = "gh_redirects";
 
 /// The value of cookie `name`, if the request carries it.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

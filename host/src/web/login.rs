@@ -12,22 +12,28 @@ use axum::{
 use gatehouse_store::AuditEvent;
 use serde::Deserialize;
 
+use gatehouse_resolver::{
+    decide,
+    decision::{self, Decision},
+    loop_breaker,
+};
+
 use crate::{
-    passwords, plugins::capabilities::now_unix_seconds, site::SiteDomain, state::AppState,
+    passwords,
+    plugins::capabilities::now_unix_seconds,
+    site::{Site, SiteDomain},
+    state::AppState,
 };
 
 use super::{
     error::{AppError, AppResult},
-    http_util::{ClientIp, request_host, safe_return_to},
+    http_util::{ClientIp, LOOP_COOKIE, cookie, request_host, safe_return_to, set_cookie},
     pages::{self, Button, LoginPage},
     session,
 };
 
 /// Finds the domain a request is for, by its `Host` header.
-pub(super) fn domain_of<'s>(
-    site: &'s crate::site::Site,
-    headers: &HeaderMap,
-) -> AppResult<&'s SiteDomain> {
+pub(super) fn domain_of<'s>(site: &'s Site, headers: &HeaderMap) -> AppResult<SiteDomain<'s>> {
     let host = request_host(headers);
     site.domain_for_host(host).ok_or_else(|| {
         AppError::not_found("This address is not served here.")
@@ -53,58 +59,132 @@ pub async fn show(
     if session::current(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(&return_to).into_response());
     }
-    if let Some(url) = &domain.config.force_external_sso_url {
-        return Ok(Redirect::to(url.as_str()).into_response());
+    let now = now_unix_seconds();
+    let mark = cookie(&headers, LOOP_COOKIE).and_then(loop_breaker::Mark::parse);
+    let request = decision::Request {
+        nosso: query.get("nosso").is_some_and(|v| v == "1"),
+        recent_redirects: mark.as_ref(),
+        now,
+    };
+    let (decision, rule) = decide(domain.plan, request);
+    tracing::debug!(domain = domain.name(), ?rule, "login decision");
+    match decision {
+        Decision::External { url } => Ok(Redirect::to(url).into_response()),
+        Decision::Redirect { idp } => {
+            let next = loop_breaker::record(mark.as_ref(), &idp.id, now);
+            let mut response = Redirect::to(&start_url(&idp.id, &return_to)).into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(
+                    LOOP_COOKIE,
+                    &next.encode(),
+                    Some(loop_breaker::WINDOW_SECONDS.unsigned_abs()),
+                    state.settings().secure_cookies,
+                ),
+            );
+            Ok(response)
+        }
+        Decision::Page {
+            form, loop_broken, ..
+        } => {
+            let notice = loop_broken.map(|idp| {
+                tracing::warn!(domain = domain.name(), idp = idp.id, "redirect loop broken");
+                format!(
+                    "We sent you to {} several times in the last minute, but the sign-in did not complete, so we stopped redirecting you. \
+                     You can try it again below, or sign in with your username and password.",
+                    idp.label
+                )
+            });
+            let mut page = Render::new(domain, &return_to);
+            page.show_form = form;
+            page.notice = notice.as_deref();
+            // The stuck IdP gets a button so the person can still choose to try it.
+            page.extra_button = loop_broken.map(|idp| (idp.label.as_str(), idp.id.as_str()));
+            Ok(page.response(&state, &headers))
+        }
     }
-    let nosso = query.get("nosso").is_some_and(|v| v == "1");
-    if !nosso && let Some(idp) = domain.redirect_idp() {
-        return Ok(Redirect::to(&start_url(idp.id(), &return_to)).into_response());
-    }
-    Ok(render(
-        &state,
-        &headers,
-        domain,
-        &return_to,
-        "",
-        None,
-        nosso,
-        StatusCode::OK,
-    ))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render(
-    state: &AppState,
-    headers: &HeaderMap,
-    domain: &SiteDomain,
-    return_to: &str,
-    username: &str,
-    error: Option<&str>,
-    nosso: bool,
+/// The login page as one request renders it.
+struct Render<'a> {
+    domain: SiteDomain<'a>,
+    return_to: &'a str,
+    show_form: bool,
+    username: &'a str,
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
+    extra_button: Option<(&'a str, &'a str)>,
     status: StatusCode,
-) -> Response {
-    let (csrf, set_csrf) = session::csrf_token(state, headers);
-    let page = LoginPage {
-        domain: domain.name(),
-        show_form: domain.form_shown() || nosso,
-        buttons: domain
-            .buttons()
-            .map(|idp| Button {
-                label: &idp.config.name,
-                href: start_url(idp.id(), return_to),
-            })
-            .collect(),
-        csrf: &csrf,
-        return_to,
-        username,
-        error,
-        notice: None,
-    };
-    let mut response = (status, pages::login_page(&page)).into_response();
-    if let Some(cookie) = set_csrf {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+}
+
+impl<'a> Render<'a> {
+    fn new(domain: SiteDomain<'a>, return_to: &'a str) -> Self {
+        Self {
+            domain,
+            return_to,
+            show_form: domain.plan.form_shown,
+            username: "",
+            error: None,
+            notice: None,
+            extra_button: None,
+            status: StatusCode::OK,
+        }
     }
-    response
+
+    /// After a password attempt: the form again, with what went wrong.
+    fn refused(
+        domain: SiteDomain<'a>,
+        return_to: &'a str,
+        username: &'a str,
+        error: &'a str,
+        status: StatusCode,
+    ) -> Self {
+        Self {
+            show_form: true,
+            username,
+            error: Some(error),
+            status,
+            ..Self::new(domain, return_to)
+        }
+    }
+
+    fn response(&self, state: &AppState, headers: &HeaderMap) -> Response {
+        let (csrf, set_csrf) = session::csrf_token(state, headers);
+        let mut buttons: Vec<Button<'_>> = self
+            .domain
+            .plan
+            .buttons
+            .iter()
+            .map(|b| Button {
+                label: &b.label,
+                href: start_url(&b.idp_id, self.return_to),
+            })
+            .collect();
+        if let Some((label, id)) = self.extra_button {
+            buttons.insert(
+                0,
+                Button {
+                    label,
+                    href: start_url(id, self.return_to),
+                },
+            );
+        }
+        let page = LoginPage {
+            domain: self.domain.name(),
+            show_form: self.show_form,
+            buttons,
+            csrf: &csrf,
+            return_to: self.return_to,
+            username: self.username,
+            error: self.error,
+            notice: self.notice,
+        };
+        let mut response = (self.status, pages::login_page(&page)).into_response();
+        if let Some(cookie) = set_csrf {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    }
 }
 
 #[derive(Deserialize)]
@@ -163,16 +243,14 @@ pub async fn submit(
         let message = format!(
             "Too many failed sign-in attempts. Please wait {minutes} minutes and try again."
         );
-        return Ok(render(
-            &state,
-            &headers,
+        return Ok(Render::refused(
             domain,
             &return_to,
             &username,
-            Some(&message),
-            true,
+            &message,
             StatusCode::TOO_MANY_REQUESTS,
-        ));
+        )
+        .response(&state, &headers));
     }
 
     let user = store.user_by_username(&username).await?;
@@ -199,16 +277,14 @@ pub async fn submit(
             store
                 .audit(&audit("refused", "account suspended", Some(user.id)))
                 .await?;
-            Ok(render(
-                &state,
-                &headers,
+            Ok(Render::refused(
                 domain,
                 &return_to,
                 &username,
-                Some("Your account is suspended."),
-                true,
+                "Your account is suspended.",
                 StatusCode::FORBIDDEN,
-            ))
+            )
+            .response(&state, &headers))
         }
         user => {
             store.record_failure(&account_key, now).await?;
@@ -221,16 +297,14 @@ pub async fn submit(
             store
                 .audit(&audit("failure", reason, user.map(|u| u.id)))
                 .await?;
-            Ok(render(
-                &state,
-                &headers,
+            Ok(Render::refused(
                 domain,
                 &return_to,
                 &username,
-                Some("The username or password is not correct."),
-                true,
+                "The username or password is not correct.",
                 StatusCode::UNAUTHORIZED,
-            ))
+            )
+            .response(&state, &headers))
         }
     }
 }

@@ -3,10 +3,12 @@
 //! store, the site and the plugins; the decisions live elsewhere.
 
 mod account;
+mod admin;
 mod error;
 pub mod http_util;
 mod login;
 mod pages;
+mod profile;
 mod session;
 mod sso;
 
@@ -32,6 +34,16 @@ pub fn app(state: AppState) -> Router {
         .route("/logout", post(account::logout))
         .route("/logged-out", get(account::logged_out))
         .route("/me", get(account::me))
+        .route(
+            "/me/profile",
+            get(profile::my_profile).patch(profile::edit_my_profile),
+        )
+        .route("/admin/reload", post(admin::reload))
+        .route("/admin/test-login/{idp}", get(admin::test_login))
+        .route(
+            "/admin/users/{id}/profile",
+            get(profile::user_profile).patch(profile::edit_user_profile),
+        )
         .route("/healthz", get(account::healthz))
         .with_state(state)
 }

@@ -135,3 +135,22 @@ pub fn post_form_page(step: &LoginStep) -> Html<String> {
         ),
     )
 }
+
+/// The result of an admin's test sign-in: a summary and the whole result as JSON, which
+/// scripts (and tests) read from the `test-result` element.
+pub fn test_login_page(idp: &str, summary: &str, result: &serde_json::Value) -> Html<String> {
+    let pretty = serde_json::to_string_pretty(result).unwrap_or_default();
+    // Inside <script>, only `<` can end the element early; JSON allows it escaped.
+    let embedded = pretty.replace('<', "\\u003c");
+    layout(
+        "Test sign-in",
+        &format!(
+            "<h1>Test sign-in with {}</h1><p class=\"notice\" role=\"status\">{}. Nothing was saved.</p>\
+<pre>{}</pre><script type=\"application/json\" id=\"test-result\">{embedded}</script>\
+<a class=\"button\" href=\"/\">Done</a>",
+            text(idp),
+            text(summary),
+            text(&pretty)
+        ),
+    )
+}

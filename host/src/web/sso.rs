@@ -1,7 +1,8 @@
 //! SSO sign-in through a plugin: `/sso/{idp}/start` begins it and remembers the
 //! plugin's state server-side; `/sso/{idp}/callback` takes that state back exactly
 //! once, asks the plugin for the identity, applies the provisioning plan and starts
-//! a session. Every refusal is audited and writes nothing else.
+//! a session. Every refusal is audited and writes nothing else. A test sign-in (begun
+//! by an admin at `/admin/test-login/{idp}`) takes the same path and stops at the plan.
 
 use std::collections::HashMap;
 
@@ -12,22 +13,23 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use gatehouse_plugin_api::{BeginRequest, CallbackRequest, Identity, Pair, StepMethod};
+use gatehouse_resolver::provisioning::{self, Candidate, Claims, FieldValue, Lookup, Plan};
 use gatehouse_store::{
     AuditEvent, FieldChange, FieldProvenance, NewUser, PendingLogin, StoreError, User,
 };
 
 use crate::{
     plugins::capabilities::now_unix_seconds,
-    provisioning::{self, Claims, FieldValue, Plan},
     site::{SiteDomain, SiteIdp},
     state::AppState,
 };
 
 use super::{
+    admin,
     error::{AppError, AppResult},
     http_util::{
-        ClientIp, PENDING_COOKIE, cookie, random_token, request_host, safe_return_to, set_cookie,
-        token_hash, tokens_match,
+        ClientIp, LOOP_COOKIE, PENDING_COOKIE, clear_cookie, cookie, random_token, request_host,
+        safe_return_to, set_cookie, token_hash, tokens_match,
     },
     login::domain_of,
     pages, session,
@@ -48,7 +50,10 @@ fn callback_url(state: &AppState, headers: &HeaderMap, idp: &str) -> String {
     format!("{}/sso/{idp}/callback", base_url(state, headers))
 }
 
-fn find_idp<'d>(domain: &'d SiteDomain, id: &str) -> AppResult<&'d std::sync::Arc<SiteIdp>> {
+pub(super) fn find_idp<'d>(
+    domain: SiteDomain<'d>,
+    id: &str,
+) -> AppResult<&'d std::sync::Arc<SiteIdp>> {
     domain.idp(id).ok_or_else(|| {
         AppError::not_found("This sign-in method is not available here.")
             .with_detail(format!("no IdP `{id}` on domain `{}`", domain.name()))
@@ -66,20 +71,36 @@ pub async fn start(
     let idp = find_idp(domain, &idp_id)?;
     if idp.config.behaviour == gatehouse_config::Behaviour::Hidden {
         return Err(
-            AppError::not_found("This sign-in method is not available here.")
-                .with_detail(format!("IdP `{idp_id}` is hidden")),
+            AppError::not_found("This sign-in method is not available here.").with_detail(format!(
+                "IdP `{idp_id}` is hidden (admins test it at /admin/test-login/{idp_id})"
+            )),
         );
     }
     let return_to = safe_return_to(query.get("return_to").map(String::as_str));
+    let login_hint = query.get("login_hint").cloned();
+    begin(&state, &headers, idp, return_to, login_hint, false).await
+}
+
+/// Begins a sign-in (or, with `test_mode`, an admin's dry run) at `idp`: asks the plugin
+/// where to send the browser and keeps its state until the callback.
+pub(super) async fn begin(
+    state: &AppState,
+    headers: &HeaderMap,
+    idp: &SiteIdp,
+    return_to: String,
+    login_hint: Option<String>,
+    test_mode: bool,
+) -> AppResult<Response> {
+    let idp_id = idp.id().to_owned();
     let state_token = random_token();
-    let (binding, set_binding) = match cookie(&headers, PENDING_COOKIE) {
+    let (binding, set_binding) = match cookie(headers, PENDING_COOKIE) {
         Some(existing) if existing.len() >= 32 => (existing.to_owned(), false),
         _ => (random_token(), true),
     };
     let request = BeginRequest {
-        callback_url: callback_url(&state, &headers, &idp_id).into(),
+        callback_url: callback_url(state, headers, &idp_id).into(),
         state_token: state_token.as_str().into(),
-        login_hint: query.get("login_hint").map(|h| h.as_str().into()).into(),
+        login_hint: login_hint.map(Into::into).into(),
     };
     let begun = state
         .caller()
@@ -93,11 +114,11 @@ pub async fn start(
         .store()
         .insert_pending(&PendingLogin {
             token_hash: token_hash(&state_token),
-            idp_id: idp_id.clone(),
+            idp_id,
             plugin_state: begun.state.into_vec(),
             browser_binding_hash: token_hash(&binding),
             return_to,
-            test_mode: false,
+            test_mode,
             created_at: now,
             expires_at: now + session::seconds(state.settings().pending_login_lifetime),
         })
@@ -249,6 +270,9 @@ async fn callback(
         }
     };
 
+    if pending.test_mode {
+        return admin::test_login_result(&state, &headers, domain, idp, &identity, now).await;
+    }
     let user_id = match provision(&state, domain, idp, &identity, now).await? {
         Ok(user_id) => user_id,
         Err((username, reason)) => {
@@ -277,19 +301,19 @@ async fn callback(
     auditor.succeeded(user_id, &username).await?;
     let mut response = Redirect::to(&pending.return_to).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
+    // A completed sign-in ends any redirect-loop count.
+    if super::http_util::cookie(&headers, LOOP_COOKIE).is_some() {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            clear_cookie(LOOP_COOKIE, state.settings().secure_cookies),
+        );
+    }
     Ok(response)
 }
 
-/// Finds, creates or updates the user for `identity`; `Err((username, reason))` is
-/// a refusal for the user, with nothing written.
-async fn provision(
-    state: &AppState,
-    domain: &SiteDomain,
-    idp: &SiteIdp,
-    identity: &Identity,
-    now: i64,
-) -> AppResult<Result<i64, (String, String)>> {
-    let claims: Claims = identity
+/// The attributes of `identity`, first value of each.
+pub(super) fn claims_of(identity: &Identity) -> Claims {
+    identity
         .attributes
         .iter()
         .filter_map(|a| {
@@ -297,38 +321,93 @@ async fn provision(
                 .first()
                 .map(|v| (a.name.to_string(), v.to_string()))
         })
-        .collect();
+        .collect()
+}
+
+/// A stored user as the provisioning plan sees it.
+pub(super) fn candidate(user: &User) -> Candidate {
+    let mut values: std::collections::BTreeMap<String, String> = user.additional.clone();
+    for (field, value) in [
+        ("username", &user.username),
+        ("email", &user.email),
+        ("firstname", &user.firstname),
+        ("lastname", &user.lastname),
+        ("idnumber", &user.idnumber),
+    ] {
+        if !value.is_empty() {
+            values.insert(field.to_owned(), value.clone());
+        }
+    }
+    Candidate {
+        id: user.id,
+        suspended: user.suspended,
+        values,
+    }
+}
+
+/// Looks up the accounts `claims` could match on `domain` and plans the sign-in.
+/// Reads only; the real sign-in and the admin's dry run share it.
+pub(super) async fn plan_sign_in(
+    state: &AppState,
+    domain: SiteDomain<'_>,
+    idp: &SiteIdp,
+    claims: &Claims,
+) -> AppResult<Plan> {
     let policy = &idp.policy;
-    let match_value = provisioning::match_value(policy, &claims)
+    let branch = &domain.plan.branch;
+    let Some(value) = provisioning::match_value(policy, claims) else {
+        return Ok(provisioning::plan(policy, claims, Lookup::default()));
+    };
+    let store = state.store();
+    let in_branch: Vec<Candidate> = store
+        .users_matching(&policy.match_field, value, policy.case_insensitive, branch)
+        .await?
+        .iter()
+        .map(candidate)
+        .collect();
+    let mut outside = store
+        .count_matching_elsewhere(&policy.match_field, value, policy.case_insensitive, branch)
+        .await?;
+    if policy.match_field != "username" {
+        // A new account would take the value as its username, which is unique everywhere.
+        outside += store
+            .count_matching_elsewhere("username", value, false, branch)
+            .await?;
+    }
+    let lookup = Lookup {
+        in_branch: &in_branch,
+        outside_branch: usize::try_from(outside).unwrap_or(usize::MAX),
+    };
+    Ok(provisioning::plan(policy, claims, lookup))
+}
+
+/// Finds, creates or updates the user for `identity`; `Err((username, reason))` is
+/// a refusal for the user, with nothing written.
+async fn provision(
+    state: &AppState,
+    domain: SiteDomain<'_>,
+    idp: &SiteIdp,
+    identity: &Identity,
+    now: i64,
+) -> AppResult<Result<i64, (String, String)>> {
+    let claims = claims_of(identity);
+    let match_value = provisioning::match_value(&idp.policy, &claims)
         .unwrap_or_default()
         .to_owned();
-    let branch = &domain.config.branch;
-    // A concurrent first sign-in of the same identity may create the user between
-    // our lookup and our insert; the unique username makes one insert lose, and the
-    // loser plans again against the user that now exists.
+    // A concurrent first sign-in of the same identity may create the user between our
+    // lookup and our insert; the unique username makes one insert lose, and the loser
+    // plans again against the user that now exists. No lock is held across the IdP
+    // round trip.
     for _ in 0..3 {
-        let candidates: Vec<User> = if match_value.is_empty() {
-            Vec::new()
-        } else {
-            state
-                .store()
-                .users_matching(
-                    &policy.match_field,
-                    &match_value,
-                    policy.case_insensitive,
-                    branch,
-                )
-                .await?
-        };
-        match provisioning::plan(policy, &claims, &candidates) {
-            Plan::Refuse(reason) => return Ok(Err((match_value, reason))),
+        match plan_sign_in(state, domain, idp, &claims).await? {
+            Plan::Refuse(reason) => return Ok(Err((match_value, reason.to_string()))),
             Plan::SignIn { user_id } => return Ok(Ok(user_id)),
             Plan::Update { user_id, changes } => {
                 let changes: Vec<FieldChange> = changes
                     .into_iter()
-                    .map(|FieldValue { field, value }| FieldChange {
-                        field,
-                        value,
+                    .map(|diff| FieldChange {
+                        field: diff.field,
+                        value: diff.new,
                         provenance: Some(idp.id().to_owned()),
                     })
                     .collect();
@@ -339,7 +418,7 @@ async fn provision(
                 return Ok(Ok(user_id));
             }
             Plan::Create { fields } => {
-                let (user, provenance) = new_user(&fields, branch, idp.id(), now);
+                let (user, provenance) = new_user(&fields, &domain.plan.branch, idp.id(), now);
                 match state.store().create_user(&user, &provenance, now).await {
                     Ok(user_id) => return Ok(Ok(user_id)),
                     Err(StoreError::Conflict(_)) => continue,

@@ -19,6 +19,8 @@ use gatehouse_plugin_api::{
     BeginRequest, Begun, CallbackRequest, Capabilities, Host, Identity, IdentityProvider,
     InstanceConfig, LoginStep, LogoutRequest, Manifest, Plugin, PluginError, constant_time_eq,
 };
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// The example plugin's `[idp.settings]`. Every setting has a default, so an empty
@@ -31,6 +33,8 @@ pub struct ExampleSettings {
     pub email: String,
     pub given_name: String,
     pub family_name: String,
+    /// More attributes to assert, e.g. `extra = { department = "R&D" }`.
+    pub extra: BTreeMap<String, String>,
 }
 
 impl Default for ExampleSettings {
@@ -40,6 +44,7 @@ impl Default for ExampleSettings {
             email: "example.user@example.test".into(),
             given_name: "Example".into(),
             family_name: "User".into(),
+            extra: BTreeMap::new(),
         }
     }
 }
@@ -125,11 +130,14 @@ impl IdentityProvider for ExampleIdp {
         }
         host.debug("example sign-in completed");
         let s = &self.settings;
-        Ok(Identity::new(s.subject.as_str())
+        let identity = Identity::new(s.subject.as_str())
             .with_attribute("sub", s.subject.as_str())
             .with_attribute("email", s.email.as_str())
             .with_attribute("given_name", s.given_name.as_str())
-            .with_attribute("family_name", s.family_name.as_str()))
+            .with_attribute("family_name", s.family_name.as_str());
+        Ok(s.extra.iter().fold(identity, |identity, (name, value)| {
+            identity.with_attribute(name, value.as_str())
+        }))
     }
 
     fn logout(

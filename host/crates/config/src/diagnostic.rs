@@ -43,6 +43,12 @@ pub mod codes {
     pub const CONNECT_GUEST_ACCESS: &str = "connect-guest-access";
     pub const CONNECT_MAPPING_EDITABLE: &str = "connect-mapping-editable";
     pub const EXTERNAL_URL_SHADOWS: &str = "external-url-shadows";
+    /// `logout.at_idp = true` on an IdP whose plugin cannot sign out at the IdP.
+    pub const LOGOUT_UNSUPPORTED: &str = "logout-unsupported";
+    /// A domain redirects automatically yet also has button IdPs, seen only with `?nosso=1`.
+    pub const REDIRECT_SHADOWS_BUTTONS: &str = "redirect-shadows-buttons";
+    /// An enabled plugin library did not load.
+    pub const PLUGIN_LOAD_FAILED: &str = "plugin-load-failed";
 }
 
 /// How bad a finding is: errors stop the configuration from being used, warnings do not.

@@ -125,6 +125,16 @@ impl Store {
         Ok(())
     }
 
+    /// Every IdP instance with at least one recorded successful sign-in.
+    pub async fn proven_idps(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT idp_id FROM idp_history ORDER BY idp_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get("idp_id").map_err(StoreError::from))
+            .collect()
+    }
+
     /// When an IdP instance last had a successful sign-in, if ever.
     pub async fn idp_last_success(&self, idp_id: &str) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT last_success_at FROM idp_history WHERE idp_id = $1")

@@ -23,6 +23,8 @@ pub struct User {
     pub auth_source: String,
     pub password_hash: Option<String>,
     pub suspended: bool,
+    /// May reload the configuration, run test sign-ins and edit other users' profiles.
+    pub is_admin: bool,
     /// Custom profile fields, by short name.
     pub additional: BTreeMap<String, String>,
     pub created_at: i64,
@@ -41,6 +43,7 @@ pub struct NewUser {
     /// `"local"` or `"idp:<idp id>"`.
     pub auth_source: String,
     pub password_hash: Option<String>,
+    pub is_admin: bool,
     pub additional: BTreeMap<String, String>,
 }
 
@@ -69,12 +72,13 @@ const CORE_FIELDS: [&str; 5] = ["username", "email", "firstname", "lastname", "i
 
 /// Other `users` columns: not valid as additional-field names (they would be ambiguous) and not
 /// changeable through `update_user_fields`.
-const RESERVED_FIELDS: [&str; 7] = [
+const RESERVED_FIELDS: [&str; 8] = [
     "id",
     "branch",
     "auth_source",
     "password_hash",
     "suspended",
+    "is_admin",
     "created_at",
     "updated_at",
 ];
@@ -82,7 +86,7 @@ const RESERVED_FIELDS: [&str; 7] = [
 macro_rules! user_columns {
     () => {
         "id, username, email, firstname, lastname, idnumber, branch, auth_source, \
-         password_hash, suspended, created_at, updated_at"
+         password_hash, suspended, is_admin, created_at, updated_at"
     };
 }
 
@@ -105,6 +109,23 @@ fn check_additional_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The `WHERE` condition comparing a match field with `$1`.
+fn match_condition(field: &str, case_insensitive: bool) -> Result<&'static str, StoreError> {
+    Ok(match (field, case_insensitive) {
+        ("username", false) => "username = $1",
+        ("username", true) => "lower(username) = lower($1)",
+        ("email", false) => "email = $1",
+        ("email", true) => "lower(email) = lower($1)",
+        ("idnumber", false) => "idnumber = $1",
+        ("idnumber", true) => "lower(idnumber) = lower($1)",
+        _ => {
+            return Err(StoreError::Invalid(format!(
+                "users can be matched on username, email or idnumber, not {field:?}"
+            )));
+        }
+    })
+}
+
 fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     Ok(User {
         id: row.try_get("id")?,
@@ -117,6 +138,7 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         auth_source: row.try_get("auth_source")?,
         password_hash: row.try_get("password_hash")?,
         suspended: get_bool(row, "suspended")?,
+        is_admin: get_bool(row, "is_admin")?,
         additional: BTreeMap::new(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -147,8 +169,8 @@ impl Store {
         // that reads first could fail with SQLITE_BUSY_SNAPSHOT instead of waiting).
         let row = sqlx::query(
             "INSERT INTO users (username, email, firstname, lastname, idnumber, branch, \
-             auth_source, password_hash, suspended, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9) RETURNING id",
+             auth_source, password_hash, suspended, is_admin, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $10) RETURNING id",
         )
         .bind(&user.username)
         .bind(&user.email)
@@ -158,6 +180,7 @@ impl Store {
         .bind(&user.branch)
         .bind(&user.auth_source)
         .bind(user.password_hash.as_deref())
+        .bind(i64::from(user.is_admin))
         .bind(now)
         .fetch_one(&mut *tx)
         .await
@@ -328,31 +351,13 @@ impl Store {
         case_insensitive: bool,
         branch: &str,
     ) -> Result<Vec<User>, StoreError> {
-        macro_rules! matching {
-            ($cond:literal) => {
-                concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users WHERE ",
-                    $cond,
-                    " AND branch = $2 ORDER BY id LIMIT 2"
-                )
-            };
-        }
-        let sql = match (field, case_insensitive) {
-            ("username", false) => matching!("username = $1"),
-            ("username", true) => matching!("lower(username) = lower($1)"),
-            ("email", false) => matching!("email = $1"),
-            ("email", true) => matching!("lower(email) = lower($1)"),
-            ("idnumber", false) => matching!("idnumber = $1"),
-            ("idnumber", true) => matching!("lower(idnumber) = lower($1)"),
-            _ => {
-                return Err(StoreError::Invalid(format!(
-                    "users can be matched on username, email or idnumber, not {field:?}"
-                )));
-            }
-        };
-        let rows = sqlx::query(sql)
+        let sql = format!(
+            "SELECT {} FROM users WHERE {} AND branch = $2 ORDER BY id LIMIT 2",
+            user_columns!(),
+            match_condition(field, case_insensitive)?
+        );
+        // The condition comes from `match_condition`'s fixed list; values are bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value)
             .bind(branch)
             .fetch_all(&self.pool)
@@ -362,6 +367,29 @@ impl Store {
             users.push(self.with_additional(user_from_row(&row)?).await?);
         }
         Ok(users)
+    }
+
+    /// How many users outside `branch` have `field` equal to `value` (compared as in
+    /// [`Store::users_matching`]). They are never matched, but stop a creation that would
+    /// take their identity.
+    pub async fn count_matching_elsewhere(
+        &self,
+        field: &str,
+        value: &str,
+        case_insensitive: bool,
+        branch: &str,
+    ) -> Result<i64, StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM users WHERE {} AND branch <> $2",
+            match_condition(field, case_insensitive)?
+        );
+        // The condition comes from `match_condition`'s fixed list; values are bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(branch)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// How many users exist (suspended ones included).

@@ -140,6 +140,7 @@ on_both_backends!(
     throttle_counts,
     idp_history,
     delete_expired_cleans_every_table,
+    admins_and_matches_elsewhere,
 );
 
 /// Always runs: says whether the Postgres variants above ran. With
@@ -173,6 +174,7 @@ fn new_user(username: &str, branch: &str) -> NewUser {
         branch: branch.into(),
         auth_source: "local".into(),
         password_hash: None,
+        is_admin: false,
         additional: BTreeMap::new(),
     }
 }
@@ -967,6 +969,57 @@ async fn idp_history(store: &Store, _url: &str) {
     store.record_idp_success("okta", 200).await.unwrap();
     assert_eq!(store.idp_last_success("okta").await.unwrap(), Some(200));
     assert_eq!(store.idp_last_success("azure").await.unwrap(), None);
+    store.record_idp_success("azure", 5).await.unwrap();
+    assert_eq!(store.proven_idps().await.unwrap(), ["azure", "okta"]);
+}
+
+async fn admins_and_matches_elsewhere(store: &Store, _url: &str) {
+    let admin = NewUser {
+        is_admin: true,
+        ..new_user("root-admin", "root")
+    };
+    let admin_id = store.create_user(&admin, &[], 1).await.unwrap();
+    let learner_id = store
+        .create_user(&new_user("Ada", "acme"), &[], 1)
+        .await
+        .unwrap();
+    assert!(store.user_by_id(admin_id).await.unwrap().unwrap().is_admin);
+    assert!(
+        !store
+            .user_by_id(learner_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_admin
+    );
+
+    // Ada lives in `acme`: from `root` she is elsewhere, from `acme` she is not.
+    let elsewhere = |field: &'static str, value: &'static str, ci: bool, branch: &'static str| {
+        store.count_matching_elsewhere(field, value, ci, branch)
+    };
+    assert_eq!(
+        elsewhere("username", "Ada", false, "root").await.unwrap(),
+        1
+    );
+    assert_eq!(
+        elsewhere("username", "ada", false, "root").await.unwrap(),
+        0
+    );
+    assert_eq!(elsewhere("username", "ada", true, "root").await.unwrap(), 1);
+    assert_eq!(
+        elsewhere("email", "Ada@example.org", false, "root")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        elsewhere("username", "Ada", false, "acme").await.unwrap(),
+        0
+    );
+    assert!(matches!(
+        elsewhere("branch", "acme", false, "root").await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 async fn delete_expired_cleans_every_table(store: &Store, _url: &str) {

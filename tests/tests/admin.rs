@@ -1,0 +1,234 @@
+//! The admin's routes through the real router: reload without downtime (a broken file keeps
+//! the running configuration, a good one replaces it) and the test sign-in (dry run).
+
+use axum::http::StatusCode;
+use gatehouse_tests::TestHost;
+
+fn config(label: &str, behaviour: &str, extra_idp_keys: &str) -> String {
+    format!(
+        r#"
+[host]
+public_url = "http://localhost:8080"
+database = "{{database}}"
+plugin_dir = "{{plugin_dir}}"
+dev_mode = true
+
+[[plugin]]
+id = "example"
+library = "gatehouse_example"
+
+[[domain]]
+name = "root"
+hosts = ["localhost"]
+
+[[idp]]
+id = "example"
+domain = "root"
+plugin = "example"
+name = "{label}"
+behaviour = "{behaviour}"
+username_attribute = "email"
+{extra_idp_keys}
+
+[idp.provisioning]
+create_users = true
+update_existing = true
+lock_fields = true
+fields = {{ firstname = "given_name", lastname = "family_name" }}
+"#
+    )
+}
+
+fn button(label: &str) -> String {
+    config(label, "button", "")
+}
+
+#[tokio::test]
+async fn a_broken_file_is_refused_and_the_running_configuration_keeps_serving() {
+    let host = TestHost::start(&button("Old label")).await;
+    let mut admin = host.admin_browser("localhost").await;
+
+    // An automatic redirect to an IdP that never signed anyone in: untested-redirect.
+    host.rewrite_config(&config("New label", "redirect", ""));
+    let refused = admin
+        .send_json("POST", "/admin/reload", &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused:?}"
+    );
+    let body = refused.json();
+    assert_eq!(body["applied"], false);
+    assert!(
+        body["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["code"] == "untested-redirect" && d["line"].as_u64().unwrap_or(0) > 0),
+        "{body}"
+    );
+    let mut visitor = host.browser("localhost");
+    let page = visitor.get("/login").await;
+    assert!(
+        page.body.contains("Old label"),
+        "the old configuration serves"
+    );
+
+    // A file that does not even parse is refused too.
+    std::fs::write(&host.config_path, "[[domain]\nname = ").unwrap();
+    let refused = admin
+        .send_json("POST", "/admin/reload", &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused:?}"
+    );
+    assert!(visitor.get("/login").await.body.contains("Old label"));
+
+    // A good file replaces it for the next request.
+    host.rewrite_config(&button("New label"));
+    let applied = admin
+        .send_json("POST", "/admin/reload", &serde_json::json!({}))
+        .await;
+    assert_eq!(applied.status, StatusCode::OK, "{applied:?}");
+    assert_eq!(applied.json()["applied"], true);
+    let page = visitor.get("/login").await;
+    assert!(page.body.contains("New label"), "{}", page.body);
+    assert!(!page.body.contains("Old label"));
+}
+
+#[tokio::test]
+async fn reload_needs_an_admin_and_a_csrf_token() {
+    let host = TestHost::start(&button("Label")).await;
+    let mut anonymous = host.browser("localhost");
+    let page = anonymous
+        .send_json("POST", "/admin/reload", &serde_json::json!({}))
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+
+    let id = host.create_user("learner", false).await;
+    let mut learner = host.signed_in_browser("localhost", id).await;
+    let page = learner
+        .send_json("POST", "/admin/reload", &serde_json::json!({}))
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    let mut admin = host.admin_browser("localhost").await;
+    let page = admin.post_form("/admin/reload", &[]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "no X-CSRF-Token header");
+}
+
+#[tokio::test]
+async fn a_test_sign_in_of_a_hidden_idp_shows_the_plan_saves_nothing_and_proves_the_idp() {
+    let host = TestHost::start(&config("Example", "hidden", "")).await;
+    let mut visitor = host.browser("localhost");
+    assert_eq!(
+        visitor.get("/sso/example/start").await.status,
+        StatusCode::NOT_FOUND,
+        "a hidden IdP is not offered to the public"
+    );
+    let mut admin = host.admin_browser("localhost").await;
+    let users_before = host.store.count_users().await.unwrap();
+    let page = admin.round_trip("/admin/test-login/example").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    let result = test_result(&page.body);
+    assert_eq!(result["saved"], false);
+    assert_eq!(result["plan"]["action"], "create");
+    assert_eq!(
+        result["attributes"]["email"][0],
+        "example.user@example.test"
+    );
+    assert_eq!(result["match"]["value"], "example.user@example.test");
+    let mapped = result["mapped"].as_array().unwrap();
+    assert!(
+        mapped
+            .iter()
+            .any(|m| m["field"] == "firstname" && m["value"] == "Example")
+    );
+    assert_eq!(result["locks"]["firstname"], "example");
+    assert_eq!(result["locks"]["username"], "example");
+    assert_eq!(
+        host.store.count_users().await.unwrap(),
+        users_before,
+        "nothing saved"
+    );
+    assert!(
+        host.store
+            .idp_last_success("example")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // That success satisfies untested-redirect: the redirect configuration now reloads.
+    host.rewrite_config(&config("Example", "redirect", ""));
+    let applied = admin
+        .send_json("POST", "/admin/reload", &serde_json::json!({}))
+        .await;
+    assert_eq!(applied.status, StatusCode::OK, "{applied:?}");
+}
+
+#[tokio::test]
+async fn a_test_sign_in_of_an_existing_user_shows_the_field_by_field_diff() {
+    let host = TestHost::start(&button("Example")).await;
+    let mut learner = host.browser("localhost");
+    let done = learner.round_trip("/sso/example/start?return_to=%2F").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
+    let user = host
+        .store
+        .user_by_username("example.user@example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    host.store
+        .update_user_fields(
+            user.id,
+            &[gatehouse::store::FieldChange {
+                field: "firstname".into(),
+                value: "Typed".into(),
+                provenance: None,
+            }],
+            2,
+        )
+        .await
+        .unwrap();
+
+    let mut admin = host.admin_browser("localhost").await;
+    let page = admin.round_trip("/admin/test-login/example").await;
+    let result = test_result(&page.body);
+    assert_eq!(result["plan"]["action"], "update", "{result}");
+    assert_eq!(result["plan"]["user_id"], user.id);
+    let changes = result["plan"]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["field"], "firstname");
+    assert_eq!(changes[0]["old"], "Typed");
+    assert_eq!(changes[0]["new"], "Example");
+    let unchanged = host.store.user_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!(unchanged.firstname, "Typed", "a dry run writes nothing");
+}
+
+#[tokio::test]
+async fn only_admins_run_test_sign_ins() {
+    let host = TestHost::start(&config("Example", "hidden", "")).await;
+    let id = host.create_user("learner", false).await;
+    let mut learner = host.signed_in_browser("localhost", id).await;
+    assert_eq!(
+        learner.get("/admin/test-login/example").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut anonymous = host.browser("localhost");
+    assert_eq!(
+        anonymous.get("/admin/test-login/example").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// The JSON the test sign-in page embeds for scripts.
+fn test_result(body: &str) -> serde_json::Value {
+    let start_marker = "<script type=\"application/json\" id=\"test-result\">";
+    let start = body.find(start_marker).expect("test result") + start_marker.len();
+    let end = body[start..].find("</script>").expect("end of test result") + start;
+    serde_json::from_str(&body[start..end]).expect("test result is JSON")
+}
