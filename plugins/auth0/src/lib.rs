@@ -170,7 +170,7 @@ impl Plugin for Auth0Idp {
     }
 }
 
-gatehouse_oidc_core::delegate_to_relying_party!(Auth0Idp);
+gatehouse_oidc_core::delegate_to_relying_party!(Auth0Idp, logout);
 
 gatehouse_plugin_api::export_plugin!(Auth0Idp);
 

@@ -506,11 +506,27 @@ impl<P: Profile> IdentityProvider for RelyingParty<P> {
 pub use gatehouse_plugin_api as plugin_api;
 
 /// Implements `IdentityProvider` for a plugin's newtype over [`RelyingParty`] by delegating
-/// every call. The newtype exists because the type a plugin exports must be its own; this
-/// keeps the three plugins from repeating the delegation.
+/// each call. The newtype exists because the type a plugin exports must be its own; this
+/// keeps the three plugins from repeating the delegation. `(Type)` delegates sign-in only
+/// (logout stays unsupported); `(Type, logout)` delegates logout at the IdP too.
 #[macro_export]
 macro_rules! delegate_to_relying_party {
     ($plugin:ty) => {
+        $crate::delegate_to_relying_party!(@impl $plugin; );
+    };
+    ($plugin:ty, logout) => {
+        $crate::delegate_to_relying_party!(@impl $plugin;
+            fn logout(
+                &self,
+                host: &$crate::plugin_api::Host<'_>,
+                request: &$crate::plugin_api::LogoutRequest,
+            ) -> Result<Option<$crate::plugin_api::LoginStep>, $crate::plugin_api::PluginError>
+            {
+                $crate::plugin_api::IdentityProvider::logout(&self.0, host, request)
+            }
+        );
+    };
+    (@impl $plugin:ty; $($logout:tt)*) => {
         impl $crate::plugin_api::IdentityProvider for $plugin {
             fn begin_login(
                 &self,
@@ -526,14 +542,7 @@ macro_rules! delegate_to_relying_party {
             ) -> Result<$crate::plugin_api::Identity, $crate::plugin_api::PluginError> {
                 $crate::plugin_api::IdentityProvider::complete_login(&self.0, host, request)
             }
-            fn logout(
-                &self,
-                host: &$crate::plugin_api::Host<'_>,
-                request: &$crate::plugin_api::LogoutRequest,
-            ) -> Result<Option<$crate::plugin_api::LoginStep>, $crate::plugin_api::PluginError>
-            {
-                $crate::plugin_api::IdentityProvider::logout(&self.0, host, request)
-            }
+            $($logout)*
         }
     };
 }

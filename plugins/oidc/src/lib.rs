@@ -96,7 +96,7 @@ impl Plugin for OidcIdp {
     }
 }
 
-gatehouse_oidc_core::delegate_to_relying_party!(OidcIdp);
+gatehouse_oidc_core::delegate_to_relying_party!(OidcIdp, logout);
 
 gatehouse_plugin_api::export_plugin!(OidcIdp);
 
