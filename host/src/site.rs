@@ -3,7 +3,10 @@
 //! (re)load and then only read. Not the parser (`gatehouse-config`), not the rules
 //! (`gatehouse-resolver`) and not the loader (`plugins::loader`).
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use gatehouse_config::{
     Config, Diagnostic, DomainConfig, FieldDef, IdpConfig, Location, Severity, codes,
@@ -98,9 +101,14 @@ impl Site {
         let resolved = gatehouse_resolver::resolve(config, &facts);
         let mut diagnostics = Vec::new();
         let mut idps: Vec<Vec<Arc<SiteIdp>>> = vec![Vec::new(); config.domains.len()];
+        let by_id: HashMap<&str, &IdpConfig> = config
+            .idps
+            .iter()
+            .map(|idp| (idp.id.as_str(), idp))
+            .collect();
         for (index, plan) in resolved.resolution.domains().iter().enumerate() {
             for idp_plan in &plan.idps {
-                let Some(idp) = config.idp(&idp_plan.id) else {
+                let Some(idp) = by_id.get(idp_plan.id.as_str()).copied() else {
                     continue;
                 };
                 let Some(plugin) = plugins.iter().find(|p| p.info.id == idp.plugin) else {

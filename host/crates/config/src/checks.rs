@@ -142,6 +142,8 @@ pub(crate) fn check(file: &Path, draft: &Draft) -> Vec<Diagnostic> {
     let all_domains_named = draft.domains.iter().all(|d| !d.name.is_empty());
     let plugin_names: Vec<&str> = draft.plugins.iter().map(|p| p.id.as_str()).collect();
     let domain_list: Vec<&str> = draft.domains.iter().map(|d| d.name.as_str()).collect();
+    // A set too: thousands of IdPs each looked up in thousands of domains add up.
+    let domain_set: std::collections::HashSet<&str> = domain_list.iter().copied().collect();
     let mut known_fields: Vec<&str> = CORE_FIELDS.to_vec();
     known_fields.extend(draft.fields.iter().map(|f| f.name.as_str()));
     let mut idp_ids: HashMap<&str, Location> = HashMap::new();
@@ -217,9 +219,7 @@ pub(crate) fn check(file: &Path, draft: &Draft) -> Vec<Diagnostic> {
             }
         }
 
-        if !idp.domain.is_empty()
-            && all_domains_named
-            && !domain_list.contains(&idp.domain.as_str())
+        if !idp.domain.is_empty() && all_domains_named && !domain_set.contains(idp.domain.as_str())
         {
             let help = match closest(&idp.domain, &domain_list) {
                 Some(best) => format!("did you mean `{best}`?"),

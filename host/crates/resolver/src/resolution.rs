@@ -80,6 +80,11 @@ impl Resolution {
         let required_on_create = required_on_create(config);
         let mut hosts = HashMap::new();
         let mut domains = Vec::with_capacity(config.domains.len());
+        // Grouped once: looking each domain's IdPs up in the whole list is quadratic.
+        let mut on_domain: HashMap<&str, Vec<&IdpConfig>> = HashMap::new();
+        for idp in &config.idps {
+            on_domain.entry(idp.domain.as_str()).or_default().push(idp);
+        }
         for domain in &config.domains {
             let index = domains.len();
             for host in &domain.hosts {
@@ -91,7 +96,10 @@ impl Resolution {
                 }
                 hosts.entry(host).or_insert(index);
             }
-            domains.push(plan_domain(config, domain, facts, &required_on_create));
+            let idps = on_domain
+                .get(domain.name.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            domains.push(plan_domain(domain, idps, facts, &required_on_create));
         }
         Self { domains, hosts }
     }
@@ -127,13 +135,13 @@ impl Resolution {
 }
 
 fn plan_domain(
-    config: &Config,
     domain: &DomainConfig,
+    idps: &[&IdpConfig],
     facts: &Facts,
     required_on_create: &[String],
 ) -> DomainPlan {
-    let idps: Vec<IdpPlan> = config
-        .idps_on(&domain.name)
+    let idps: Vec<IdpPlan> = idps
+        .iter()
         .filter_map(|idp| {
             let protocol = facts.protocol_of(&idp.plugin)?.to_owned();
             Some(IdpPlan {
