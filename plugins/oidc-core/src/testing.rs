@@ -5,8 +5,8 @@
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use gatehouse_plugin_api::{
-    BeginRequest, Begun, CallbackRequest, HttpRequest, Identity, IdentityProvider, Pair,
-    PluginError,
+    BeginRequest, Begun, CallbackRequest, ErrorKind, HttpRequest, Identity, IdentityProvider,
+    InstanceConfig, Pair, Plugin, PluginError,
     testkit::{Expectation, FakeHost},
 };
 use openidconnect::{
@@ -400,4 +400,24 @@ pub fn refused(
         error.message()
     );
     error
+}
+
+/// Asserts that plugin `P` refuses each of `cases` (settings, words its message must
+/// contain) as `invalid-settings`: the check every OIDC plugin's settings tests share.
+pub fn assert_settings_refused<P: Plugin>(instance_id: &str, cases: &[(Value, &str)]) {
+    for (settings, words) in cases {
+        let built = P::new(&InstanceConfig {
+            instance_id: instance_id.into(),
+            settings: settings.clone(),
+        });
+        let Err(error) = built else {
+            panic!("accepted: {settings}");
+        };
+        assert_eq!(error.kind, ErrorKind::INVALID_SETTINGS, "{settings}");
+        assert!(
+            error.message().contains(words),
+            "{settings}: {}",
+            error.message()
+        );
+    }
 }
