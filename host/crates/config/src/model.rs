@@ -140,6 +140,9 @@ pub struct HostSettings {
     pub http_timeout_seconds: u32,
     pub http_max_response_bytes: u32,
     pub login_throttle: Throttle,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
+    /// Empty: the connecting peer is the client, and those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub location: Location,
     pub key_locations: KeyLocations,
 }
@@ -159,6 +162,7 @@ impl Default for HostSettings {
             http_timeout_seconds: 10,
             http_max_response_bytes: 1_048_576,
             login_throttle: Throttle::default(),
+            trusted_proxies: Vec::new(),
             location: Location::default(),
             key_locations: KeyLocations::default(),
         }
@@ -353,6 +357,9 @@ pub struct IdpConfig {
     pub username_attribute: String,
     pub match_field: MatchField,
     pub match_case_insensitive: bool,
+    /// The admin vouches that this IdP verifies every email address it sends, so an
+    /// email without `email_verified = "true"` may still identify a user.
+    pub trust_email: bool,
     pub logout: LogoutConfig,
     pub provisioning: Provisioning,
     /// `[idp.settings]` as JSON, secrets resolved. Never log it; use
@@ -392,6 +399,7 @@ impl fmt::Debug for IdpConfig {
             .field("username_attribute", &self.username_attribute)
             .field("match_field", &self.match_field)
             .field("match_case_insensitive", &self.match_case_insensitive)
+            .field("trust_email", &self.trust_email)
             .field("logout", &self.logout)
             .field("provisioning", &self.provisioning)
             .field("settings", &self.settings_redacted())

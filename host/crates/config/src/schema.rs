@@ -36,6 +36,7 @@ const HOST_KEYS: &[&str] = &[
     "http_timeout_seconds",
     "http_max_response_bytes",
     "login_throttle",
+    "trusted_proxies",
 ];
 const THROTTLE_KEYS: &[&str] = &[
     "max_failures_per_account",
@@ -67,6 +68,7 @@ const IDP_KEYS: &[&str] = &[
     "username_attribute",
     "match_field",
     "match_case_insensitive",
+    "trust_email",
     "logout",
     "provisioning",
     "settings",
@@ -833,8 +835,40 @@ impl<'a> Schema<'a> {
         {
             h.login_throttle = self.throttle(t, self.loc(v.span()));
         }
+        if let Some(v) = self.get(&tab, "trusted_proxies", &mut keys) {
+            h.trusted_proxies = self.cidrs(v, "trusted_proxies", &tab.scope);
+        }
         h.key_locations = keys;
         h
+    }
+
+    /// A list of CIDR blocks (`"10.0.0.0/8"`, `"::1/128"`); a bare address is one host.
+    fn cidrs(&mut self, v: &Value<'_>, key: &str, scope: &Scope) -> Vec<ipnet::IpNet> {
+        let help = format!("write e.g. `{key} = [\"10.0.0.0/8\", \"::1/128\"]`");
+        let Some(items) = v.get_ref().as_array() else {
+            self.wrong_type(v, key, scope, "a list of CIDR blocks", help);
+            return Vec::new();
+        };
+        let mut blocks = Vec::new();
+        for item in items.iter() {
+            let Some(text) = item.get_ref().as_str() else {
+                self.wrong_type(item, key, scope, "a list of strings", help.clone());
+                continue;
+            };
+            let parsed = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(block) => blocks.push(block.trunc()),
+                Err(_) => self.invalid(
+                    item,
+                    scope,
+                    format!("\"{text}\" in `{key}` is not an IP address or CIDR block"),
+                    help.clone(),
+                ),
+            }
+        }
+        blocks
     }
 
     fn throttle(&mut self, table: &DeTable<'_>, location: Location) -> Throttle {
@@ -1153,6 +1187,7 @@ impl<'a> Schema<'a> {
             MatchField::as_str,
         );
         let match_case_insensitive = self.flag(&tab, &mut keys, "match_case_insensitive", false);
+        let trust_email = self.flag(&tab, &mut keys, "trust_email", false);
         let logout = match self.get(&tab, "logout", &mut keys) {
             Some(v) => self.logout(v, &tab.scope, &mut keys),
             None => LogoutConfig::default(),
@@ -1195,6 +1230,7 @@ impl<'a> Schema<'a> {
             username_attribute,
             match_field,
             match_case_insensitive,
+            trust_email,
             logout,
             provisioning,
             settings,
