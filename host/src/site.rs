@@ -177,6 +177,11 @@ impl Site {
         names
     }
 
+    /// Whether an IdP instance `id` is configured (on any domain).
+    pub fn has_idp(&self, id: &str) -> bool {
+        self.idp_configs.iter().any(|idp| idp.id == id)
+    }
+
     /// Whether the IdP instance `id` locks the fields it provisions (false for an IdP that
     /// is no longer configured: its locks went with it).
     pub fn idp_locks_fields(&self, id: &str) -> bool {

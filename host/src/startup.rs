@@ -43,6 +43,7 @@ pub fn web_settings(config: &Config) -> WebSettings {
         max_failures_per_account: i64::from(host.login_throttle.max_failures_per_account),
         max_failures_per_ip: i64::from(host.login_throttle.max_failures_per_ip),
         throttle_window: Duration::from_secs(u64::from(host.login_throttle.window_minutes) * 60),
+        trusted_proxies: host.trusted_proxies.clone(),
     }
 }
 

@@ -7,9 +7,13 @@ use std::{
     time::Duration,
 };
 
-use gatehouse_store::Store;
+use gatehouse_store::{Store, StoreError};
 
-use crate::{plugins::PluginCaller, site::Site};
+use crate::{
+    plugins::{PluginCaller, capabilities::now_unix_seconds},
+    site::Site,
+    web::browser_tokens::{self, BrowserKey},
+};
 
 /// Settings the request path reads, taken from `[host]`.
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub struct WebSettings {
     pub max_failures_per_account: i64,
     pub max_failures_per_ip: i64,
     pub throttle_window: Duration,
+    /// Reverse proxies whose forwarding headers name the client (`[host] trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Cheap to clone; handlers receive it through axum's `State`.
@@ -40,6 +46,8 @@ struct Inner {
     config_path: PathBuf,
     /// One reload at a time, so two cannot interleave their swaps.
     reloading: tokio::sync::Mutex<()>,
+    /// The key of the browser tokens, read from the store on first use.
+    browser_key: tokio::sync::OnceCell<BrowserKey>,
 }
 
 impl AppState {
@@ -58,6 +66,7 @@ impl AppState {
                 site: RwLock::new(Arc::new(site)),
                 config_path,
                 reloading: tokio::sync::Mutex::new(()),
+                browser_key: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -76,6 +85,22 @@ impl AppState {
     }
     pub fn settings(&self) -> &WebSettings {
         &self.inner.settings
+    }
+    /// The key that mints and recognises browser tokens (bindings, CSRF), shared through
+    /// the database by every host on it.
+    pub async fn browser_key(&self) -> Result<&BrowserKey, StoreError> {
+        self.inner
+            .browser_key
+            .get_or_try_init(|| async {
+                let fresh = BrowserKey::fresh_key_bytes();
+                let key = self
+                    .inner
+                    .store
+                    .host_key(browser_tokens::KEY_NAME, &fresh, now_unix_seconds())
+                    .await?;
+                Ok(BrowserKey::new(key))
+            })
+            .await
     }
     /// The site as it is now; a request keeps the one it started with.
     pub fn site(&self) -> Arc<Site> {

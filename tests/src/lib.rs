@@ -208,6 +208,7 @@ impl TestHost {
             router: self.router.clone(),
             host: host.to_owned(),
             cookies: BTreeMap::new(),
+            peer: None,
         }
     }
 
@@ -239,6 +240,23 @@ impl TestHost {
             .expect("create user")
     }
 
+    /// Creates a user as IdP `idp` would have provisioned it (so SSO through `idp` may
+    /// sign into it) and returns its id.
+    pub async fn create_idp_user(&self, username: &str, idp: &str) -> i64 {
+        let user = gatehouse::store::NewUser {
+            username: username.into(),
+            firstname: "Test".into(),
+            lastname: "User".into(),
+            branch: "root".into(),
+            auth_source: format!("idp:{idp}"),
+            ..Default::default()
+        };
+        self.store
+            .create_user(&user, &[], 1)
+            .await
+            .expect("create user")
+    }
+
     /// A browser on `host` already signed in as `user_id` (a session written straight to the
     /// store, so tests need not pay for argon2 in a debug build).
     pub async fn signed_in_browser(&self, host: &str, user_id: i64) -> Browser {
@@ -247,10 +265,17 @@ impl TestHost {
             self.store.count_users().await.unwrap_or(0)
         );
         let now = gatehouse::plugins::capabilities::now_unix_seconds();
+        let domain = self
+            .state
+            .site()
+            .domain_for_host(host)
+            .map(|d| d.name().to_owned())
+            .unwrap_or_else(|| panic!("no domain serves host {host}"));
         self.store
             .create_session(&gatehouse::store::Session {
                 id_hash: gatehouse::web::http_util::token_hash(&token),
                 user_id,
+                domain,
                 idp_id: None,
                 logout_state: Vec::new(),
                 csrf_token: String::new(),
@@ -261,11 +286,6 @@ impl TestHost {
             .expect("create session");
         let mut browser = self.browser(host);
         browser.cookies.insert("gh_session".into(), token);
-        // A signed-in browser is never shown the login form, so it gets its CSRF cookie here.
-        browser.cookies.insert(
-            "gh_csrf".into(),
-            format!("test-csrf-token-for-user-{user_id:0>16}"),
-        );
         browser
     }
 
@@ -304,6 +324,8 @@ pub struct Browser {
     router: Router,
     pub host: String,
     pub cookies: BTreeMap<String, String>,
+    /// The socket address requests come from (as `ConnectInfo`), if any.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Browser {
@@ -315,7 +337,19 @@ impl Browser {
             .join("; ")
     }
 
-    pub async fn send(&mut self, request: Request<Body>) -> Page {
+    /// This browser, connecting from `ip`.
+    pub fn from_address(mut self, ip: &str) -> Self {
+        let ip: std::net::IpAddr = ip.parse().expect("an IP address");
+        self.peer = Some(std::net::SocketAddr::new(ip, 40_000));
+        self
+    }
+
+    pub async fn send(&mut self, mut request: Request<Body>) -> Page {
+        if let Some(peer) = self.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let response = self
             .router
             .clone()
@@ -428,16 +462,17 @@ impl Browser {
         if let Some(token) = page.hidden_field("csrf") {
             return token;
         }
-        // Signed in, so the login page redirects: pages for signed-in users carry the
-        // token the browser's cookie holds, and any cookie value of the right length works.
+        // Signed in, so the login page redirects: `/me` hands JSON clients the token.
         assert_eq!(
             page.status,
             StatusCode::SEE_OTHER,
             "no CSRF field: {page:?}"
         );
-        let token = format!("browser-chosen-csrf-token-{:0>16}", self.cookies.len());
-        self.cookies.insert("gh_csrf".into(), token.clone());
-        token
+        let me = self.get("/me").await;
+        me.json()["csrf_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no CSRF token from /me: {me:?}"))
+            .to_owned()
     }
 
     /// Signs in with a password, returning the response to the POST.

@@ -368,10 +368,16 @@ async fn unverified_email_neither_creates_nor_matches(
                 firstname: "Vic".into(),
                 lastname: "Tim".into(),
                 branch: "root".into(),
-                auth_source: "password".into(),
+                // Provisioned earlier by another IdP, which vouched for her email: only
+                // such a value may match (never one the account's own user typed).
+                auth_source: "idp:earlier".into(),
                 ..NewUser::default()
             },
-            &[],
+            &[gatehouse::store::FieldProvenance {
+                field: "email".into(),
+                idp_id: "earlier".into(),
+                set_at: now,
+            }],
             now,
         )
         .await

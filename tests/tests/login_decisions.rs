@@ -124,7 +124,8 @@ async fn a_browser_bounced_to_the_idp_too_often_gets_the_login_page_with_an_expl
 async fn a_completed_sign_in_clears_the_loop_count() {
     let host = TestHost::start_with_history(&config("", "redirect"), &["example"]).await;
     // The IdP does not create users; the example identity already has an account.
-    host.create_user("example.user@example.test", false).await;
+    host.create_idp_user("example.user@example.test", "example")
+        .await;
     let mut browser = host.browser("localhost");
     for _ in 0..3 {
         assert_eq!(browser.get("/login").await.status, StatusCode::SEE_OTHER);

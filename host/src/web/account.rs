@@ -26,7 +26,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> AppResul
     let Some((_, user)) = session::current(&state, &headers).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let (csrf, set_csrf) = session::csrf_token(&state, &headers);
+    let (csrf, set_csrf) = session::csrf_token(&state, &headers).await?;
     let name = format!("{} {}", user.firstname, user.lastname);
     let shown = if name.trim().is_empty() {
         user.username.clone()
@@ -49,7 +49,10 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> AppResult<
         )
             .into_response());
     };
-    Ok(Json(json!({
+    // Scripts cannot read the HttpOnly CSRF cookie, so the token a JSON client sends in
+    // `X-CSRF-Token` comes from here.
+    let (csrf, set_csrf) = session::csrf_token(&state, &headers).await?;
+    let mut response = Json(json!({
         "id": user.id,
         "username": user.username,
         "email": user.email,
@@ -59,9 +62,18 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> AppResult<
         "branch": user.branch,
         "auth_source": user.auth_source,
         "additional": user.additional,
-        "session": { "idp": session.idp_id, "expires_at": session.expires_at },
+        "session": {
+            "idp": session.idp_id,
+            "domain": session.domain,
+            "expires_at": session.expires_at,
+        },
+        "csrf_token": csrf,
     }))
-    .into_response())
+    .into_response();
+    if let Some(cookie) = set_csrf {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -76,7 +88,7 @@ pub async fn logout(
     headers: HeaderMap,
     Form(form): Form<LogoutForm>,
 ) -> AppResult<Response> {
-    if !session::csrf_ok(&headers, &form.csrf) {
+    if !session::csrf_ok(&state, &headers, &form.csrf).await? {
         return Err(AppError::forbidden(
             "This form has expired. Please reload the page and try again.",
         )

@@ -55,12 +55,12 @@ pub(super) async fn require_admin(
 }
 
 /// A state-changing JSON request must carry the browser's CSRF token in a header.
-pub(super) fn require_csrf_header(headers: &HeaderMap) -> AppResult<()> {
+pub(super) async fn require_csrf_header(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
     let submitted = headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if session::csrf_ok(headers, submitted) {
+    if session::csrf_ok(state, headers, submitted).await? {
         Ok(())
     } else {
         Err(AppError::forbidden(
@@ -73,7 +73,7 @@ pub(super) fn require_csrf_header(headers: &HeaderMap) -> AppResult<()> {
 /// `POST /admin/reload`: 200 with the warnings when applied, 422 with the diagnostics when
 /// refused (the running configuration keeps serving).
 pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    require_csrf_header(&headers)?;
+    require_csrf_header(&state, &headers).await?;
     let (_, admin) = require_admin(&state, &headers).await?;
     let outcome = reload::reload(&state).await.map_err(AppError::internal)?;
     tracing::info!(
@@ -126,8 +126,8 @@ pub async fn test_login(
 }
 
 /// The end of a test sign-in: the raw attributes, the mapped values, the plan and the
-/// locks it would leave, with nothing saved. A successful test counts as the IdP's
-/// proof of working for `untested-redirect`.
+/// locks it would leave, with nothing saved. A test whose plan is not "refuse" counts as the
+/// IdP's proof of working for `untested-redirect`.
 pub(super) async fn test_login_result(
     state: &AppState,
     headers: &HeaderMap,
@@ -209,8 +209,12 @@ pub(super) async fn test_login_result(
         "locks": locked,
     });
 
-    // The flow itself worked, whatever the plan says: that is what untested-redirect asks.
-    state.store().record_idp_success(idp.id(), now).await?;
+    // Only a dry run that would sign someone in proves the IdP for untested-redirect: a
+    // redirect to an IdP whose every sign-in is refused would lock the domain out.
+    let would_sign_in = !matches!(plan, Plan::Refuse(_));
+    if would_sign_in {
+        state.store().record_idp_success(idp.id(), now).await?;
+    }
     state
         .store()
         .audit(&AuditEvent {
@@ -220,7 +224,7 @@ pub(super) async fn test_login_result(
             user_id: Some(admin.id),
             username: admin.username.clone(),
             method: "sso-test".into(),
-            outcome: "success".into(),
+            outcome: if would_sign_in { "success" } else { "refused" }.into(),
             reason: format!("dry run: {}", plan_summary(&plan)),
             ip: String::new(),
         })
@@ -239,4 +243,104 @@ fn plan_summary(plan: &Plan) -> String {
         ),
         Plan::Create { .. } => "would create a new user and sign in".into(),
     }
+}
+
+#[derive(Deserialize)]
+pub struct LinkRequest {
+    idp: String,
+}
+
+/// `POST /admin/users/{id}/links` with `{"idp": ID}`: links an existing account (a local
+/// or administrator's account, which SSO otherwise never signs into) to an IdP instance.
+/// The admin's deliberate choice, audited.
+pub async fn link_idp(
+    State(state): State<AppState>,
+    Path(user_id): Path<i64>,
+    headers: HeaderMap,
+    Json(request): Json<LinkRequest>,
+) -> AppResult<Response> {
+    require_csrf_header(&state, &headers).await?;
+    let (_, admin) = require_admin(&state, &headers).await?;
+    let site = state.site();
+    if !site.has_idp(&request.idp) {
+        return Err(AppError::not_found(format!(
+            "There is no IdP `{}` in the configuration.",
+            request.idp
+        )));
+    }
+    let user = state
+        .store()
+        .user_by_id(user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("There is no such user."))?;
+    let now = crate::plugins::capabilities::now_unix_seconds();
+    state
+        .store()
+        .link_idp(user.id, &request.idp, &admin.username, now)
+        .await?;
+    audit_link(&state, &admin, &user, &request.idp, "linked", now).await?;
+    links_response(&state, user.id).await
+}
+
+/// `DELETE /admin/users/{id}/links/{idp}`: removes such a link.
+pub async fn unlink_idp(
+    State(state): State<AppState>,
+    Path((user_id, idp_id)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    require_csrf_header(&state, &headers).await?;
+    let (_, admin) = require_admin(&state, &headers).await?;
+    let user = state
+        .store()
+        .user_by_id(user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("There is no such user."))?;
+    if !state.store().unlink_idp(user.id, &idp_id).await? {
+        return Err(AppError::not_found(format!(
+            "User {user_id} is not linked to `{idp_id}`."
+        )));
+    }
+    let now = crate::plugins::capabilities::now_unix_seconds();
+    audit_link(&state, &admin, &user, &idp_id, "unlinked", now).await?;
+    links_response(&state, user.id).await
+}
+
+/// `GET /admin/users/{id}/links`.
+pub async fn links(
+    State(state): State<AppState>,
+    Path(user_id): Path<i64>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    require_admin(&state, &headers).await?;
+    links_response(&state, user_id).await
+}
+
+async fn links_response(state: &AppState, user_id: i64) -> AppResult<Response> {
+    let linked = state.store().linked_idps(user_id).await?;
+    Ok(Json(json!({ "user_id": user_id, "linked_idps": linked })).into_response())
+}
+
+async fn audit_link(
+    state: &AppState,
+    admin: &User,
+    user: &User,
+    idp_id: &str,
+    what: &str,
+    now: i64,
+) -> AppResult<()> {
+    state
+        .store()
+        .audit(&AuditEvent {
+            at: now,
+            domain: String::new(),
+            idp_id: Some(idp_id.to_owned()),
+            user_id: Some(user.id),
+            username: user.username.clone(),
+            method: "admin-link".into(),
+            outcome: "success".into(),
+            reason: format!("{what} by {}", admin.username),
+            ip: String::new(),
+        })
+        .await?;
+    Ok(())
 }

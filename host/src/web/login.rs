@@ -1,5 +1,6 @@
-//! The login page (`GET /login`) and password sign-in (`POST /login`), with
-//! per-account and per-IP throttling of failures.
+//! The login page (`GET /login`) and password sign-in (`POST /login`): offered only where
+//! the domain's page shows the form, for local accounts of the domain's branch, throttled
+//! per address and per (account, address) (see `throttle`).
 
 use std::collections::HashMap;
 
@@ -13,7 +14,7 @@ use gatehouse_store::AuditEvent;
 use serde::Deserialize;
 
 use gatehouse_resolver::{
-    decide,
+    Entry, decide,
     decision::{self, Decision},
     loop_breaker,
 };
@@ -29,7 +30,7 @@ use super::{
     error::{AppError, AppResult},
     http_util::{ClientIp, LOOP_COOKIE, cookie, request_host, safe_return_to, set_cookie},
     pages::{self, Button, LoginPage},
-    session,
+    session, throttle,
 };
 
 /// Finds the domain a request is for, by its `Host` header.
@@ -60,7 +61,8 @@ pub async fn show(
         return Ok(Redirect::to(&return_to).into_response());
     }
     let now = now_unix_seconds();
-    let mark = cookie(&headers, LOOP_COOKIE).and_then(loop_breaker::Mark::parse);
+    let mark = cookie(&headers, LOOP_COOKIE, state.settings().secure_cookies)
+        .and_then(loop_breaker::Mark::parse);
     let request = decision::Request {
         nosso: query.get("nosso").is_some_and(|v| v == "1"),
         recent_redirects: mark.as_ref(),
@@ -100,7 +102,7 @@ pub async fn show(
             page.notice = notice.as_deref();
             // The stuck IdP gets a button so the person can still choose to try it.
             page.extra_button = loop_broken.map(|idp| (idp.label.as_str(), idp.id.as_str()));
-            Ok(page.response(&state, &headers))
+            page.response(&state, &headers).await
         }
     }
 }
@@ -148,8 +150,8 @@ impl<'a> Render<'a> {
         }
     }
 
-    fn response(&self, state: &AppState, headers: &HeaderMap) -> Response {
-        let (csrf, set_csrf) = session::csrf_token(state, headers);
+    async fn response(&self, state: &AppState, headers: &HeaderMap) -> AppResult<Response> {
+        let (csrf, set_csrf) = session::csrf_token(state, headers).await?;
         let mut buttons: Vec<Button<'_>> = self
             .domain
             .plan
@@ -174,6 +176,13 @@ impl<'a> Render<'a> {
             show_form: self.show_form,
             buttons,
             csrf: &csrf,
+            // Where the form is normally hidden (and shown now by `?nosso=1` or the loop
+            // breaker), the POST says so: without it, password sign-in is refused there.
+            form_action: if self.domain.plan.form_shown {
+                "/login"
+            } else {
+                "/login?nosso=1"
+            },
             return_to: self.return_to,
             username: self.username,
             error: self.error,
@@ -183,7 +192,7 @@ impl<'a> Render<'a> {
         if let Some(cookie) = set_csrf {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
-        response
+        Ok(response)
     }
 }
 
@@ -199,15 +208,30 @@ pub struct PasswordForm {
     return_to: Option<String>,
 }
 
+/// Why a domain takes no password here, if it takes none: the password form exists only
+/// where the login page offers it.
+fn form_not_offered(domain: SiteDomain<'_>, nosso: bool) -> Option<&'static str> {
+    match domain.plan.entry {
+        Entry::External { .. } => {
+            Some("the domain sends every visitor to its external sign-in page")
+        }
+        _ if !domain.plan.form_shown && !nosso => {
+            Some("the domain shows only its sign-in buttons (login_form = \"hidden\")")
+        }
+        _ => None,
+    }
+}
+
 pub async fn submit(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
     let site = state.site();
     let domain = domain_of(&site, &headers)?;
-    if !session::csrf_ok(&headers, &form.csrf) {
+    if !session::csrf_ok(&state, &headers, &form.csrf).await? {
         return Err(AppError::forbidden(
             "This form has expired. Please reload the page and try again.",
         )
@@ -217,9 +241,6 @@ pub async fn submit(
     let username = form.username.trim().to_owned();
     let settings = state.settings().clone();
     let now = now_unix_seconds();
-    let since = now - session::seconds(settings.throttle_window);
-    let account_key = format!("account:{}", username.to_lowercase());
-    let ip_key = format!("ip:{ip}");
     let store = state.store();
     let audit = |outcome: &str, reason: &str, user_id: Option<i64>| AuditEvent {
         at: now,
@@ -233,24 +254,51 @@ pub async fn submit(
         ip: ip.clone(),
     };
 
-    if store.failures_since(&account_key, since).await? >= settings.max_failures_per_account
-        || store.failures_since(&ip_key, since).await? >= settings.max_failures_per_ip
-    {
+    let nosso = query.get("nosso").is_some_and(|v| v == "1");
+    if let Some(why) = form_not_offered(domain, nosso) {
         store
-            .audit(&audit("refused", "too many failed attempts", None))
+            .audit(&audit(
+                "refused",
+                &format!("password sign-in not offered: {why}"),
+                None,
+            ))
             .await?;
-        let minutes = settings.throttle_window.as_secs().div_ceil(60);
-        let message = format!(
-            "Too many failed sign-in attempts. Please wait {minutes} minutes and try again."
-        );
-        return Ok(Render::refused(
-            domain,
-            &return_to,
-            &username,
-            &message,
-            StatusCode::TOO_MANY_REQUESTS,
+        return Err(AppError::forbidden(
+            "Signing in with a password is not available on this site. Please use the sign-in button.",
         )
-        .response(&state, &headers));
+        .with_detail(format!("POST /login on domain `{}`: {why}", domain.name())));
+    }
+
+    let attempt = match throttle::reserve(store, &settings, &ip, &username, now).await? {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            store
+                .audit(&audit("refused", refusal.reason(), None))
+                .await?;
+            let minutes = settings.throttle_window.as_secs().div_ceil(60);
+            let message = format!(
+                "Too many failed sign-in attempts. Please wait {minutes} minutes and try again."
+            );
+            let mut response = Render::refused(
+                domain,
+                &return_to,
+                &username,
+                &message,
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .response(&state, &headers)
+            .await?;
+            if let Ok(value) =
+                header::HeaderValue::from_str(&settings.throttle_window.as_secs().to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
+        }
+    };
+    // An account under attack from many addresses slows down; it is never locked.
+    if !attempt.delay.is_zero() {
+        tokio::time::sleep(attempt.delay).await;
     }
 
     let user = store.user_by_username(&username).await?;
@@ -264,31 +312,50 @@ pub async fn submit(
         .await
         .map_err(AppError::internal)?;
 
+    let refuse = |message: &'static str, status| {
+        Render::refused(domain, &return_to, &username, message, status)
+    };
     match user {
-        Some(user) if matches && stored_hash.is_some() && !user.suspended => {
-            store.clear_failures(&account_key).await?;
-            let cookie = session::start(&state, &headers, user.id, None, Vec::new()).await?;
+        Some(user) if matches && stored_hash.is_some() => {
+            attempt.succeeded(store).await?;
+            if user.suspended {
+                store
+                    .audit(&audit("refused", "account suspended", Some(user.id)))
+                    .await?;
+                return refuse("Your account is suspended.", StatusCode::FORBIDDEN)
+                    .response(&state, &headers)
+                    .await;
+            }
+            // A local account belongs to the domain of its branch (the bootstrap admin:
+            // root); its password does not open other domains.
+            if user.branch != domain.plan.branch {
+                store
+                    .audit(&audit(
+                        "refused",
+                        &format!(
+                            "the account belongs to branch `{}`, not this domain's `{}`",
+                            user.branch, domain.plan.branch
+                        ),
+                        Some(user.id),
+                    ))
+                    .await?;
+                return refuse(
+                    "This account does not sign in on this site. Please sign in on your own organisation's site.",
+                    StatusCode::FORBIDDEN,
+                )
+                .response(&state, &headers)
+                .await;
+            }
+            let cookie =
+                session::start(&state, &headers, domain.name(), user.id, None, Vec::new()).await?;
             store.audit(&audit("success", "", Some(user.id))).await?;
             let mut response = Redirect::to(&return_to).into_response();
             response.headers_mut().append(header::SET_COOKIE, cookie);
             Ok(response)
         }
-        Some(user) if matches && stored_hash.is_some() => {
-            store
-                .audit(&audit("refused", "account suspended", Some(user.id)))
-                .await?;
-            Ok(Render::refused(
-                domain,
-                &return_to,
-                &username,
-                "Your account is suspended.",
-                StatusCode::FORBIDDEN,
-            )
-            .response(&state, &headers))
-        }
         user => {
-            store.record_failure(&account_key, now).await?;
-            store.record_failure(&ip_key, now).await?;
+            // The reservation stays: it was a failure.
+            drop(attempt);
             let reason = if user.is_none() {
                 "unknown username"
             } else {
@@ -297,14 +364,12 @@ pub async fn submit(
             store
                 .audit(&audit("failure", reason, user.map(|u| u.id)))
                 .await?;
-            Ok(Render::refused(
-                domain,
-                &return_to,
-                &username,
+            refuse(
                 "The username or password is not correct.",
                 StatusCode::UNAUTHORIZED,
             )
-            .response(&state, &headers))
+            .response(&state, &headers)
+            .await
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+pub mod browser_tokens;
 mod error;
 pub mod http_util;
 mod login;
@@ -11,10 +12,11 @@ mod pages;
 mod profile;
 mod session;
 mod sso;
+mod throttle;
 
 use axum::{
     Router,
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 
 use crate::state::AppState;
@@ -44,6 +46,11 @@ pub fn app(state: AppState) -> Router {
             "/admin/users/{id}/profile",
             get(profile::user_profile).patch(profile::edit_user_profile),
         )
+        .route(
+            "/admin/users/{id}/links",
+            get(admin::links).post(admin::link_idp),
+        )
+        .route("/admin/users/{id}/links/{idp}", delete(admin::unlink_idp))
         .route("/healthz", get(account::healthz))
         .with_state(state)
 }

@@ -33,6 +33,8 @@ pub struct LoginPage<'a> {
     pub show_form: bool,
     pub buttons: Vec<Button<'a>>,
     pub csrf: &'a str,
+    /// Where the password form posts.
+    pub form_action: &'a str,
     pub return_to: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
@@ -65,11 +67,12 @@ pub fn login_page(page: &LoginPage<'_>) -> Html<String> {
     }
     if page.show_form {
         body.push_str(&format!(
-            "<form method=\"post\" action=\"/login\">\
+            "<form method=\"post\" action=\"{}\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return_to\" value=\"{}\">\
 <label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" value=\"{}\" autocomplete=\"username\" required>\
 <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
 <button type=\"submit\">Sign in</button></form>",
+            attr(page.form_action),
             attr(page.csrf),
             attr(page.return_to),
             attr(page.username)

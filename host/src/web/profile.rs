@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use gatehouse_resolver::locks::{self, EditRefusal, Editor, FieldLock};
-use gatehouse_store::{FieldChange, StoreError, User};
+use gatehouse_store::{ADMIN_PROVENANCE, FieldChange, StoreError, User};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -41,7 +41,7 @@ pub async fn edit_my_profile(
     headers: HeaderMap,
     Json(edit): Json<Edit>,
 ) -> AppResult<Response> {
-    require_csrf_header(&headers)?;
+    require_csrf_header(&state, &headers).await?;
     let user = signed_in(&state, &headers).await?;
     apply(&state, &user, Editor::Owner, edit).await
 }
@@ -62,7 +62,7 @@ pub async fn edit_user_profile(
     headers: HeaderMap,
     Json(edit): Json<Edit>,
 ) -> AppResult<Response> {
-    require_csrf_header(&headers)?;
+    require_csrf_header(&state, &headers).await?;
     require_admin(&state, &headers).await?;
     let user = user_or_404(&state, user_id).await?;
     apply(&state, &user, Editor::Admin, edit).await
@@ -182,14 +182,20 @@ async fn apply(state: &AppState, user: &User, editor: Editor, edit: Edit) -> App
     {
         return Err(AppError::bad_request("The username cannot be empty."));
     }
-    // A value a person typed has no IdP provenance, so it is never locked.
+    // A value the account's own user typed has no provenance: it is never locked, and no
+    // IdP ever matches an account by it. An administrator's value is recorded as such, so
+    // IdPs may match by it (it still locks nothing).
+    let provenance = match editor {
+        Editor::Owner => None,
+        Editor::Admin => Some(ADMIN_PROVENANCE.to_owned()),
+    };
     let changes: Vec<FieldChange> = edit
         .fields
         .into_iter()
         .map(|(field, value)| FieldChange {
             field,
             value,
-            provenance: None,
+            provenance: provenance.clone(),
         })
         .collect();
     match state

@@ -1,5 +1,6 @@
-//! Sessions as the web layer sees them: who is signed in, starting a session with
-//! a fresh id (no fixation), and the CSRF token of the browser.
+//! Sessions as the web layer sees them: who is signed in (on this request's domain only),
+//! starting a session with a fresh id (no fixation), and the browser's CSRF token, which
+//! the host mints and never adopts from the browser.
 
 use std::time::Duration;
 
@@ -9,13 +10,19 @@ use gatehouse_store::{Session, User};
 use crate::{plugins::capabilities::now_unix_seconds, state::AppState};
 
 use super::{
+    browser_tokens::Purpose,
     error::AppResult,
-    http_util::{CSRF_COOKIE, SESSION_COOKIE, cookie, random_token, set_cookie, token_hash},
+    http_util::{
+        CSRF_COOKIE, SESSION_COOKIE, cookie, random_token, request_host, set_cookie, token_hash,
+        tokens_match,
+    },
 };
 
-/// The signed-in user and their session, if the request carries a live session.
+/// The signed-in user and their session, if the request carries a live session that was
+/// made on the domain this request is for. A session from another domain (an EE domain's
+/// on the root host, say) is not a session here.
 pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<(Session, User)>> {
-    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+    let Some(token) = cookie(headers, SESSION_COOKIE, state.settings().secure_cookies) else {
         return Ok(None);
     };
     let Some(session) = state
@@ -25,20 +32,32 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<
     else {
         return Ok(None);
     };
+    let site = state.site();
+    let here = site.domain_for_host(request_host(headers));
+    if here.is_none_or(|domain| domain.name() != session.domain) {
+        tracing::debug!(
+            session_domain = session.domain,
+            host = request_host(headers),
+            "a session was presented on another domain's host; ignored"
+        );
+        return Ok(None);
+    }
     let user = state.store().user_by_id(session.user_id).await?;
     Ok(user.filter(|u| !u.suspended).map(|user| (session, user)))
 }
 
-/// Starts a session for `user_id` under a new random id, ending the one the browser
-/// had (if any), and returns the cookie to set.
+/// Starts a session for `user_id` on `domain` under a new random id, ending the one the
+/// browser had (if any), and returns the cookie to set.
 pub async fn start(
     state: &AppState,
     headers: &HeaderMap,
+    domain: &str,
     user_id: i64,
     idp_id: Option<String>,
     logout_state: Vec<u8>,
 ) -> AppResult<HeaderValue> {
-    if let Some(old) = cookie(headers, SESSION_COOKIE) {
+    let secure = state.settings().secure_cookies;
+    if let Some(old) = cookie(headers, SESSION_COOKIE, secure) {
         state.store().delete_session(&token_hash(old)).await?;
     }
     let token = random_token();
@@ -47,6 +66,7 @@ pub async fn start(
     let session = Session {
         id_hash: token_hash(&token),
         user_id,
+        domain: domain.to_owned(),
         idp_id,
         logout_state,
         csrf_token: random_token(),
@@ -58,26 +78,35 @@ pub async fn start(
         SESSION_COOKIE,
         &token,
         Some(lifetime.as_secs()),
-        state.settings().secure_cookies,
+        secure,
     ))
 }
 
-/// The browser's CSRF token, and the cookie to set when it had none yet.
-pub fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    match cookie(headers, CSRF_COOKIE) {
-        Some(token) if token.len() >= 32 => (token.to_owned(), None),
+/// The browser's CSRF token, and the cookie to set when it had none the host minted.
+pub async fn csrf_token(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> AppResult<(String, Option<HeaderValue>)> {
+    let secure = state.settings().secure_cookies;
+    let key = state.browser_key().await?;
+    match cookie(headers, CSRF_COOKIE, secure) {
+        Some(token) if key.recognises(Purpose::Csrf, token) => Ok((token.to_owned(), None)),
         _ => {
-            let token = random_token();
-            let header = set_cookie(CSRF_COOKIE, &token, None, state.settings().secure_cookies);
-            (token, Some(header))
+            let token = key.mint(Purpose::Csrf);
+            let header = set_cookie(CSRF_COOKIE, &token, None, secure);
+            Ok((token, Some(header)))
         }
     }
 }
 
-/// Whether a submitted form's `csrf` field matches the browser's CSRF cookie.
-pub fn csrf_ok(headers: &HeaderMap, submitted: &str) -> bool {
-    cookie(headers, CSRF_COOKIE)
-        .is_some_and(|expected| super::http_util::tokens_match(expected, submitted))
+/// Whether `submitted` (a form field or header) matches the browser's CSRF cookie, and that
+/// cookie is one this host minted.
+pub async fn csrf_ok(state: &AppState, headers: &HeaderMap, submitted: &str) -> AppResult<bool> {
+    let Some(expected) = cookie(headers, CSRF_COOKIE, state.settings().secure_cookies) else {
+        return Ok(false);
+    };
+    let key = state.browser_key().await?;
+    Ok(key.recognises(Purpose::Csrf, expected) && tokens_match(expected, submitted))
 }
 
 pub fn seconds(duration: Duration) -> i64 {

@@ -13,7 +13,9 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use gatehouse_plugin_api::{BeginRequest, CallbackRequest, Identity, Pair, StepMethod};
-use gatehouse_resolver::provisioning::{self, Candidate, Claims, FieldValue, Lookup, Plan};
+use gatehouse_resolver::provisioning::{
+    self, AccountOrigin, Candidate, Claims, FieldValue, Lookup, Plan,
+};
 use gatehouse_store::{
     AuditEvent, FieldChange, FieldProvenance, NewUser, PendingLogin, StoreError, User,
 };
@@ -26,6 +28,7 @@ use crate::{
 
 use super::{
     admin,
+    browser_tokens::Purpose,
     error::{AppError, AppResult},
     http_util::{
         ClientIp, LOOP_COOKIE, PENDING_COOKIE, clear_cookie, cookie, random_token, request_host,
@@ -93,9 +96,16 @@ pub(super) async fn begin(
 ) -> AppResult<Response> {
     let idp_id = idp.id().to_owned();
     let state_token = random_token();
-    let (binding, set_binding) = match cookie(headers, PENDING_COOKIE) {
-        Some(existing) if existing.len() >= 32 => (existing.to_owned(), false),
-        _ => (random_token(), true),
+    let secure = state.settings().secure_cookies;
+    // The host mints every binding: a value it did not issue (planted from a parent
+    // domain, say) is never adopted. A binding it issued is kept, so sign-ins begun in
+    // two tabs both complete.
+    let key = state.browser_key().await?;
+    let (binding, set_binding) = match cookie(headers, PENDING_COOKIE, secure) {
+        Some(existing) if key.recognises(Purpose::Binding, existing) => {
+            (existing.to_owned(), false)
+        }
+        _ => (key.mint(Purpose::Binding), true),
     };
     let request = BeginRequest {
         callback_url: callback_url(state, headers, &idp_id).into(),
@@ -131,12 +141,7 @@ pub(super) async fn begin(
     if set_binding {
         response.headers_mut().append(
             header::SET_COOKIE,
-            set_cookie(
-                PENDING_COOKIE,
-                &binding,
-                None,
-                state.settings().secure_cookies,
-            ),
+            set_cookie(PENDING_COOKIE, &binding, None, secure),
         );
     }
     Ok(response)
@@ -235,7 +240,7 @@ async fn callback(
             "The sign-in took too long. Please start again.",
         ));
     }
-    let binding_ok = cookie(&headers, PENDING_COOKIE)
+    let binding_ok = cookie(&headers, PENDING_COOKIE, state.settings().secure_cookies)
         .is_some_and(|b| tokens_match(&token_hash(b), &pending.browser_binding_hash));
     if !binding_ok {
         auditor
@@ -287,6 +292,7 @@ async fn callback(
     let cookie = session::start(
         &state,
         &headers,
+        domain.name(),
         user_id,
         Some(idp_id.clone()),
         identity.logout_state.into_vec(),
@@ -302,7 +308,7 @@ async fn callback(
     let mut response = Redirect::to(&pending.return_to).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
     // A completed sign-in ends any redirect-loop count.
-    if super::http_util::cookie(&headers, LOOP_COOKIE).is_some() {
+    if super::http_util::cookie(&headers, LOOP_COOKIE, state.settings().secure_cookies).is_some() {
         response.headers_mut().append(
             header::SET_COOKIE,
             clear_cookie(LOOP_COOKIE, state.settings().secure_cookies),
@@ -324,8 +330,8 @@ pub(super) fn claims_of(identity: &Identity) -> Claims {
         .collect()
 }
 
-/// A stored user as the provisioning plan sees it.
-pub(super) fn candidate(user: &User) -> Candidate {
+/// A stored user as the provisioning plan sees it, with the IdPs an admin linked it to.
+pub(super) async fn candidate(state: &AppState, user: &User) -> AppResult<Candidate> {
     let mut values: std::collections::BTreeMap<String, String> = user.additional.clone();
     for (field, value) in [
         ("username", &user.username),
@@ -338,11 +344,19 @@ pub(super) fn candidate(user: &User) -> Candidate {
             values.insert(field.to_owned(), value.clone());
         }
     }
-    Candidate {
+    let origin = match user.auth_source.strip_prefix("idp:") {
+        Some(idp) => AccountOrigin::Idp(idp.to_owned()),
+        None => AccountOrigin::Local,
+    };
+    Ok(Candidate {
         id: user.id,
         suspended: user.suspended,
         values,
-    }
+        origin,
+        is_admin: user.is_admin,
+        has_password: user.password_hash.is_some(),
+        linked_idps: state.store().linked_idps(user.id).await?,
+    })
 }
 
 /// Looks up the accounts `claims` could match on `domain` and plans the sign-in.
@@ -359,12 +373,13 @@ pub(super) async fn plan_sign_in(
         return Ok(provisioning::plan(policy, claims, Lookup::default()));
     };
     let store = state.store();
-    let in_branch: Vec<Candidate> = store
+    let mut in_branch = Vec::new();
+    for user in store
         .users_matching(&policy.match_field, value, policy.case_insensitive, branch)
         .await?
-        .iter()
-        .map(candidate)
-        .collect();
+    {
+        in_branch.push(candidate(state, &user).await?);
+    }
     let mut outside = store
         .count_matching_elsewhere(&policy.match_field, value, policy.case_insensitive, branch)
         .await?;

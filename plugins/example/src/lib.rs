@@ -56,7 +56,13 @@ pub struct ExampleIdp {
 }
 
 /// The attributes this plugin supplies; admins map them to platform fields.
-pub const ATTRIBUTES: [&str; 4] = ["sub", "email", "given_name", "family_name"];
+pub const ATTRIBUTES: [&str; 5] = [
+    "sub",
+    "email",
+    "email_verified",
+    "given_name",
+    "family_name",
+];
 
 impl Plugin for ExampleIdp {
     fn manifest() -> Manifest {
@@ -133,6 +139,9 @@ impl IdentityProvider for ExampleIdp {
         let identity = Identity::new(s.subject.as_str())
             .with_attribute("sub", s.subject.as_str())
             .with_attribute("email", s.email.as_str())
+            // The address is the one the admin configured, so the IdP vouches for it
+            // (`extra = { email_verified = "false" }` says otherwise).
+            .with_attribute("email_verified", "true")
             .with_attribute("given_name", s.given_name.as_str())
             .with_attribute("family_name", s.family_name.as_str());
         Ok(s.extra.iter().fold(identity, |identity, (name, value)| {

@@ -19,6 +19,9 @@ pub struct Policy {
     /// `username`, `email` or `idnumber`.
     pub match_field: String,
     pub case_insensitive: bool,
+    /// The admin vouches for this IdP's email addresses (`trust_email`): an email without
+    /// `email_verified = "true"` may still identify a user.
+    pub trust_email: bool,
     pub create_users: bool,
     pub update_existing: bool,
     /// The IdP locks the fields it provisions (see [`crate::locks`]).
@@ -36,6 +39,7 @@ impl Policy {
             username_attribute: idp.username_attribute.clone(),
             match_field: idp.match_field.as_str().to_owned(),
             case_insensitive: idp.match_case_insensitive,
+            trust_email: idp.trust_email,
             create_users: idp.provisioning.create_users,
             update_existing: idp.provisioning.update_existing,
             lock_fields: idp.provisioning.lock_fields,
@@ -65,6 +69,16 @@ impl Policy {
 /// The attributes an IdP asserted, first value of each.
 pub type Claims = BTreeMap<String, String>;
 
+/// Where an account came from, as far as SSO may sign into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccountOrigin {
+    /// Provisioned by this IdP instance.
+    Idp(String),
+    /// A local account: made by an administrator or the bootstrap, signs in with a password.
+    #[default]
+    Local,
+}
+
 /// An existing account, as much of it as planning needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Candidate {
@@ -72,11 +86,28 @@ pub struct Candidate {
     pub suspended: bool,
     /// Current value of every core and additional field that has one.
     pub values: BTreeMap<String, String>,
+    pub origin: AccountOrigin,
+    pub is_admin: bool,
+    /// The account has a local password.
+    pub has_password: bool,
+    /// The IdP instances an administrator linked the account to.
+    pub linked_idps: Vec<String>,
 }
 
 impl Candidate {
     pub fn value(&self, field: &str) -> Option<&str> {
         self.values.get(field).map(String::as_str)
+    }
+
+    /// Whether SSO through `idp_id` may sign into this account. An administrator's or a
+    /// local password account is reachable only through an IdP that provisioned it or that
+    /// an administrator linked it to: an IdP user who happens to be called `admin` must
+    /// never become the administrator.
+    pub fn reachable_through(&self, idp_id: &str) -> bool {
+        let provisioned_here = self.origin == AccountOrigin::Idp(idp_id.to_owned());
+        let linked = self.linked_idps.iter().any(|linked| linked == idp_id);
+        let guarded = self.is_admin || self.has_password || self.origin == AccountOrigin::Local;
+        !guarded || provisioned_here || linked
     }
 }
 
@@ -110,13 +141,32 @@ pub struct FieldDiff {
 /// person signing in; the admin log gets it with the IdP and claims around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    MissingUsernameAttribute { attribute: String },
+    MissingUsernameAttribute {
+        attribute: String,
+    },
+    /// The identifying value has leading or trailing whitespace or control characters: it
+    /// is refused rather than trimmed, because trimming would merge distinct identities.
+    MalformedIdentifier {
+        attribute: String,
+    },
     UnverifiedEmail,
     NoAccountAndNoCreation,
-    MissingRequiredFields { fields: Vec<String> },
-    Ambiguous { match_field: String, count: usize },
-    OtherBranch { match_field: String },
+    MissingRequiredFields {
+        fields: Vec<String>,
+    },
+    Ambiguous {
+        match_field: String,
+        count: usize,
+    },
+    OtherBranch {
+        match_field: String,
+    },
     Suspended,
+    /// The matched account is an administrator's or a local password account that is not
+    /// linked to this IdP.
+    NotLinked {
+        match_field: String,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -125,6 +175,10 @@ impl std::fmt::Display for Refusal {
             Self::MissingUsernameAttribute { attribute } => write!(
                 f,
                 "the identity provider did not send `{attribute}`, which identifies you here"
+            ),
+            Self::MalformedIdentifier { attribute } => write!(
+                f,
+                "the identity provider sent a `{attribute}` with spaces or control characters around it, which cannot identify you"
             ),
             Self::UnverifiedEmail => f.write_str(
                 "the identity provider has not verified your email address, which identifies you here",
@@ -146,6 +200,10 @@ impl std::fmt::Display for Refusal {
                 "an account with your {match_field} belongs to another part of the platform"
             ),
             Self::Suspended => f.write_str("your account is suspended"),
+            Self::NotLinked { match_field } => write!(
+                f,
+                "an account with your {match_field} exists here but is not linked to this sign-in method; please contact the administrator"
+            ),
         }
     }
 }
@@ -170,12 +228,28 @@ pub enum Plan {
     },
 }
 
-/// The value the IdP asserted for the user's identifying attribute.
+/// The value the IdP asserted for the user's identifying attribute, exactly as sent.
+///
+/// Never trimmed: `"alice\u{3000}"` is not `alice`. A value with surrounding whitespace or
+/// any control character is not an identifier at all (see [`identifier_problem`]). A blank
+/// value is no value.
 pub fn match_value<'a>(policy: &Policy, claims: &'a Claims) -> Option<&'a str> {
     claims
         .get(&policy.username_attribute)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Why `value` cannot identify anyone, if it cannot: surrounding (Unicode) whitespace or a
+/// control character anywhere.
+pub fn identifier_problem(value: &str) -> Option<&'static str> {
+    if value.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else if value.trim() != value {
+        Some("has leading or trailing whitespace")
+    } else {
+        None
+    }
 }
 
 /// The platform values the IdP's mapping gives, in mapping order.
@@ -199,14 +273,29 @@ pub fn plan(policy: &Policy, claims: &Claims, lookup: Lookup<'_>) -> Plan {
             attribute: policy.username_attribute.clone(),
         });
     };
+    if identifier_problem(value).is_some() {
+        return Plan::Refuse(Refusal::MalformedIdentifier {
+            attribute: policy.username_attribute.clone(),
+        });
+    }
+    // Absent is unverified (Entra sends no `email_verified`: the nOAuth shape), unless the
+    // admin vouches for the IdP's addresses.
     if policy.identifies_by_email()
-        && claims
+        && !policy.trust_email
+        && !claims
             .get("email_verified")
-            .is_some_and(|v| !v.eq_ignore_ascii_case("true"))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
         return Plan::Refuse(Refusal::UnverifiedEmail);
     }
     let mapped = mapped_values(policy, claims);
+    if let [user] = lookup.in_branch
+        && !user.reachable_through(&policy.idp_id)
+    {
+        return Plan::Refuse(Refusal::NotLinked {
+            match_field: policy.match_field.clone(),
+        });
+    }
     match lookup.in_branch {
         [] if lookup.outside_branch > 0 => Plan::Refuse(Refusal::OtherBranch {
             match_field: policy.match_field.clone(),

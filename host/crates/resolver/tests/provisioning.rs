@@ -8,7 +8,10 @@ use std::path::Path;
 use gatehouse_resolver::{
     Facts,
     locks::{EditRefusal, Editor, FieldKind, FieldLock, may_edit},
-    provisioning::{Candidate, Claims, FieldDiff, FieldValue, Lookup, Plan, Policy, Refusal, plan},
+    provisioning::{
+        AccountOrigin, Candidate, Claims, FieldDiff, FieldValue, Lookup, Plan, Policy, Refusal,
+        plan,
+    },
     resolve,
 };
 
@@ -21,6 +24,7 @@ fn policy() -> Policy {
         username_attribute: "email".into(),
         match_field: "username".into(),
         case_insensitive: false,
+        trust_email: false,
         create_users: true,
         update_existing: true,
         lock_fields: true,
@@ -43,20 +47,23 @@ fn claims(pairs: &[(&str, &str)]) -> Claims {
 fn ada() -> Claims {
     claims(&[
         ("email", "ada@example.test"),
+        ("email_verified", "true"),
         ("given_name", "Ada"),
         ("family_name", "Lovelace"),
         ("dept", "Engines"),
     ])
 }
 
+/// An account `okta` provisioned.
 fn user(id: i64, values: &[(&str, &str)]) -> Candidate {
     Candidate {
         id,
-        suspended: false,
         values: values
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        origin: AccountOrigin::Idp("okta".into()),
+        ..Candidate::default()
     }
 }
 
@@ -327,6 +334,129 @@ fn an_unverified_email_is_refused_only_when_the_email_identifies_the_user() {
     ));
 }
 
+/// Regression (nOAuth): a missing `email_verified` counted as verified.
+#[test]
+fn an_absent_email_verified_is_unverified_unless_the_admin_trusts_the_idp() {
+    let mut claims = ada();
+    claims.remove("email_verified");
+    assert_eq!(
+        plan(&policy(), &claims, NOBODY),
+        Plan::Refuse(Refusal::UnverifiedEmail)
+    );
+    let trusting = Policy {
+        trust_email: true,
+        ..policy()
+    };
+    assert!(matches!(
+        plan(&trusting, &claims, NOBODY),
+        Plan::Create { .. }
+    ));
+    claims.insert("email_verified".into(), "false".into());
+    assert!(
+        matches!(plan(&trusting, &claims, NOBODY), Plan::Create { .. }),
+        "trust_email vouches for every address the IdP sends"
+    );
+}
+
+/// Regression (trimming merged identities: `"alice\u{3000}"` signed into `alice`).
+#[test]
+fn identifiers_with_surrounding_whitespace_or_control_characters_are_refused() {
+    let existing = [user(7, &[("username", "ada@example.test")])];
+    let lookup = Lookup {
+        in_branch: &existing,
+        outside_branch: 0,
+    };
+    for hostile in [
+        "ada@example.test\u{3000}",
+        " ada@example.test",
+        "ada@example.test\t",
+        "ada@example.test\u{a0}",
+        "ada@exam\u{0}ple.test",
+        "ada@example.test\u{200b}\n",
+    ] {
+        let mut claims = ada();
+        claims.insert("email".into(), hostile.into());
+        assert_eq!(
+            plan(&policy(), &claims, lookup),
+            Plan::Refuse(Refusal::MalformedIdentifier {
+                attribute: "email".into()
+            }),
+            "{hostile:?}"
+        );
+    }
+    // Inner spaces are part of an identifier like any other character.
+    let mut claims = ada();
+    claims.insert("email".into(), "ada lovelace".into());
+    assert!(matches!(
+        plan(&policy(), &claims, NOBODY),
+        Plan::Create { .. }
+    ));
+}
+
+/// Regression (an IdP user called `admin` signed in as the built-in administrator).
+#[test]
+fn sso_never_signs_into_an_admin_or_local_account_it_is_not_linked_to() {
+    let refused = Plan::Refuse(Refusal::NotLinked {
+        match_field: "username".into(),
+    });
+    let admin = Candidate {
+        id: 1,
+        is_admin: true,
+        has_password: true,
+        values: BTreeMap::from([("username".into(), "ada@example.test".into())]),
+        ..Candidate::default()
+    };
+    let local = Candidate {
+        id: 2,
+        has_password: true,
+        ..admin.clone()
+    };
+    let made_by_other_idp_with_password = Candidate {
+        id: 3,
+        origin: AccountOrigin::Idp("google".into()),
+        is_admin: false,
+        ..admin.clone()
+    };
+    for account in [&admin, &local, &made_by_other_idp_with_password] {
+        let found = [account.clone()];
+        let lookup = Lookup {
+            in_branch: &found,
+            outside_branch: 0,
+        };
+        assert_eq!(plan(&policy(), &ada(), lookup), refused, "{account:?}");
+        let linked = [Candidate {
+            linked_idps: vec!["okta".into()],
+            ..account.clone()
+        }];
+        let lookup = Lookup {
+            in_branch: &linked,
+            outside_branch: 0,
+        };
+        assert!(
+            matches!(
+                plan(&policy(), &ada(), lookup),
+                Plan::SignIn { .. } | Plan::Update { .. }
+            ),
+            "an admin's link makes it reachable: {account:?}"
+        );
+    }
+    // An account another IdP provisioned, without a password, is an ordinary match.
+    let other = [Candidate {
+        origin: AccountOrigin::Idp("google".into()),
+        is_admin: false,
+        has_password: false,
+        ..admin
+    }];
+    let lookup = Lookup {
+        in_branch: &other,
+        outside_branch: 0,
+    };
+    assert!(matches!(
+        plan(&policy(), &ada(), lookup),
+        Plan::SignIn { .. } | Plan::Update { .. }
+    ));
+}
+
 #[test]
 fn a_suspended_user_is_refused_even_when_an_update_is_due() {
     let mut existing = user(7, &[("firstname", "Augusta")]);
@@ -455,8 +585,9 @@ impl Profile {
     fn candidate(&self, id: i64) -> Candidate {
         Candidate {
             id,
-            suspended: false,
             values: self.values.clone(),
+            origin: AccountOrigin::Idp("okta".into()),
+            ..Candidate::default()
         }
     }
 

@@ -8,9 +8,11 @@
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
 mod error;
+mod host_keys;
 mod kv;
 mod logins;
 mod sessions;
+mod throttle;
 mod users;
 
 use std::time::Duration;
@@ -20,9 +22,10 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 pub use error::StoreError;
-pub use logins::{AuditEvent, THROTTLE_RETENTION_SECS};
+pub use logins::AuditEvent;
 pub use sessions::{PendingLogin, Session};
-pub use users::{FieldChange, FieldProvenance, NewUser, User};
+pub use throttle::THROTTLE_RETENTION_SECS;
+pub use users::{ADMIN_PROVENANCE, FieldChange, FieldProvenance, NewUser, User};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -228,8 +231,8 @@ pub(crate) fn get_bool(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
 
 impl Store {
     /// Deletes what has expired by `now`: sessions and pending sign-ins with
-    /// `expires_at <= now`, key-value rows likewise, and failed-password rows older than
-    /// [`THROTTLE_RETENTION_SECS`]. Returns how many rows went. Each table is one statement.
+    /// `expires_at <= now`, key-value rows likewise, and throttle counters whose window began more than
+    /// [`THROTTLE_RETENTION_SECS`] ago. Returns how many rows went. Each table is one statement.
     pub async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
         let mut deleted = 0;
         deleted += sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
@@ -247,7 +250,7 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        deleted += sqlx::query("DELETE FROM login_failures WHERE at < $1")
+        deleted += sqlx::query("DELETE FROM throttle_counters WHERE window_start < $1")
             .bind(now.saturating_sub(THROTTLE_RETENTION_SECS))
             .execute(&self.pool)
             .await?

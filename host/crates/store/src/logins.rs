@@ -1,14 +1,9 @@
-//! Records about sign-ins: the audit log, failed-password rows for throttling, and each IdP
-//! instance's last successful sign-in. Not the throttling policy (limits and windows are the
-//! host's) and not log output.
+//! Records about sign-ins: the audit log and each IdP instance's last successful sign-in.
+//! Not throttling (see `throttle`) and not log output.
 
 use sqlx::Row;
 
 use crate::{Store, StoreError};
-
-/// How long `delete_expired` keeps failed-password rows: one day. Throttling windows longer
-/// than this would undercount.
-pub const THROTTLE_RETENTION_SECS: i64 = 86_400;
 
 /// One entry of the sign-in audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,37 +72,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// Records one failed password attempt under `key` (for example `"user:alice"` or
-    /// `"ip:192.0.2.1"`; the host chooses).
-    pub async fn record_failure(&self, key: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
-            .bind(key)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// How many failures were recorded under `key` at or after `since`.
-    pub async fn failures_since(&self, key: &str, since: i64) -> Result<i64, StoreError> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM login_failures WHERE key = $1 AND at >= $2")
-                .bind(key)
-                .bind(since)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get("n")?)
-    }
-
-    /// Forgets every failure under `key` (after a successful sign-in).
-    pub async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM login_failures WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Notes a successful sign-in through an IdP instance. The stored time only moves forward.

@@ -13,6 +13,8 @@ pub struct Session {
     /// SHA-256 (hex or base64, as the host chooses) of the cookie value.
     pub id_hash: String,
     pub user_id: i64,
+    /// The domain the session was made on; it is valid on that domain's hosts only.
+    pub domain: String,
     /// The IdP instance the user signed in through; `None` for a local password.
     pub idp_id: Option<String>,
     /// Opaque plugin data needed to sign out at the IdP.
@@ -43,6 +45,7 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
     Ok(Session {
         id_hash: row.try_get("id_hash")?,
         user_id: row.try_get("user_id")?,
+        domain: row.try_get("domain")?,
         idp_id: row.try_get("idp_id")?,
         logout_state: row.try_get("logout_state")?,
         csrf_token: row.try_get("csrf_token")?,
@@ -69,11 +72,12 @@ impl Store {
     /// error) if the user does not.
     pub async fn create_session(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, idp_id, logout_state, csrf_token, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO sessions (id_hash, user_id, domain, idp_id, logout_state, csrf_token, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&s.id_hash)
         .bind(s.user_id)
+        .bind(&s.domain)
         .bind(s.idp_id.as_deref())
         .bind(s.logout_state.as_slice())
         .bind(&s.csrf_token)
@@ -88,8 +92,8 @@ impl Store {
     /// (`expires_at <= now`).
     pub async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
-            "SELECT id_hash, user_id, idp_id, logout_state, csrf_token, created_at, expires_at \
-             FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+            "SELECT id_hash, user_id, domain, idp_id, logout_state, csrf_token, created_at, \
+             expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
         )
         .bind(id_hash)
         .bind(now)

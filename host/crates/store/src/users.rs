@@ -55,6 +55,11 @@ pub struct FieldProvenance {
     pub set_at: i64,
 }
 
+/// The provenance recorded for a value an administrator set: not an IdP instance (IdP ids
+/// cannot contain `@`), so it locks nothing, but it is a value the account's own user did
+/// not type, so IdPs may match by it.
+pub const ADMIN_PROVENANCE: &str = "@admin";
+
 /// One field to change on a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldChange {
@@ -62,8 +67,8 @@ pub struct FieldChange {
     /// name of an additional field.
     pub field: String,
     pub value: String,
-    /// The IdP instance the value came from; `None` when a person typed it (the field's
-    /// provenance is then removed).
+    /// The IdP instance the value came from, or [`ADMIN_PROVENANCE`]; `None` when the
+    /// account's own user typed it (the field's provenance is then removed).
     pub provenance: Option<String>,
 }
 
@@ -90,6 +95,17 @@ macro_rules! user_columns {
     };
 }
 
+/// `users.<field>` has a recorded provenance (an IdP or an administrator set it).
+macro_rules! provenance_of {
+    ($field:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM field_provenance p WHERE p.user_id = users.id AND p.field = '",
+            $field,
+            "')"
+        )
+    };
+}
+
 const UPSERT_PROVENANCE: &str = "INSERT INTO field_provenance (user_id, field, idp_id, set_at) \
      VALUES ($1, $2, $3, $4) \
      ON CONFLICT (user_id, field) DO UPDATE SET idp_id = excluded.idp_id, set_at = excluded.set_at";
@@ -109,15 +125,23 @@ fn check_additional_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The `WHERE` condition comparing a match field with `$1`.
+/// The `WHERE` condition comparing a match field with `$1`, counting only values an IdP or
+/// an administrator set: a value the account's own user typed (no provenance) never makes
+/// a match, or anyone could claim another person's identity by editing their profile. The
+/// username needs no provenance: only administrators and IdPs ever set it.
 fn match_condition(field: &str, case_insensitive: bool) -> Result<&'static str, StoreError> {
     Ok(match (field, case_insensitive) {
         ("username", false) => "username = $1",
         ("username", true) => "lower(username) = lower($1)",
-        ("email", false) => "email = $1",
-        ("email", true) => "lower(email) = lower($1)",
-        ("idnumber", false) => "idnumber = $1",
-        ("idnumber", true) => "lower(idnumber) = lower($1)",
+        ("email", false) => concat!("email = $1 AND ", provenance_of!("email")),
+        ("email", true) => concat!("lower(email) = lower($1) AND ", provenance_of!("email")),
+        ("idnumber", false) => concat!("idnumber = $1 AND ", provenance_of!("idnumber")),
+        ("idnumber", true) => {
+            concat!(
+                "lower(idnumber) = lower($1) AND ",
+                provenance_of!("idnumber")
+            )
+        }
         _ => {
             return Err(StoreError::Invalid(format!(
                 "users can be matched on username, email or idnumber, not {field:?}"
@@ -341,6 +365,7 @@ impl Store {
 
     /// Users of `branch` whose `field` (`username`, `email` or `idnumber`) equals `value`,
     /// lowest id first, at most two (callers only need to tell none / one / several apart).
+    /// An email or idnumber counts only when an IdP or an administrator set it.
     ///
     /// `case_insensitive` compares `lower()` of both sides. On SQLite `lower()` folds ASCII
     /// letters only; PostgreSQL folds by the database's collation.
@@ -456,6 +481,53 @@ impl Store {
                     set_at: row.try_get("set_at")?,
                 })
             })
+            .collect()
+    }
+
+    /// Links `user_id` to IdP instance `idp_id` (an administrator's deliberate choice, named
+    /// in `linked_by`), so SSO through that IdP may sign into it. Linking twice is a no-op.
+    /// `NotFound` for an unknown user.
+    pub async fn link_idp(
+        &self,
+        user_id: i64,
+        idp_id: &str,
+        linked_by: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if self.user_by_id(user_id).await?.is_none() {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        sqlx::query(
+            "INSERT INTO idp_links (user_id, idp_id, linked_by, linked_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, idp_id) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(idp_id)
+        .bind(linked_by)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the link of `user_id` to `idp_id`; whether there was one.
+    pub async fn unlink_idp(&self, user_id: i64, idp_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM idp_links WHERE user_id = $1 AND idp_id = $2")
+            .bind(user_id)
+            .bind(idp_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The IdP instances `user_id` is linked to, in id order.
+    pub async fn linked_idps(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT idp_id FROM idp_links WHERE user_id = $1 ORDER BY idp_id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get("idp_id").map_err(Into::into))
             .collect()
     }
 }

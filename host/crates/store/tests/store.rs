@@ -138,6 +138,9 @@ on_both_backends!(
     kv_concurrent_put_if_absent,
     audit_newest_first,
     throttle_counts,
+    throttle_parallel_reservations_admit_exactly_the_limit,
+    typed_in_values_never_match,
+    idp_links_and_host_keys,
     idp_history,
     delete_expired_cleans_every_table,
     admins_and_matches_elsewhere,
@@ -164,6 +167,18 @@ fn postgres_backend_status() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+/// Provenance rows saying IdP `okta` set each of `fields`.
+fn from_idp(fields: &[&str]) -> Vec<FieldProvenance> {
+    fields
+        .iter()
+        .map(|field| FieldProvenance {
+            field: (*field).into(),
+            idp_id: "okta".into(),
+            set_at: 1,
+        })
+        .collect()
+}
+
 fn new_user(username: &str, branch: &str) -> NewUser {
     NewUser {
         username: username.into(),
@@ -183,6 +198,7 @@ fn session(id_hash: &str, user_id: i64, expires_at: i64) -> Session {
     Session {
         id_hash: id_hash.into(),
         user_id,
+        domain: "root".into(),
         idp_id: None,
         logout_state: Vec::new(),
         csrf_token: format!("csrf-{id_hash}"),
@@ -558,11 +574,12 @@ async fn users_matching_case_and_branch(store: &Store, _url: &str) {
     a4.email = "shared@example.org".into();
     let mut b1 = new_user("ivan", "south");
     b1.email = "ivan@example.org".into();
-    let id1 = store.create_user(&a1, &[], 1).await.expect("a1");
-    let id2 = store.create_user(&a2, &[], 1).await.expect("a2");
-    let id3 = store.create_user(&a3, &[], 1).await.expect("a3");
-    store.create_user(&a4, &[], 1).await.expect("a4");
-    let id5 = store.create_user(&b1, &[], 1).await.expect("b1");
+    let from_idp = from_idp(&["email", "idnumber"]);
+    let id1 = store.create_user(&a1, &from_idp, 1).await.expect("a1");
+    let id2 = store.create_user(&a2, &from_idp, 1).await.expect("a2");
+    let id3 = store.create_user(&a3, &from_idp, 1).await.expect("a3");
+    store.create_user(&a4, &from_idp, 1).await.expect("a4");
+    let id5 = store.create_user(&b1, &from_idp, 1).await.expect("b1");
 
     let ids =
         |users: Vec<gatehouse_store::User>| users.into_iter().map(|u| u.id).collect::<Vec<_>>();
@@ -929,31 +946,142 @@ async fn audit_newest_first(store: &Store, _url: &str) {
 }
 
 async fn throttle_counts(store: &Store, _url: &str) {
-    for at in [100, 110, 120, 130] {
-        store.record_failure("user:nina", at).await.expect("record");
+    // Three attempts allowed in a 60-second window that starts at the first one.
+    for (at, expected) in [(100, 1), (110, 2), (120, 3)] {
+        assert_eq!(
+            store.throttle_reserve("ip:a", at, 60, 3).await.unwrap(),
+            Some(expected)
+        );
     }
-    store
-        .record_failure("ip:192.0.2.1", 125)
-        .await
-        .expect("record");
-    store
-        .record_failure("user:nina", 130)
-        .await
-        .expect("same second twice counts twice");
-
-    assert_eq!(store.failures_since("user:nina", 0).await.unwrap(), 5);
     assert_eq!(
-        store.failures_since("user:nina", 120).await.unwrap(),
-        3,
-        "since is inclusive"
+        store.throttle_reserve("ip:a", 130, 60, 3).await.unwrap(),
+        None,
+        "the fourth attempt in the window is refused"
     );
-    assert_eq!(store.failures_since("user:nina", 131).await.unwrap(), 0);
-    assert_eq!(store.failures_since("ip:192.0.2.1", 0).await.unwrap(), 1);
-    assert_eq!(store.failures_since("user:other", 0).await.unwrap(), 0);
+    assert_eq!(store.throttle_count("ip:a", 130, 60).await.unwrap(), 3);
+    assert_eq!(store.throttle_count("ip:other", 130, 60).await.unwrap(), 0);
+    // A released reservation frees one place; the others stay counted.
+    store.throttle_release("ip:a").await.unwrap();
+    assert_eq!(
+        store.throttle_reserve("ip:a", 131, 60, 3).await.unwrap(),
+        Some(3)
+    );
+    // Once the window that began at 100 has passed, counting starts again.
+    assert_eq!(store.throttle_count("ip:a", 160, 60).await.unwrap(), 0);
+    assert_eq!(
+        store.throttle_reserve("ip:a", 160, 60, 3).await.unwrap(),
+        Some(1)
+    );
+    // Releasing never goes below zero.
+    for _ in 0..3 {
+        store.throttle_release("ip:b").await.unwrap();
+    }
+    assert_eq!(store.throttle_count("ip:b", 160, 60).await.unwrap(), 0);
+}
 
-    store.clear_failures("user:nina").await.expect("clear");
-    assert_eq!(store.failures_since("user:nina", 0).await.unwrap(), 0);
-    assert_eq!(store.failures_since("ip:192.0.2.1", 0).await.unwrap(), 1);
+/// Regression (login throttling read the count before hashing and wrote it after): 40
+/// parallel reservations against a limit of 5 admit exactly 5.
+async fn throttle_parallel_reservations_admit_exactly_the_limit(store: &Store, _url: &str) {
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        attempts.spawn(async move { store.throttle_reserve("pair:x", 1_000, 900, 5).await });
+    }
+    let mut admitted = 0;
+    while let Some(outcome) = attempts.join_next().await {
+        if outcome.expect("task").expect("reserve").is_some() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 5);
+}
+
+/// Regression (a user could take over accounts by editing their own email): a value the
+/// account's own user typed never makes a match; one an IdP or an admin set does.
+async fn typed_in_values_never_match(store: &Store, _url: &str) {
+    let attacker = store
+        .create_user(&new_user("mallory", "root"), &from_idp(&["email"]), 1)
+        .await
+        .unwrap();
+    let victim_email = "victim@example.org";
+    store
+        .update_user_fields(
+            attacker,
+            &[FieldChange {
+                field: "email".into(),
+                value: victim_email.into(),
+                provenance: None,
+            }],
+            2,
+        )
+        .await
+        .unwrap();
+    for ci in [false, true] {
+        assert!(
+            store
+                .users_matching("email", victim_email, ci, "root")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert_eq!(
+        store
+            .count_matching_elsewhere("email", victim_email, false, "acme")
+            .await
+            .unwrap(),
+        0,
+        "a typed value does not block creations elsewhere either"
+    );
+    // An administrator's value counts.
+    store
+        .update_user_fields(
+            attacker,
+            &[FieldChange {
+                field: "email".into(),
+                value: victim_email.into(),
+                provenance: Some(gatehouse_store::ADMIN_PROVENANCE.into()),
+            }],
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .users_matching("email", victim_email, false, "root")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn idp_links_and_host_keys(store: &Store, _url: &str) {
+    let uid = store
+        .create_user(&new_user("local", "root"), &[], 1)
+        .await
+        .unwrap();
+    assert!(store.linked_idps(uid).await.unwrap().is_empty());
+    store.link_idp(uid, "okta", "admin", 5).await.unwrap();
+    store
+        .link_idp(uid, "okta", "admin", 6)
+        .await
+        .expect("twice is a no-op");
+    store.link_idp(uid, "azure", "admin", 6).await.unwrap();
+    assert_eq!(store.linked_idps(uid).await.unwrap(), ["azure", "okta"]);
+    assert!(store.unlink_idp(uid, "okta").await.unwrap());
+    assert!(!store.unlink_idp(uid, "okta").await.unwrap());
+    assert_eq!(store.linked_idps(uid).await.unwrap(), ["azure"]);
+    let err = store
+        .link_idp(uid + 1000, "okta", "admin", 7)
+        .await
+        .expect_err("no such user");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    let first = store.host_key("binding", b"first", 1).await.unwrap();
+    let second = store.host_key("binding", b"second", 2).await.unwrap();
+    assert_eq!(first, b"first");
+    assert_eq!(second, b"first", "the key stored first is kept");
 }
 
 async fn idp_history(store: &Store, _url: &str) {
@@ -980,7 +1108,7 @@ async fn admins_and_matches_elsewhere(store: &Store, _url: &str) {
     };
     let admin_id = store.create_user(&admin, &[], 1).await.unwrap();
     let learner_id = store
-        .create_user(&new_user("Ada", "acme"), &[], 1)
+        .create_user(&new_user("Ada", "acme"), &from_idp(&["email"]), 1)
         .await
         .unwrap();
     assert!(store.user_by_id(admin_id).await.unwrap().unwrap().is_admin);
@@ -1051,8 +1179,11 @@ async fn delete_expired_cleans_every_table(store: &Store, _url: &str) {
         .unwrap();
     let now = 100_000;
     let ancient = now - gatehouse_store::THROTTLE_RETENTION_SECS - 1;
-    store.record_failure("k", ancient).await.unwrap();
-    store.record_failure("k", now - 10).await.unwrap();
+    store.throttle_reserve("old", ancient, 60, 5).await.unwrap();
+    store
+        .throttle_reserve("recent", now - 10, 60, 5)
+        .await
+        .unwrap();
 
     assert_eq!(store.delete_expired(500).await.expect("first sweep"), 3);
     assert!(store.session("live", 500).await.unwrap().is_some());
@@ -1070,7 +1201,7 @@ async fn delete_expired_cleans_every_table(store: &Store, _url: &str) {
         store.kv_get("s", "forever", now).await.unwrap(),
         Some(b"x".to_vec())
     );
-    assert_eq!(store.failures_since("k", 0).await.unwrap(), 1);
+    assert_eq!(store.throttle_count("recent", now, 60).await.unwrap(), 1);
     assert!(
         store.user_by_id(uid).await.unwrap().is_some(),
         "users are never swept"
