@@ -1,40 +1,93 @@
 //! The host's implementation of the capabilities lent to each plugin call: the real
-//! clock, the OS's secure randomness, egress HTTP with enforced limits, the
+//! clock, the OS's secure randomness, egress HTTP with enforced limits and the
+//! instance's egress policy (`egress`), the
 //! database-backed key-value store scoped to one IdP instance, and `tracing`.
 //!
 //! These methods run on a blocking-pool thread, so they may block on the runtime;
 //! they must never panic, because a panic here would cross an FFI shim.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RVec};
 use gatehouse_plugin_api::{HostFfi, HttpRequest, HttpResponse, LogLevel, Pair, PluginError};
 use gatehouse_store::Store;
 use tokio::runtime::Handle;
 
+use super::egress::{
+    EgressPolicy, EgressRefusal, NameLookup, PolicyResolver, SystemLookup, refusal_in,
+};
+
 /// Outgoing HTTP for plugins: no redirects followed, a timeout, a response size
-/// cap, and http(s) URLs only.
+/// cap, http(s) URLs only, and the IdP instance's [`EgressPolicy`] applied to the
+/// addresses every request connects to.
+///
+/// There is one reqwest client per distinct policy (in practice one per IdP), each
+/// with a [`PolicyResolver`]: a connection pool is never shared between policies, so a
+/// connection one IdP was allowed to open is never reused for another.
 pub struct HttpEgress {
-    client: reqwest::Client,
+    timeout: Duration,
     max_response_bytes: usize,
+    lookup: Arc<dyn NameLookup>,
+    clients: Mutex<HashMap<EgressPolicy, reqwest::Client>>,
 }
 
 impl HttpEgress {
     pub fn new(timeout: Duration, max_response_bytes: usize) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("Gatehouse/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            client,
-            max_response_bytes,
-        })
+        Self::with_lookup(timeout, max_response_bytes, Arc::new(SystemLookup))
     }
 
-    /// Sends `request`, refusing anything the egress rules do not allow.
-    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, PluginError> {
+    /// Like [`HttpEgress::new`], resolving names with `lookup` (tests use a table).
+    pub fn with_lookup(
+        timeout: Duration,
+        max_response_bytes: usize,
+        lookup: Arc<dyn NameLookup>,
+    ) -> Result<Self, reqwest::Error> {
+        let egress = Self {
+            timeout,
+            max_response_bytes,
+            lookup,
+            clients: Mutex::new(HashMap::new()),
+        };
+        // Build one client now so a TLS set-up failure stops start-up, not a sign-in.
+        egress.client_for(&EgressPolicy::default())?;
+        Ok(egress)
+    }
+
+    fn client_for(&self, policy: &EgressPolicy) -> Result<reqwest::Client, reqwest::Error> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(policy) {
+            return Ok(client.clone());
+        }
+        let resolver = PolicyResolver::new(Arc::new(policy.clone()), Arc::clone(&self.lookup));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself, out of the policy's reach.
+            .no_proxy()
+            .dns_resolver(Arc::new(resolver))
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .user_agent(concat!("Gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        clients.insert(policy.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Sends `request` under `policy`, refusing anything the egress rules do not
+    /// allow. A refused address gets no bytes: address literals are checked here,
+    /// names by the client's resolver before it connects.
+    pub async fn send(
+        &self,
+        request: HttpRequest,
+        policy: &EgressPolicy,
+    ) -> Result<HttpResponse, PluginError> {
         let url = url::Url::parse(&request.url).map_err(|error| {
             PluginError::invalid_settings(format!("cannot request `{}`: {error}", request.url))
         })?;
@@ -44,21 +97,38 @@ impl HttpEgress {
                 request.url
             )));
         }
+        let described = format!("{} {}", request.method, redact_query(&url));
+        // reqwest connects to an address literal without asking the resolver.
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        if let Some(address) = literal {
+            policy
+                .check(url.host_str().unwrap_or_default(), address)
+                .map_err(|refusal| egress_refused(&described, &refusal))?;
+        }
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             PluginError::internal(format!("`{}` is not an HTTP method", request.method))
         })?;
-        let mut builder = self.client.request(method, url.clone());
+        let client = self.client_for(policy).map_err(|error| {
+            PluginError::internal(format!("{described}: no HTTP client: {error}"))
+        })?;
+        let mut builder = client.request(method, url.clone());
         for header in request.headers.iter() {
             builder = builder.header(header.name.as_str(), header.value.as_str());
         }
-        let described = format!("{} {}", request.method, redact_query(&url));
-        let mut response = builder
-            .body(request.body.into_vec())
-            .send()
-            .await
-            .map_err(|error| {
-                PluginError::idp_unavailable(format!("{described}: {}", describe_reqwest(&error)))
-            })?;
+        let mut response =
+            builder.body(request.body.into_vec()).send().await.map_err(
+                |error| match refusal_in(&error) {
+                    Some(refusal) => egress_refused(&described, refusal),
+                    None => PluginError::idp_unavailable(format!(
+                        "{described}: {}",
+                        describe_reqwest(&error)
+                    )),
+                },
+            )?;
         let status = response.status().as_u16();
         let headers: Vec<Pair> = response
             .headers()
@@ -83,6 +153,13 @@ impl HttpEgress {
             body: body.into(),
         })
     }
+}
+
+/// A refused request, as the plugin (and through it the audit log) sees it. It is a
+/// settings problem, not an outage: the IdP's metadata names a place the host will not
+/// call, and retrying will not help.
+fn egress_refused(described: &str, refusal: &EgressRefusal) -> PluginError {
+    PluginError::invalid_settings(format!("{described}: {refusal}"))
 }
 
 fn describe_reqwest(error: &reqwest::Error) -> String {
@@ -132,6 +209,8 @@ pub struct CallCapabilities<'a> {
     pub runtime: &'a Handle,
     pub store: &'a Store,
     pub egress: &'a HttpEgress,
+    /// What this IdP instance's requests may reach.
+    pub policy: &'a EgressPolicy,
     /// The IdP instance id; the key-value store is scoped to it.
     pub scope: &'a str,
     pub plugin_id: &'a str,
@@ -152,7 +231,9 @@ impl HostFfi for CallCapabilities<'_> {
     }
 
     fn http(&self, request: HttpRequest) -> RResult<HttpResponse, PluginError> {
-        let response = self.runtime.block_on(self.egress.send(request));
+        let response = self
+            .runtime
+            .block_on(self.egress.send(request, self.policy));
         if let Err(error) = &response {
             tracing::warn!(plugin = self.plugin_id, idp = self.scope, %error, "plugin HTTP request failed");
         }
