@@ -291,3 +291,106 @@ impl HostFfi for CallCapabilities<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use gatehouse_plugin_api::ErrorKind;
+    use serde_json::json;
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::TcpListener,
+        sync::mpsc,
+    };
+
+    use super::*;
+    use crate::plugins::egress::LookupFuture;
+
+    /// Every name resolves to 127.0.0.1, as a hostile DNS answer for a public name would.
+    struct EverythingIsLocal;
+
+    impl NameLookup for EverythingIsLocal {
+        fn lookup(&self, _: &str) -> LookupFuture {
+            Box::pin(async { Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]) })
+        }
+    }
+
+    /// A server on 127.0.0.1 that reports the request line of every request it gets.
+    async fn recording_server() -> (u16, mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (seen, requests) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let _ = seen.send(text.lines().next().unwrap_or_default().to_owned());
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    .await;
+            }
+        });
+        (port, requests)
+    }
+
+    fn egress() -> HttpEgress {
+        HttpEgress::with_lookup(Duration::from_secs(10), 1024, Arc::new(EverythingIsLocal))
+            .expect("egress")
+    }
+
+    #[tokio::test]
+    async fn refused_addresses_get_no_bytes_whether_named_or_literal() {
+        let (port, mut requests) = recording_server().await;
+        let egress = egress();
+        // The discovery document names another host, which DNS puts on loopback.
+        let public = EgressPolicy::from_settings(&json!({ "issuer": "https://idp.example.com" }));
+        for (url, shown) in [
+            (
+                format!("http://tokens.example.net:{port}/named"),
+                "tokens.example.net (127.0.0.1) is a loopback address",
+            ),
+            (
+                format!("http://127.0.0.1:{port}/literal"),
+                "127.0.0.1 is a loopback address",
+            ),
+            (
+                format!("http://[::ffff:127.0.0.1]:{port}/mapped"),
+                "::ffff:127.0.0.1 is a loopback address",
+            ),
+        ] {
+            let error = egress
+                .send(HttpRequest::get(url.as_str()), &public)
+                .await
+                .expect_err("refused");
+            assert_eq!(error.kind, ErrorKind::INVALID_SETTINGS, "{error}");
+            assert!(
+                error
+                    .message()
+                    .contains(&format!("refused by the egress policy: {shown}")),
+                "{url}: {error}"
+            );
+        }
+
+        // The same server, allowed because the IdP's own URL is on loopback: the first
+        // request it ever sees is this one, so the refused ones sent nothing.
+        let local = EgressPolicy::from_settings(&json!({ "issuer": "http://127.0.0.1:1" }));
+        let answer = egress
+            .send(HttpRequest::get(format!("http://tokens.example.net:{port}/allowed")), &local)
+            .await
+            .expect("allowed");
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            requests.recv().await.as_deref(),
+            Some("GET /allowed HTTP/1.1")
+        );
+        assert!(requests.try_recv().is_err(), "no other request arrived");
+    }
+}
