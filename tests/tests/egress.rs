@@ -81,8 +81,13 @@ async fn refused_by_egress(mode: &str, expected: &str) -> Vec<Value> {
     let row = audit.first().expect("the refusal is audited");
     eprintln!("{mode}: {} — {}", row.outcome, row.reason);
     assert_eq!(row.outcome, "failure", "{mode}: {}", row.reason);
-    let rule = format!("refused by the egress policy: {expected}; the IdP's configured URLs are not");
-    assert!(row.reason.contains(&rule), "{mode}: audit says `{}`", row.reason);
+    let rule =
+        format!("refused by the egress policy: {expected}; the IdP's configured URLs are not");
+    assert!(
+        row.reason.contains(&rule),
+        "{mode}: audit says `{}`",
+        row.reason
+    );
     op.requests().await
 }
 

@@ -334,7 +334,9 @@ mod tests {
                 let text = String::from_utf8_lossy(&head);
                 let _ = seen.send(text.lines().next().unwrap_or_default().to_owned());
                 let _ = socket
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
                     .await;
             }
         });
@@ -383,7 +385,10 @@ mod tests {
         // request it ever sees is this one, so the refused ones sent nothing.
         let local = EgressPolicy::from_settings(&json!({ "issuer": "http://127.0.0.1:1" }));
         let answer = egress
-            .send(HttpRequest::get(format!("http://tokens.example.net:{port}/allowed")), &local)
+            .send(
+                HttpRequest::get(format!("http://tokens.example.net:{port}/allowed")),
+                &local,
+            )
             .await
             .expect("allowed");
         assert_eq!(answer.status, 200);
