@@ -221,6 +221,26 @@ fn store_error(error: impl std::fmt::Display) -> PluginError {
     PluginError::internal("the host's key-value store is unavailable")
 }
 
+impl CallCapabilities<'_> {
+    /// Runs `future` on the host's runtime from this plugin thread. `block_on` panics
+    /// when the runtime has shut down under a plugin thread that outlived its call (a
+    /// timed-out call at shutdown), and a panic here would cross the FFI shim and end
+    /// the process; so it becomes an error the plugin returns.
+    fn wait_for<F: std::future::Future>(&self, future: F) -> Result<F::Output, PluginError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.runtime.block_on(future)
+        }))
+        .map_err(|_| {
+            tracing::warn!(
+                plugin = self.plugin_id,
+                idp = self.scope,
+                "a plugin call outlived the host's runtime"
+            );
+            PluginError::internal("the host is shutting down")
+        })
+    }
+}
+
 impl HostFfi for CallCapabilities<'_> {
     fn now_unix_millis(&self) -> i64 {
         now_unix_millis()
@@ -232,8 +252,8 @@ impl HostFfi for CallCapabilities<'_> {
 
     fn http(&self, request: HttpRequest) -> RResult<HttpResponse, PluginError> {
         let response = self
-            .runtime
-            .block_on(self.egress.send(request, self.policy));
+            .wait_for(self.egress.send(request, self.policy))
+            .and_then(|sent| sent);
         if let Err(error) = &response {
             tracing::warn!(plugin = self.plugin_id, idp = self.scope, %error, "plugin HTTP request failed");
         }
@@ -241,14 +261,13 @@ impl HostFfi for CallCapabilities<'_> {
     }
 
     fn kv_get(&self, key: RStr<'_>) -> RResult<ROption<RVec<u8>>, PluginError> {
-        self.runtime
-            .block_on(
-                self.store
-                    .kv_get(self.scope, key.as_str(), now_unix_seconds()),
-            )
-            .map(|value| ROption::from(value.map(RVec::from)))
-            .map_err(store_error)
-            .into()
+        self.wait_for(
+            self.store
+                .kv_get(self.scope, key.as_str(), now_unix_seconds()),
+        )
+        .and_then(|found| found.map_err(store_error))
+        .map(|value| ROption::from(value.map(RVec::from)))
+        .into()
     }
 
     fn kv_put(
@@ -261,23 +280,21 @@ impl HostFfi for CallCapabilities<'_> {
         let now = now_unix_seconds();
         let expires_at = (ttl_seconds > 0)
             .then(|| now.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)));
-        self.runtime
-            .block_on(self.store.kv_put(
-                self.scope,
-                key.as_str(),
-                value.as_slice(),
-                expires_at,
-                only_if_absent,
-                now,
-            ))
-            .map_err(store_error)
-            .into()
+        self.wait_for(self.store.kv_put(
+            self.scope,
+            key.as_str(),
+            value.as_slice(),
+            expires_at,
+            only_if_absent,
+            now,
+        ))
+        .and_then(|written| written.map_err(store_error))
+        .into()
     }
 
     fn kv_delete(&self, key: RStr<'_>) -> RResult<(), PluginError> {
-        self.runtime
-            .block_on(self.store.kv_delete(self.scope, key.as_str()))
-            .map_err(store_error)
+        self.wait_for(self.store.kv_delete(self.scope, key.as_str()))
+            .and_then(|deleted| deleted.map_err(store_error))
             .into()
     }
 
@@ -397,5 +414,27 @@ mod tests {
             Some("GET /allowed HTTP/1.1")
         );
         assert!(requests.try_recv().is_err(), "no other request arrived");
+    }
+
+    #[test]
+    fn a_plugin_thread_that_outlives_the_runtime_gets_an_error_not_a_panic() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let handle = runtime.handle().clone();
+        let store = runtime
+            .block_on(Store::connect("sqlite::memory:"))
+            .expect("store");
+        let egress = runtime.block_on(async { egress() });
+        drop(runtime);
+        let capabilities = CallCapabilities {
+            runtime: &handle,
+            store: &store,
+            egress: &egress,
+            policy: &EgressPolicy::default(),
+            scope: "late",
+            plugin_id: "test",
+        };
+        let answer = capabilities.http(HttpRequest::get("http://tokens.example.net:9/"));
+        let error = answer.into_result().expect_err("no runtime, no request");
+        assert_eq!(error.message(), "the host is shutting down", "{error}");
     }
 }
