@@ -360,4 +360,8 @@ async fn a_timed_out_start_gives_its_capacity_back_when_its_thread_ends() {
         StatusCode::SERVICE_UNAVAILABLE,
         "{admitted:?}"
     );
+
+    // Leave no plugin thread waiting on the IdP when the test's runtime goes away.
+    hole.release();
+    until_running_calls(&host, 0).await;
 }
