@@ -192,22 +192,19 @@ impl EgressPolicy {
         if !matches!(url.scheme(), "http" | "https") {
             return;
         }
-        match url.host() {
-            Some(Host::Ipv4(v4)) => {
-                self.exempt.insert(classify_v4(v4));
-            }
-            Some(Host::Ipv6(v6)) => {
-                self.exempt.insert(classify_v6(v6));
-            }
-            Some(Host::Domain(name)) if is_localhost(name) => {
-                self.exempt.insert(AddressCategory::Loopback);
-            }
+        let category = match url.host() {
+            Some(Host::Ipv4(v4)) => classify_v4(v4),
+            Some(Host::Ipv6(v6)) => classify_v6(v6),
+            Some(Host::Domain(name)) if is_localhost(name) => AddressCategory::Loopback,
             Some(Host::Domain(name)) => {
                 self.configured_hosts.insert(name.to_ascii_lowercase());
+                return;
             }
-            None => {}
+            None => return,
+        };
+        if category != AddressCategory::Public {
+            self.exempt.insert(category);
         }
-        self.exempt.remove(&AddressCategory::Public);
     }
 
     /// Whether a request to `host` may connect to `address`; `host` is the URL's host
