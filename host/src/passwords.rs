@@ -1,5 +1,6 @@
-//! Local passwords: argon2id hashing and verification, and the first admin account.
-//! Not the sign-in flow (that is `web::login`).
+//! Local passwords: argon2id hashing and verification (inline, or on the host's own
+//! hashing threads with [`verify_async`]), and the first admin account. Not the
+//! sign-in flow (that is `web::login`).
 
 use argon2::{
     Argon2,
@@ -25,6 +26,71 @@ pub fn verify(password: &str, stored: &str) -> bool {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
     })
+}
+
+/// Why a verification could not run. The host's own fault, never the user's.
+#[derive(Debug, thiserror::Error)]
+#[error("the password hashing threads are not available")]
+pub struct HashingUnavailable;
+
+/// [`verify`] on the hashing threads: a few dedicated threads (one per core), fed by
+/// a bounded queue. Argon2 is slow on purpose and CPU-bound, so more threads than
+/// cores would only make every sign-in slower; and running it on tokio's blocking
+/// pool would put it behind whatever else fills that pool. A full queue makes the
+/// caller wait its turn (back-pressure), it is never refused.
+pub async fn verify_async(password: String, stored: String) -> Result<bool, HashingUnavailable> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        // The caller may have gone away; then nobody needs the answer.
+        let _ = answer.send(verify(&password, &stored));
+    });
+    hashing_queue()
+        .send(job)
+        .await
+        .map_err(|_| HashingUnavailable)?;
+    answered.await.map_err(|_| HashingUnavailable)
+}
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Jobs waiting per hashing thread before callers wait to enqueue.
+const QUEUED_PER_THREAD: usize = 64;
+
+/// The queue of the hashing threads, started on first use.
+fn hashing_queue() -> &'static tokio::sync::mpsc::Sender<HashJob> {
+    static QUEUE: std::sync::OnceLock<tokio::sync::mpsc::Sender<HashJob>> =
+        std::sync::OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let (sender, receiver) = tokio::sync::mpsc::channel::<HashJob>(threads * QUEUED_PER_THREAD);
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        for index in 0..threads {
+            let receiver = std::sync::Arc::clone(&receiver);
+            let spawned = std::thread::Builder::new()
+                .name(format!("gatehouse-hash-{index}"))
+                .spawn(move || run_hashing_thread(&receiver));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "could not start a password hashing thread");
+            }
+        }
+        sender
+    })
+}
+
+fn run_hashing_thread(receiver: &std::sync::Mutex<tokio::sync::mpsc::Receiver<HashJob>>) {
+    loop {
+        // One idle thread waits in the queue while the others wait for the lock.
+        let job = receiver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .blocking_recv();
+        let Some(job) = job else { return };
+        // A panicking job must not take the thread with it; its caller sees the
+        // dropped answer as `HashingUnavailable`.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+            tracing::error!("a password hashing job panicked");
+        }
+    }
 }
 
 /// A hash of a random password, verified against when the username does not exist,
@@ -106,5 +172,27 @@ mod tests {
         assert!(verify("correct horse", &stored));
         assert!(!verify("battery staple", &stored));
         assert!(!verify("correct horse", "not a hash"));
+    }
+
+    #[tokio::test]
+    async fn verify_async_answers_like_verify_from_the_hashing_threads() {
+        let stored = hash("correct horse").expect("hash");
+        let checks = (0..8).map(|i| {
+            let attempt = if i % 2 == 0 {
+                "correct horse"
+            } else {
+                "battery staple"
+            };
+            tokio::spawn(verify_async(attempt.to_owned(), stored.clone()))
+        });
+        for (i, check) in checks.enumerate() {
+            let matched = check.await.expect("task").expect("hashing threads run");
+            assert_eq!(matched, i % 2 == 0, "attempt {i}");
+        }
+        assert!(
+            !verify_async("x".into(), "not a hash".into())
+                .await
+                .expect("runs")
+        );
     }
 }

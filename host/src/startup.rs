@@ -8,7 +8,9 @@ use gatehouse_config::{Config, Diagnostic, Location, codes};
 use gatehouse_store::Store;
 
 use crate::{
-    plugins::{HttpEgress, LoadFailure, LoadReport, LoadRequest, PluginCaller, load_all},
+    plugins::{
+        CallLimits, HttpEgress, LoadFailure, LoadReport, LoadRequest, PluginCaller, load_all,
+    },
     site::{Built, Site},
     state::{AppState, WebSettings},
 };
@@ -44,6 +46,17 @@ pub fn web_settings(config: &Config) -> WebSettings {
         max_failures_per_ip: i64::from(host.login_throttle.max_failures_per_ip),
         throttle_window: Duration::from_secs(u64::from(host.login_throttle.window_minutes) * 60),
         trusted_proxies: host.trusted_proxies.clone(),
+    }
+}
+
+/// The plugin-call limits `[host]` describes.
+pub fn call_limits(config: &Config) -> CallLimits {
+    let host = &config.host;
+    CallLimits {
+        per_idp: host.plugin_calls_per_idp as usize,
+        total: host.plugin_calls_max as usize,
+        breaker_failures: host.idp_breaker_failures,
+        breaker_cooldown: Duration::from_secs(u64::from(host.idp_breaker_cooldown_seconds)),
     }
 }
 
@@ -142,11 +155,12 @@ pub fn state(config: &Config, site: Site, store: Store) -> Result<AppState, reqw
         Duration::from_secs(u64::from(host.http_timeout_seconds)),
         host.http_max_response_bytes as usize,
     )?;
-    let caller = PluginCaller {
-        store: store.clone(),
-        egress: Arc::new(egress),
-        timeout: Duration::from_secs(u64::from(host.plugin_call_timeout_seconds)),
-    };
+    let caller = PluginCaller::new(
+        store.clone(),
+        Arc::new(egress),
+        Duration::from_secs(u64::from(host.plugin_call_timeout_seconds)),
+        call_limits(config),
+    );
     Ok(AppState::new(
         store,
         caller,

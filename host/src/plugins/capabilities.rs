@@ -1,40 +1,93 @@
 //! The host's implementation of the capabilities lent to each plugin call: the real
-//! clock, the OS's secure randomness, egress HTTP with enforced limits, the
+//! clock, the OS's secure randomness, egress HTTP with enforced limits and the
+//! instance's egress policy (`egress`), the
 //! database-backed key-value store scoped to one IdP instance, and `tracing`.
 //!
 //! These methods run on a blocking-pool thread, so they may block on the runtime;
 //! they must never panic, because a panic here would cross an FFI shim.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RVec};
 use gatehouse_plugin_api::{HostFfi, HttpRequest, HttpResponse, LogLevel, Pair, PluginError};
 use gatehouse_store::Store;
 use tokio::runtime::Handle;
 
+use super::egress::{
+    EgressPolicy, EgressRefusal, NameLookup, PolicyResolver, SystemLookup, refusal_in,
+};
+
 /// Outgoing HTTP for plugins: no redirects followed, a timeout, a response size
-/// cap, and http(s) URLs only.
+/// cap, http(s) URLs only, and the IdP instance's [`EgressPolicy`] applied to the
+/// addresses every request connects to.
+///
+/// There is one reqwest client per distinct policy (in practice one per IdP), each
+/// with a [`PolicyResolver`]: a connection pool is never shared between policies, so a
+/// connection one IdP was allowed to open is never reused for another.
 pub struct HttpEgress {
-    client: reqwest::Client,
+    timeout: Duration,
     max_response_bytes: usize,
+    lookup: Arc<dyn NameLookup>,
+    clients: Mutex<HashMap<EgressPolicy, reqwest::Client>>,
 }
 
 impl HttpEgress {
     pub fn new(timeout: Duration, max_response_bytes: usize) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("Gatehouse/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            client,
-            max_response_bytes,
-        })
+        Self::with_lookup(timeout, max_response_bytes, Arc::new(SystemLookup))
     }
 
-    /// Sends `request`, refusing anything the egress rules do not allow.
-    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, PluginError> {
+    /// Like [`HttpEgress::new`], resolving names with `lookup` (tests use a table).
+    pub fn with_lookup(
+        timeout: Duration,
+        max_response_bytes: usize,
+        lookup: Arc<dyn NameLookup>,
+    ) -> Result<Self, reqwest::Error> {
+        let egress = Self {
+            timeout,
+            max_response_bytes,
+            lookup,
+            clients: Mutex::new(HashMap::new()),
+        };
+        // Build one client now so a TLS set-up failure stops start-up, not a sign-in.
+        egress.client_for(&EgressPolicy::default())?;
+        Ok(egress)
+    }
+
+    fn client_for(&self, policy: &EgressPolicy) -> Result<reqwest::Client, reqwest::Error> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(policy) {
+            return Ok(client.clone());
+        }
+        let resolver = PolicyResolver::new(Arc::new(policy.clone()), Arc::clone(&self.lookup));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself, out of the policy's reach.
+            .no_proxy()
+            .dns_resolver(Arc::new(resolver))
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .user_agent(concat!("Gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        clients.insert(policy.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Sends `request` under `policy`, refusing anything the egress rules do not
+    /// allow. A refused address gets no bytes: address literals are checked here,
+    /// names by the client's resolver before it connects.
+    pub async fn send(
+        &self,
+        request: HttpRequest,
+        policy: &EgressPolicy,
+    ) -> Result<HttpResponse, PluginError> {
         let url = url::Url::parse(&request.url).map_err(|error| {
             PluginError::invalid_settings(format!("cannot request `{}`: {error}", request.url))
         })?;
@@ -44,21 +97,38 @@ impl HttpEgress {
                 request.url
             )));
         }
+        let described = format!("{} {}", request.method, redact_query(&url));
+        // reqwest connects to an address literal without asking the resolver.
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        if let Some(address) = literal {
+            policy
+                .check(url.host_str().unwrap_or_default(), address)
+                .map_err(|refusal| egress_refused(&described, &refusal))?;
+        }
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             PluginError::internal(format!("`{}` is not an HTTP method", request.method))
         })?;
-        let mut builder = self.client.request(method, url.clone());
+        let client = self.client_for(policy).map_err(|error| {
+            PluginError::internal(format!("{described}: no HTTP client: {error}"))
+        })?;
+        let mut builder = client.request(method, url.clone());
         for header in request.headers.iter() {
             builder = builder.header(header.name.as_str(), header.value.as_str());
         }
-        let described = format!("{} {}", request.method, redact_query(&url));
-        let mut response = builder
-            .body(request.body.into_vec())
-            .send()
-            .await
-            .map_err(|error| {
-                PluginError::idp_unavailable(format!("{described}: {}", describe_reqwest(&error)))
-            })?;
+        let mut response =
+            builder.body(request.body.into_vec()).send().await.map_err(
+                |error| match refusal_in(&error) {
+                    Some(refusal) => egress_refused(&described, refusal),
+                    None => PluginError::idp_unavailable(format!(
+                        "{described}: {}",
+                        describe_reqwest(&error)
+                    )),
+                },
+            )?;
         let status = response.status().as_u16();
         let headers: Vec<Pair> = response
             .headers()
@@ -83,6 +153,13 @@ impl HttpEgress {
             body: body.into(),
         })
     }
+}
+
+/// A refused request, as the plugin (and through it the audit log) sees it. It is a
+/// settings problem, not an outage: the IdP's metadata names a place the host will not
+/// call, and retrying will not help.
+fn egress_refused(described: &str, refusal: &EgressRefusal) -> PluginError {
+    PluginError::invalid_settings(format!("{described}: {refusal}"))
 }
 
 fn describe_reqwest(error: &reqwest::Error) -> String {
@@ -132,6 +209,8 @@ pub struct CallCapabilities<'a> {
     pub runtime: &'a Handle,
     pub store: &'a Store,
     pub egress: &'a HttpEgress,
+    /// What this IdP instance's requests may reach.
+    pub policy: &'a EgressPolicy,
     /// The IdP instance id; the key-value store is scoped to it.
     pub scope: &'a str,
     pub plugin_id: &'a str,
@@ -140,6 +219,26 @@ pub struct CallCapabilities<'a> {
 fn store_error(error: impl std::fmt::Display) -> PluginError {
     tracing::error!(%error, "plugin key-value store failed");
     PluginError::internal("the host's key-value store is unavailable")
+}
+
+impl CallCapabilities<'_> {
+    /// Runs `future` on the host's runtime from this plugin thread. `block_on` panics
+    /// when the runtime has shut down under a plugin thread that outlived its call (a
+    /// timed-out call at shutdown), and a panic here would cross the FFI shim and end
+    /// the process; so it becomes an error the plugin returns.
+    fn wait_for<F: std::future::Future>(&self, future: F) -> Result<F::Output, PluginError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.runtime.block_on(future)
+        }))
+        .map_err(|_| {
+            tracing::warn!(
+                plugin = self.plugin_id,
+                idp = self.scope,
+                "a plugin call outlived the host's runtime"
+            );
+            PluginError::internal("the host is shutting down")
+        })
+    }
 }
 
 impl HostFfi for CallCapabilities<'_> {
@@ -152,7 +251,9 @@ impl HostFfi for CallCapabilities<'_> {
     }
 
     fn http(&self, request: HttpRequest) -> RResult<HttpResponse, PluginError> {
-        let response = self.runtime.block_on(self.egress.send(request));
+        let response = self
+            .wait_for(self.egress.send(request, self.policy))
+            .and_then(|sent| sent);
         if let Err(error) = &response {
             tracing::warn!(plugin = self.plugin_id, idp = self.scope, %error, "plugin HTTP request failed");
         }
@@ -160,14 +261,13 @@ impl HostFfi for CallCapabilities<'_> {
     }
 
     fn kv_get(&self, key: RStr<'_>) -> RResult<ROption<RVec<u8>>, PluginError> {
-        self.runtime
-            .block_on(
-                self.store
-                    .kv_get(self.scope, key.as_str(), now_unix_seconds()),
-            )
-            .map(|value| ROption::from(value.map(RVec::from)))
-            .map_err(store_error)
-            .into()
+        self.wait_for(
+            self.store
+                .kv_get(self.scope, key.as_str(), now_unix_seconds()),
+        )
+        .and_then(|found| found.map_err(store_error))
+        .map(|value| ROption::from(value.map(RVec::from)))
+        .into()
     }
 
     fn kv_put(
@@ -180,23 +280,21 @@ impl HostFfi for CallCapabilities<'_> {
         let now = now_unix_seconds();
         let expires_at = (ttl_seconds > 0)
             .then(|| now.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)));
-        self.runtime
-            .block_on(self.store.kv_put(
-                self.scope,
-                key.as_str(),
-                value.as_slice(),
-                expires_at,
-                only_if_absent,
-                now,
-            ))
-            .map_err(store_error)
-            .into()
+        self.wait_for(self.store.kv_put(
+            self.scope,
+            key.as_str(),
+            value.as_slice(),
+            expires_at,
+            only_if_absent,
+            now,
+        ))
+        .and_then(|written| written.map_err(store_error))
+        .into()
     }
 
     fn kv_delete(&self, key: RStr<'_>) -> RResult<(), PluginError> {
-        self.runtime
-            .block_on(self.store.kv_delete(self.scope, key.as_str()))
-            .map_err(store_error)
+        self.wait_for(self.store.kv_delete(self.scope, key.as_str()))
+            .and_then(|deleted| deleted.map_err(store_error))
             .into()
     }
 
@@ -208,5 +306,135 @@ impl HostFfi for CallCapabilities<'_> {
             LogLevel::Warn => tracing::warn!(plugin, idp, "{message}"),
             LogLevel::Error => tracing::error!(plugin, idp, "{message}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use gatehouse_plugin_api::ErrorKind;
+    use serde_json::json;
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::TcpListener,
+        sync::mpsc,
+    };
+
+    use super::*;
+    use crate::plugins::egress::LookupFuture;
+
+    /// Every name resolves to 127.0.0.1, as a hostile DNS answer for a public name would.
+    struct EverythingIsLocal;
+
+    impl NameLookup for EverythingIsLocal {
+        fn lookup(&self, _: &str) -> LookupFuture {
+            Box::pin(async { Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]) })
+        }
+    }
+
+    /// A server on 127.0.0.1 that reports the request line of every request it gets.
+    async fn recording_server() -> (u16, mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (seen, requests) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let _ = seen.send(text.lines().next().unwrap_or_default().to_owned());
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            }
+        });
+        (port, requests)
+    }
+
+    fn egress() -> HttpEgress {
+        HttpEgress::with_lookup(Duration::from_secs(10), 1024, Arc::new(EverythingIsLocal))
+            .expect("egress")
+    }
+
+    #[tokio::test]
+    async fn refused_addresses_get_no_bytes_whether_named_or_literal() {
+        let (port, mut requests) = recording_server().await;
+        let egress = egress();
+        // The discovery document names another host, which DNS puts on loopback.
+        let public = EgressPolicy::from_settings(&json!({ "issuer": "https://idp.example.com" }));
+        for (url, shown) in [
+            (
+                format!("http://tokens.example.net:{port}/named"),
+                "tokens.example.net (127.0.0.1) is a loopback address",
+            ),
+            (
+                format!("http://127.0.0.1:{port}/literal"),
+                "127.0.0.1 is a loopback address",
+            ),
+            (
+                format!("http://[::ffff:127.0.0.1]:{port}/mapped"),
+                "::ffff:127.0.0.1 is a loopback address",
+            ),
+        ] {
+            let error = egress
+                .send(HttpRequest::get(url.as_str()), &public)
+                .await
+                .expect_err("refused");
+            assert_eq!(error.kind, ErrorKind::INVALID_SETTINGS, "{error}");
+            assert!(
+                error
+                    .message()
+                    .contains(&format!("refused by the egress policy: {shown}")),
+                "{url}: {error}"
+            );
+        }
+
+        // The same server, allowed because the IdP's own URL is on loopback: the first
+        // request it ever sees is this one, so the refused ones sent nothing.
+        let local = EgressPolicy::from_settings(&json!({ "issuer": "http://127.0.0.1:1" }));
+        let answer = egress
+            .send(
+                HttpRequest::get(format!("http://tokens.example.net:{port}/allowed")),
+                &local,
+            )
+            .await
+            .expect("allowed");
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            requests.recv().await.as_deref(),
+            Some("GET /allowed HTTP/1.1")
+        );
+        assert!(requests.try_recv().is_err(), "no other request arrived");
+    }
+
+    #[test]
+    fn a_plugin_thread_that_outlives_the_runtime_gets_an_error_not_a_panic() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let handle = runtime.handle().clone();
+        let store = runtime
+            .block_on(Store::connect("sqlite::memory:"))
+            .expect("store");
+        let egress = runtime.block_on(async { egress() });
+        drop(runtime);
+        let capabilities = CallCapabilities {
+            runtime: &handle,
+            store: &store,
+            egress: &egress,
+            policy: &EgressPolicy::default(),
+            scope: "late",
+            plugin_id: "test",
+        };
+        let answer = capabilities.http(HttpRequest::get("http://tokens.example.net:9/"));
+        let error = answer.into_result().expect_err("no runtime, no request");
+        assert_eq!(error.message(), "the host is shutting down", "{error}");
     }
 }

@@ -175,16 +175,37 @@ pub async fn logged_out() -> Response {
     pages::logged_out_page().into_response()
 }
 
+/// The host's health: 200 while the database answers. Each IdP's circuit breaker is
+/// reported too, but never fails the check: an IdP being down is not the host being
+/// down, and a load balancer must not pull a host that still serves passwords.
 pub async fn healthz(State(state): State<AppState>) -> Response {
+    let idps = idp_health(&state);
     match state.store().ping().await {
-        Ok(()) => Json(json!({ "status": "ok", "database": "ok" })).into_response(),
+        Ok(()) => Json(json!({ "status": "ok", "database": "ok", "idps": idps })).into_response(),
         Err(error) => {
             tracing::error!(%error, "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "degraded", "database": "unreachable" })),
+                Json(json!({ "status": "degraded", "database": "unreachable", "idps": idps })),
             )
                 .into_response()
         }
     }
+}
+
+/// Every served IdP's breaker state and running plugin calls, by IdP id.
+fn idp_health(state: &AppState) -> serde_json::Map<String, serde_json::Value> {
+    let site = state.site();
+    site.resolution()
+        .domains()
+        .iter()
+        .flat_map(|domain| domain.idps.iter())
+        .map(|idp| {
+            let health = state.caller().health(&idp.id);
+            (
+                idp.id.clone(),
+                json!({ "breaker": health.breaker.as_str(), "running_calls": health.running }),
+            )
+        })
+        .collect()
 }

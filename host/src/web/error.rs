@@ -1,8 +1,10 @@
 //! The one error type of the web layer and its conversion to an HTTP response: the
 //! user sees a plain sentence, the log gets the detail.
 
+use std::time::Duration;
+
 use axum::{
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use gatehouse_plugin_api::{ErrorKind, PluginError};
@@ -18,6 +20,8 @@ pub struct AppError {
     pub public: String,
     /// Logged, never shown.
     pub detail: String,
+    /// Sent as `Retry-After` (seconds), for refusals that pass with time.
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -27,10 +31,17 @@ impl AppError {
             status,
             detail: public.clone(),
             public,
+            retry_after: None,
         }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
+        self
+    }
+    /// Asks the client to wait `after` (rounded up to whole seconds, at least one).
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.retry_after = Some(seconds.max(1));
         self
     }
     pub fn bad_request(public: impl Into<String>) -> Self {
@@ -99,6 +110,12 @@ impl From<CallError> for AppError {
             )
             .with_detail(error.to_string()),
             CallError::Aborted(_) => Self::internal(error),
+            CallError::Busy(ref busy) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This sign-in method is busy; please try again in a moment.",
+            )
+            .with_retry_after(busy.retry_after)
+            .with_detail(error.to_string()),
         }
     }
 }
@@ -116,7 +133,14 @@ impl IntoResponse for AppError {
         } else {
             tracing::info!(status = %self.status, detail = %self.detail, "request refused");
         }
-        (self.status, pages::error_page(self.status, &self.public)).into_response()
+        let mut response =
+            (self.status, pages::error_page(self.status, &self.public)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

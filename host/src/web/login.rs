@@ -308,7 +308,7 @@ pub async fn submit(
         .clone()
         .unwrap_or_else(|| passwords::decoy_hash().to_owned());
     // Argon2 is deliberately slow: keep it off the async workers.
-    let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &checked_hash))
+    let matches = passwords::verify_async(password, checked_hash)
         .await
         .map_err(AppError::internal)?;
 

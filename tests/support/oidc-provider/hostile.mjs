@@ -15,6 +15,12 @@
 // wrong-key, hs256-public-pem, hs256-public-der, wrong-iss, wrong-aud, extra-aud,
 // azp-other, azp-other-single-aud, expired, iat-past, iat-future, missing-sub,
 // callback-iss-other, userinfo-other-sub.
+// Egress modes: the discovery document (fetched once per host database) aims one
+// back-channel endpoint at an internal address: token-link-local (the cloud metadata
+// address 169.254.169.254), jwks-private (10.0.0.5), userinfo-unique-local ([fd00::1]),
+// token-unspecified (https://0.0.0.0:PORT, which on Linux reaches this very server:
+// whatever arrives there that is not HTTP, such as a TLS handshake, is logged as
+// endpoint "not-http", so a test can see that no bytes were sent).
 // When ready it prints one line: GATEHOUSE_OP_READY {"port":…,"issuer":"…"}.
 
 import crypto from 'node:crypto';
@@ -137,6 +143,14 @@ function clientAuthenticated(req, form) {
   return { method: 'none', ok: false };
 }
 
+// The back-channel endpoints per egress mode; the others are this server's own.
+const INTERNAL_ENDPOINTS = {
+  'token-link-local': { token_endpoint: 'https://169.254.169.254/token' },
+  'jwks-private': { jwks_uri: 'https://10.0.0.5/jwks' },
+  'userinfo-unique-local': { userinfo_endpoint: 'https://[fd00::1]/userinfo' },
+  'token-unspecified': { token_endpoint: `https://0.0.0.0:${port}/token` },
+};
+
 async function handle(req, res) {
   const url = new URL(req.url, issuer);
   const path = url.pathname;
@@ -147,6 +161,7 @@ async function handle(req, res) {
       token_endpoint: `${issuer}/token`,
       jwks_uri: `${issuer}/jwks`,
       userinfo_endpoint: `${issuer}/userinfo`,
+      ...INTERNAL_ENDPOINTS[mode],
       end_session_endpoint: `${issuer}/logout`,
       response_types_supported: ['code'],
       subject_types_supported: ['public'],
@@ -235,6 +250,13 @@ async function handle(req, res) {
   if (path === '/__test/log') return send(res, 200, log);
   return send(res, 404, 'not found');
 }
+
+server.on('clientError', (error, socket) => {
+  // Parse errors only (HPE_*): a client that merely hangs up is not an attempt.
+  const code = String(error.code ?? '');
+  if (code.startsWith('HPE_')) log.push({ endpoint: 'not-http', error: code, mode });
+  socket.destroy();
+});
 
 server.on('request', (req, res) => {
   handle(req, res).catch((error) => {

@@ -139,6 +139,14 @@ pub struct HostSettings {
     /// Plugins' outgoing HTTP.
     pub http_timeout_seconds: u32,
     pub http_max_response_bytes: u32,
+    /// Plugin calls running at once for one IdP; more are refused as busy.
+    pub plugin_calls_per_idp: u32,
+    /// Plugin calls running at once in the whole host (each holds a thread).
+    pub plugin_calls_max: u32,
+    /// Consecutive timeouts or outages of an IdP that open its circuit breaker.
+    pub idp_breaker_failures: u32,
+    /// How long an open breaker refuses calls before one probe is let through.
+    pub idp_breaker_cooldown_seconds: u32,
     pub login_throttle: Throttle,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
     /// Empty: the connecting peer is the client, and those headers are ignored.
@@ -161,6 +169,10 @@ impl Default for HostSettings {
             plugin_call_timeout_seconds: 15,
             http_timeout_seconds: 10,
             http_max_response_bytes: 1_048_576,
+            plugin_calls_per_idp: 16,
+            plugin_calls_max: 64,
+            idp_breaker_failures: 5,
+            idp_breaker_cooldown_seconds: 30,
             login_throttle: Throttle::default(),
             trusted_proxies: Vec::new(),
             location: Location::default(),
