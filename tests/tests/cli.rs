@@ -194,3 +194,90 @@ fn explain_says_what_the_login_page_does_and_which_rule_decided() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("root"));
 }
+
+/// Runs `gatehouse <args>` in `dir` with `GATEHOUSE_CONFIG` set as given (or unset), and
+/// waits for it. A command that starts serving instead of exiting is killed and fails the
+/// test: the guard keeps a regression from hanging the suite, it times nothing.
+fn run_in(dir: &Path, env_config: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut command = gatehouse();
+    command
+        .current_dir(dir)
+        .args(args)
+        .env_remove("GATEHOUSE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(path) = env_config {
+        command.env("GATEHOUSE_CONFIG", path);
+    }
+    let mut child = command.spawn().unwrap();
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    panic!(
+        "`gatehouse {}` kept running: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+const EVERY_COMMAND: [&[&str]; 4] = [
+    &["serve"],
+    &["check"],
+    &["plugins"],
+    &["explain", "--domain", "root"],
+];
+
+#[test]
+fn a_missing_file_named_by_gatehouse_config_is_exit_2_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = dir.path().join("etc").join("plugins.toml");
+    for args in EVERY_COMMAND {
+        let output = run_in(dir.path(), Some(&named), args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&named.display().to_string()),
+            "{args:?} names the path: {stderr}"
+        );
+        assert!(stderr.contains("GATEHOUSE_CONFIG"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("embedded"), "{args:?}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("gatehouse.db").exists(),
+        "nothing was served"
+    );
+}
+
+#[test]
+fn a_missing_file_named_by_the_flag_is_exit_2_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = dir.path().join("absent.toml");
+    let named_text = named.display().to_string();
+    for args in EVERY_COMMAND {
+        let mut with_flag = args.to_vec();
+        with_flag.extend(["--config", named_text.as_str()]);
+        let output = run_in(dir.path(), None, &with_flag);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&named_text), "{args:?}: {stderr}");
+        assert!(stderr.contains("--config"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn only_the_default_plugins_toml_falls_back_to_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), None, &["explain", "--domain", "root"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("plugins.toml not found")
+            && stderr.contains("embedded development defaults"),
+        "the fallback is announced: {stderr}"
+    );
+}
