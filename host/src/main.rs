@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::{
     config::{self, Config, Diagnostic, LoadError, Severity},
+    logging,
     passwords::{self, AdminBootstrap},
     plugins::load_all,
     startup,
@@ -354,20 +355,6 @@ fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCod
     })
 }
 
-fn init_logging(format: config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    match format {
-        config::LogFormat::Json => builder.json().init(),
-        config::LogFormat::Human => builder.init(),
-    }
-}
-
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let Read { loaded, embedded } = match read_config(path) {
         Ok(read) => read,
@@ -381,7 +368,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     if !loaded.diagnostics.is_empty() {
         print_diagnostics(&loaded.diagnostics, &config.source, Format::Human);
     }
-    init_logging(config.host.log_format);
+    if let Err(error) = logging::init(config.host.log_format) {
+        eprintln!("warning: logging is not set up: {error}");
+    }
     if embedded {
         tracing::warn!(
             "serving the embedded development defaults (dev_mode and the example IdP, which signs anyone in): no {DEFAULT_CONFIG} in the working directory and neither --config nor {CONFIG_ENV} names a file"
