@@ -9,7 +9,7 @@
 //! written as escapes. The JSON format needs no help: serde_json escapes every control
 //! character, so one event is one line.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use gatehouse_config::LogFormat;
 use tracing_subscriber::{
@@ -102,6 +102,7 @@ pub fn init(format: LogFormat) -> Result<(), tracing::subscriber::SetGlobalDefau
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
     use std::sync::{Arc, Mutex};
 
     use super::*;
