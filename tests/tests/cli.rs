@@ -281,3 +281,96 @@ fn only_the_default_plugins_toml_falls_back_to_the_embedded_defaults() {
         "the fallback is announced: {stderr}"
     );
 }
+
+const SECRET_SOURCED_SETTINGS: &str = r#"[host]
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+
+[[plugin]]
+id = "oidc"
+library = "gatehouse_oidc"
+
+[[domain]]
+name = "root"
+hosts = ["localhost"]
+
+[[domain]]
+name = "acme"
+hosts = ["acme.test"]
+
+[[idp]]
+id = "corp"
+domain = "root"
+plugin = "oidc"
+username_attribute = "sub"
+
+[idp.settings]
+issuer = { file = "issuer.txt" }
+client_id = "gatehouse"
+client_secret = "not-read-from-anywhere"
+
+[[idp]]
+id = "partner"
+domain = "acme"
+plugin = "oidc"
+username_attribute = "sub"
+
+[idp.settings]
+issuer = { env = "GH_TEST_PARTNER_ISSUER" }
+client_id = "gatehouse"
+client_secret = "not-read-from-anywhere"
+"#;
+
+/// The values the two refused settings hold: the file's and the environment's.
+const FILE_ISSUER: &str = "http://issuer.internal.example/tenant-4711";
+const ENV_ISSUER: &str = "https://partner.example/?tenant=\"p-0815\"";
+
+#[test]
+fn values_from_files_and_the_environment_never_appear_in_check_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), SECRET_SOURCED_SETTINGS);
+    std::fs::write(dir.path().join("issuer.txt"), format!("{FILE_ISSUER}\n")).unwrap();
+    let run = |format: &str| {
+        let output = gatehouse()
+            .args(["check", "--format", format, "--config"])
+            .arg(&path)
+            .env("GH_TEST_PARTNER_ISSUER", ENV_ISSUER)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "the plugin refuses both");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    let human = run("human");
+    let json = run("json");
+    let json_report: serde_json::Value =
+        serde_json::from_str(json.lines().next().unwrap_or_default()).expect("one JSON object");
+    let refusals: Vec<&serde_json::Value> = json_report["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter(|d| d["code"] == "invalid-settings")
+        .collect();
+    assert_eq!(refusals.len(), 2, "{json}");
+    for (output, what) in [(&human, "human"), (&json, "json")] {
+        for leak in [
+            "tenant-4711",
+            "issuer.internal.example",
+            "p-0815",
+            "partner.example",
+        ] {
+            assert!(
+                !output.contains(leak),
+                "{what} output shows {leak:?}: {output}"
+            );
+        }
+        assert!(output.contains("[redacted]"), "{what}: {output}");
+        assert!(
+            output.contains("`issuer`"),
+            "{what} still names the setting: {output}"
+        );
+    }
+}

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::diagnostic::Diagnostic;
 use crate::position::{KeyLocations, Location};
-use crate::secret::Secret;
+use crate::secret::{Redactor, Secret};
 
 /// The platform's core profile fields; additional fields are declared with `[[field]]`.
 pub const CORE_FIELDS: [&str; 5] = ["username", "email", "firstname", "lastname", "idnumber"];
@@ -53,6 +54,8 @@ pub struct Config {
     pub registration: Registration,
     pub domains: Vec<DomainConfig>,
     pub idps: Vec<IdpConfig>,
+    /// Every value that came from `{ env }` or `{ file }`, to keep out of shown text.
+    pub(crate) redactor: Redactor,
 }
 
 impl fmt::Debug for Config {
@@ -71,6 +74,18 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// What removes this file's `{ env }` / `{ file }` values from text about to be shown.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Removes this file's `{ env }` / `{ file }` values from every diagnostic's message
+    /// and help: findings made after loading (a plugin refusing its settings, the
+    /// resolver) may quote them.
+    pub fn redact(&self, diagnostics: &mut [Diagnostic]) {
+        self.redactor.redact_all(diagnostics);
+    }
+
     /// The directory relative paths in the file are resolved against.
     pub fn config_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new(""))

@@ -126,6 +126,8 @@ pub(crate) struct Schema<'a> {
     index: LineIndex<'a>,
     env: EnvLookup<'a>,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Every value resolved from `{ env }` or `{ file }`, for the [`crate::Redactor`].
+    pub(crate) secrets: Vec<Secret>,
 }
 
 fn sorted<'t, 'i>(table: &'t DeTable<'i>) -> Vec<Entry<'t, 'i>> {
@@ -205,6 +207,7 @@ impl<'a> Schema<'a> {
             index: LineIndex::new(text),
             env,
             diagnostics: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 
@@ -541,7 +544,7 @@ impl<'a> Schema<'a> {
         let where_ = self.loc(v.span());
         if source == "env" {
             match (self.env)(&name).filter(|s| !s.is_empty()) {
-                Some(value) => Some(Some(Secret::new(value))),
+                Some(value) => Some(Some(self.keep(Secret::new(value)))),
                 None => {
                     self.emit(
                         codes::SECRET_UNAVAILABLE,
@@ -563,7 +566,7 @@ impl<'a> Schema<'a> {
                 Ok(content) => {
                     let content = trim_one_newline(content);
                     if !content.is_empty() {
-                        return Some(Some(Secret::new(content)));
+                        return Some(Some(self.keep(Secret::new(content))));
                     }
                     String::from("is empty")
                 }
@@ -583,6 +586,12 @@ impl<'a> Schema<'a> {
             );
             Some(None)
         }
+    }
+
+    /// Remembers a value from the environment or a file, so it is redacted wherever shown.
+    fn keep(&mut self, secret: Secret) -> Secret {
+        self.secrets.push(secret.clone());
+        secret
     }
 
     /// A string, or a `{ env }` / `{ file }` reference.
