@@ -19,7 +19,7 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Severity, codes};
 pub use error::LoadError;
 pub use model::{
-    Behaviour, CORE_FIELDS, Config, DomainConfig, FieldDef, FieldMapping, HostSettings, IdpConfig,
+    Behaviour, CORE_FIELDS, Config, OWNER_EDITABLE_CORE, DomainConfig, FieldDef, FieldMapping, HostSettings, IdpConfig,
     LogFormat, LoginForm, LogoutConfig, MatchField, PluginEntry, Provisioning, Registration,
     Throttle,
 };

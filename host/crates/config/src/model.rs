@@ -127,6 +127,17 @@ impl Config {
         self.fields.iter().find(|f| f.name == name)
     }
 
+    /// Whether users may change `field` on their own profile (locks aside): a core field
+    /// listed in `[registration] user_editable_core`, or an additional field declared with
+    /// `user_editable = true`. Unknown fields are not.
+    pub fn user_editable(&self, field: &str) -> bool {
+        if CORE_FIELDS.contains(&field) {
+            self.registration.user_editable_core.iter().any(|f| f == field)
+        } else {
+            self.field(field).is_some_and(|f| f.user_editable)
+        }
+    }
+
     /// A core field or a declared additional field.
     pub fn is_known_field(&self, name: &str) -> bool {
         CORE_FIELDS.contains(&name) || self.field(name).is_some()
@@ -315,11 +326,19 @@ pub struct FieldDef {
     pub key_locations: KeyLocations,
 }
 
+/// Core fields users may change on their own profile (when no IdP lock applies): the
+/// default and the most `[registration] user_editable_core` may list. `username` and
+/// `idnumber` identify the account and are never user-editable.
+pub const OWNER_EDITABLE_CORE: [&str; 3] = ["email", "firstname", "lastname"];
+
 /// `[registration]`.
 #[derive(Clone, Debug)]
 pub struct Registration {
     /// First and last name are required to create a user.
     pub require_names: bool,
+    /// Core fields users may edit themselves, a subset of [`OWNER_EDITABLE_CORE`]; removing
+    /// `email` makes email an administrator's and IdPs' field, safe to match users by.
+    pub user_editable_core: Vec<String>,
     pub location: Location,
     pub key_locations: KeyLocations,
 }
@@ -328,6 +347,7 @@ impl Default for Registration {
     fn default() -> Self {
         Self {
             require_names: true,
+            user_editable_core: OWNER_EDITABLE_CORE.map(str::to_owned).to_vec(),
             location: Location::default(),
             key_locations: KeyLocations::default(),
         }

@@ -513,7 +513,8 @@ fn the_generator_writes_what_it_is_given() {
             behaviour: 0,
             at_idp: false,
             redirect_confirmed: false,
-            username_attribute: 0,
+            // `sub`: identifying by email would add `email-trust-unset`.
+            username_attribute: 1,
             match_field: 0,
             create: true,
             update: false,
