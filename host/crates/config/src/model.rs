@@ -132,7 +132,10 @@ impl Config {
     /// `user_editable = true`. Unknown fields are not.
     pub fn user_editable(&self, field: &str) -> bool {
         if CORE_FIELDS.contains(&field) {
-            self.registration.user_editable_core.iter().any(|f| f == field)
+            self.registration
+                .user_editable_core
+                .iter()
+                .any(|f| f == field)
         } else {
             self.field(field).is_some_and(|f| f.user_editable)
         }

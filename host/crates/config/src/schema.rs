@@ -965,7 +965,9 @@ impl<'a> Schema<'a> {
                 self.invalid(
                     item,
                     scope,
-                    format!("`{name}` in `{KEY}` cannot be user-editable: it identifies the account"),
+                    format!(
+                        "`{name}` in `{KEY}` cannot be user-editable: it identifies the account"
+                    ),
                     format!("remove \"{name}\"; only administrators change it"),
                 );
             } else {

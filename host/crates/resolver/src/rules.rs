@@ -45,7 +45,8 @@ struct Rules<'a> {
 const CONNECT: &str = "connect";
 /// SAML assertions carry no `email_verified`: only the admin can vouch for the addresses.
 const SAML: &str = "saml";
-const TRUST_EMAIL_HELP: &str = "if this IdP verifies every address it sends, set trust_email = true";
+const TRUST_EMAIL_HELP: &str =
+    "if this IdP verifies every address it sends, set trust_email = true";
 
 impl<'a> Rules<'a> {
     fn new(config: &'a Config, facts: &'a Facts, out: &'a mut Vec<Diagnostic>) -> Self {

@@ -530,7 +530,14 @@ fn fields_an_update_from_a_locking_idp_changed_are_locked_for_the_owner() {
     // Admins may change the locked core field, not the locked additional one.
     let firstname = profile.lock("firstname", &policies);
     assert_eq!(
-        may_edit(Editor::Admin, "firstname", FieldKind::Core { user_editable: true }, &firstname),
+        may_edit(
+            Editor::Admin,
+            "firstname",
+            FieldKind::Core {
+                user_editable: true
+            },
+            &firstname
+        ),
         Ok(())
     );
     let department = profile.lock("department", &policies);
@@ -542,7 +549,14 @@ fn fields_an_update_from_a_locking_idp_changed_are_locked_for_the_owner() {
     let lastname = profile.lock("lastname", &policies);
     assert_eq!(lastname.locked_by, None);
     assert_eq!(
-        may_edit(Editor::Owner, "lastname", FieldKind::Core { user_editable: true }, &lastname),
+        may_edit(
+            Editor::Owner,
+            "lastname",
+            FieldKind::Core {
+                user_editable: true
+            },
+            &lastname
+        ),
         Ok(())
     );
 
@@ -573,7 +587,14 @@ fn fields_an_update_from_a_locking_idp_changed_are_locked_for_the_owner() {
     let firstname = profile.lock("firstname", &policies);
     assert_eq!(firstname.locked_by, None, "google's values are not locked");
     assert_eq!(
-        may_edit(Editor::Owner, "firstname", FieldKind::Core { user_editable: true }, &firstname),
+        may_edit(
+            Editor::Owner,
+            "firstname",
+            FieldKind::Core {
+                user_editable: true
+            },
+            &firstname
+        ),
         Ok(())
     );
     assert_eq!(
@@ -602,7 +623,14 @@ fn a_user_created_by_a_non_locking_idp_has_nothing_locked() {
     // The username stays with administrators whether or not anything locks it.
     let username = profile.lock("username", &[&google]);
     assert!(matches!(
-        may_edit(Editor::Owner, "username", FieldKind::Core { user_editable: false }, &username),
+        may_edit(
+            Editor::Owner,
+            "username",
+            FieldKind::Core {
+                user_editable: false
+            },
+            &username
+        ),
         Err(EditRefusal::NotUserEditable { .. })
     ));
     // An IdP that no longer exists locks nothing.
