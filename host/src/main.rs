@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::{
     config::{self, Config, Diagnostic, LoadError, Severity},
+    logging,
     passwords::{self, AdminBootstrap},
     plugins::load_all,
     startup,
@@ -64,8 +65,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ConfigArg {
-    /// The configuration file [default: $GATEHOUSE_CONFIG, or plugins.toml; the
-    /// embedded defaults when neither exists].
+    /// The configuration file [default: $GATEHOUSE_CONFIG, else plugins.toml; a named file
+    /// must exist, and only a missing plugins.toml falls back to the embedded defaults].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -93,30 +94,90 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads the configuration. An explicitly named file must exist; the default path
-/// falls back to the embedded defaults so a fresh checkout runs.
-///
-/// A file that cannot be read or parsed is reported here and becomes exit status 2.
-fn read_config(explicit: Option<PathBuf>) -> Result<config::Loaded, ExitCode> {
-    read_config_file(explicit).map_err(|error| {
-        eprintln!("error: {error}");
-        ExitCode::from(2)
-    })
+/// The environment variable that names the configuration file.
+const CONFIG_ENV: &str = "GATEHOUSE_CONFIG";
+/// The file read when nothing names one, relative to the working directory.
+const DEFAULT_CONFIG: &str = "plugins.toml";
+
+/// Where the configuration comes from.
+enum ConfigSource {
+    /// A file named by `--config` or [`CONFIG_ENV`] (`by` says which): it must exist, since
+    /// serving anything else than what the operator named (above all the development
+    /// defaults, which sign anyone in) would be worse than not starting.
+    Named { path: PathBuf, by: &'static str },
+    /// Nothing named a file: [`DEFAULT_CONFIG`] if it exists, else the embedded defaults.
+    Default,
 }
 
-fn read_config_file(explicit: Option<PathBuf>) -> Result<config::Loaded, LoadError> {
-    match explicit {
-        Some(path) => config::load(&path),
-        None => {
-            let path = startup::default_config_path();
-            if path.exists() {
-                config::load(&path)
-            } else {
+impl ConfigSource {
+    fn choose(flag: Option<PathBuf>) -> Self {
+        match (flag, std::env::var_os(CONFIG_ENV)) {
+            (Some(path), _) => Self::Named {
+                path,
+                by: "--config",
+            },
+            (None, Some(path)) => Self::Named {
+                path: path.into(),
+                by: CONFIG_ENV,
+            },
+            (None, None) => Self::Default,
+        }
+    }
+}
+
+/// A configuration that was read, and whether it is the embedded development defaults.
+struct Read {
+    loaded: config::Loaded,
+    embedded: bool,
+}
+
+impl Read {
+    fn file(loaded: config::Loaded) -> Self {
+        Self {
+            loaded,
+            embedded: false,
+        }
+    }
+
+    fn embedded(loaded: config::Loaded) -> Self {
+        Self {
+            loaded,
+            embedded: true,
+        }
+    }
+}
+
+/// Reads the configuration. A named file must exist; only the default path falls back to
+/// the embedded defaults, so that a fresh checkout runs.
+///
+/// A file that cannot be read or parsed is reported here and becomes exit status 2.
+fn read_config(flag: Option<PathBuf>) -> Result<Read, ExitCode> {
+    let unusable = |error: LoadError, by: Option<&str>| {
+        match by {
+            Some(by) => eprintln!("error: {error} (the file named by {by})"),
+            None => eprintln!("error: {error}"),
+        }
+        ExitCode::from(2)
+    };
+    match ConfigSource::choose(flag) {
+        ConfigSource::Named { path, by } => config::load(&path)
+            .map(Read::file)
+            .map_err(|error| unusable(error, Some(by))),
+        ConfigSource::Default => {
+            let path = Path::new(DEFAULT_CONFIG);
+            // Only a file that is certainly absent falls back; one that exists but cannot
+            // be inspected or read is an error like any other.
+            if matches!(path.try_exists(), Ok(false)) {
                 eprintln!(
-                    "note: {} not found; using the embedded defaults",
-                    path.display()
+                    "note: {DEFAULT_CONFIG} not found in the working directory and neither --config nor {CONFIG_ENV} names a file; using the embedded development defaults (dev_mode, the example IdP)"
                 );
-                config::parse(Path::new("<embedded defaults>"), config::embedded_default())
+                config::parse_embedded_default()
+                    .map(Read::embedded)
+                    .map_err(|error| unusable(error, None))
+            } else {
+                config::load(path)
+                    .map(Read::file)
+                    .map_err(|error| unusable(error, None))
             }
         }
     }
@@ -169,7 +230,7 @@ fn check_all(
 
 fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
     let loaded = match read_config(path) {
-        Ok(loaded) => loaded,
+        Ok(read) => read.loaded,
         Err(unreadable) => return Ok(unreadable),
     };
     let (diagnostics, source, _) = check_all(loaded)?;
@@ -191,7 +252,7 @@ fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
 
 fn explain(path: Option<PathBuf>, domain: &str) -> anyhow::Result<ExitCode> {
     let loaded = match read_config(path) {
-        Ok(loaded) => loaded,
+        Ok(read) => read.loaded,
         Err(unreadable) => return Ok(unreadable),
     };
     let Some(config) = loaded.config.clone() else {
@@ -225,7 +286,7 @@ fn explain(path: Option<PathBuf>, domain: &str) -> anyhow::Result<ExitCode> {
 
 fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
     let loaded = match read_config(path) {
-        Ok(loaded) => loaded,
+        Ok(read) => read.loaded,
         Err(unreadable) => return Ok(unreadable),
     };
     let Some(config) = loaded.config else {
@@ -294,23 +355,9 @@ fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCod
     })
 }
 
-fn init_logging(format: config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    match format {
-        config::LogFormat::Json => builder.json().init(),
-        config::LogFormat::Human => builder.init(),
-    }
-}
-
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let loaded = match read_config(path) {
-        Ok(loaded) => loaded,
+    let Read { loaded, embedded } = match read_config(path) {
+        Ok(read) => read,
         Err(unreadable) => return Ok(unreadable),
     };
     let Some(config) = loaded.config else {
@@ -321,7 +368,14 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     if !loaded.diagnostics.is_empty() {
         print_diagnostics(&loaded.diagnostics, &config.source, Format::Human);
     }
-    init_logging(config.host.log_format);
+    if let Err(error) = logging::init(config.host.log_format) {
+        eprintln!("warning: logging is not set up: {error}");
+    }
+    if embedded {
+        tracing::warn!(
+            "serving the embedded development defaults (dev_mode and the example IdP, which signs anyone in): no {DEFAULT_CONFIG} in the working directory and neither --config nor {CONFIG_ENV} names a file"
+        );
+    }
     // Everything is checked before the database is created: a configuration that cannot
     // be served writes nothing.
     let proven = recorded_history(&config)?;

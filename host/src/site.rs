@@ -69,6 +69,8 @@ pub struct Site {
     idp_configs: Vec<IdpConfig>,
     /// The additional profile fields (`[[field]]`).
     fields: Vec<FieldDef>,
+    /// `[registration] user_editable_core`.
+    user_editable_core: Vec<String>,
 }
 
 /// A site and what was found while building it.
@@ -132,6 +134,7 @@ impl Site {
                 idps,
                 idp_configs: config.idps.clone(),
                 fields: config.fields.clone(),
+                user_editable_core: config.registration.user_editable_core.clone(),
             },
             diagnostics,
         }
@@ -160,7 +163,7 @@ impl Site {
 
     /// How a profile field may be edited; `None` for a field that does not exist.
     pub fn field_kind(&self, name: &str) -> Option<FieldKind> {
-        FieldKind::of_core(name).or_else(|| {
+        FieldKind::of_core(name, &self.user_editable_core).or_else(|| {
             self.fields
                 .iter()
                 .find(|f| f.name == name)

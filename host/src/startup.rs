@@ -133,6 +133,8 @@ pub fn prepare(config: &Config, proven: &HashSet<String>) -> Prepared {
         .map(|failure| load_failure_diagnostic(config, failure))
         .collect();
     diagnostics.extend(found);
+    // Plugins quote the settings they refuse; values from `{ env }` / `{ file }` never show.
+    config.redact(&mut diagnostics);
     Prepared { site, diagnostics }
 }
 

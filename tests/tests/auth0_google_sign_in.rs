@@ -419,7 +419,10 @@ async fn google_email_that_is_not_verified_neither_creates_nor_matches_a_user_by
     let config = google_config(
         &op,
         "username_attribute = \"email\"\nmatch_field = \"email\"",
-        ALLOW_EXAMPLE,
+        // Matching by email needs email to be an administrator's field (match-field-editable).
+        &format!(
+            "{ALLOW_EXAMPLE}\n[registration]\nuser_editable_core = [\"firstname\", \"lastname\"]"
+        ),
     );
     // The google plugin withholds an unverified email altogether, so the host finds
     // no `email` to identify the user by.
@@ -456,6 +459,9 @@ fields = {{ firstname = "given_name", lastname = "family_name", email = "email" 
 issuer = "{issuer}"
 client_id = "gatehouse-oidc"
 client_secret = "{CLIENT_SECRET}"
+
+[registration]
+user_editable_core = ["firstname", "lastname"]
 "#,
         issuer = op.issuer()
     ));

@@ -194,3 +194,183 @@ fn explain_says_what_the_login_page_does_and_which_rule_decided() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("root"));
 }
+
+/// Runs `gatehouse <args>` in `dir` with `GATEHOUSE_CONFIG` set as given (or unset), and
+/// waits for it. A command that starts serving instead of exiting is killed and fails the
+/// test: the guard keeps a regression from hanging the suite, it times nothing.
+fn run_in(dir: &Path, env_config: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut command = gatehouse();
+    command
+        .current_dir(dir)
+        .args(args)
+        .env_remove("GATEHOUSE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(path) = env_config {
+        command.env("GATEHOUSE_CONFIG", path);
+    }
+    let mut child = command.spawn().unwrap();
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    panic!(
+        "`gatehouse {}` kept running: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+const EVERY_COMMAND: [&[&str]; 4] = [
+    &["serve"],
+    &["check"],
+    &["plugins"],
+    &["explain", "--domain", "root"],
+];
+
+#[test]
+fn a_missing_file_named_by_gatehouse_config_is_exit_2_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = dir.path().join("etc").join("plugins.toml");
+    for args in EVERY_COMMAND {
+        let output = run_in(dir.path(), Some(&named), args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&named.display().to_string()),
+            "{args:?} names the path: {stderr}"
+        );
+        assert!(stderr.contains("GATEHOUSE_CONFIG"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("embedded"), "{args:?}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("gatehouse.db").exists(),
+        "nothing was served"
+    );
+}
+
+#[test]
+fn a_missing_file_named_by_the_flag_is_exit_2_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = dir.path().join("absent.toml");
+    let named_text = named.display().to_string();
+    for args in EVERY_COMMAND {
+        let mut with_flag = args.to_vec();
+        with_flag.extend(["--config", named_text.as_str()]);
+        let output = run_in(dir.path(), None, &with_flag);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&named_text), "{args:?}: {stderr}");
+        assert!(stderr.contains("--config"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn only_the_default_plugins_toml_falls_back_to_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), None, &["explain", "--domain", "root"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("plugins.toml not found")
+            && stderr.contains("embedded development defaults"),
+        "the fallback is announced: {stderr}"
+    );
+}
+
+const SECRET_SOURCED_SETTINGS: &str = r#"[host]
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+
+[[plugin]]
+id = "oidc"
+library = "gatehouse_oidc"
+
+[[domain]]
+name = "root"
+hosts = ["localhost"]
+
+[[domain]]
+name = "acme"
+hosts = ["acme.test"]
+
+[[idp]]
+id = "corp"
+domain = "root"
+plugin = "oidc"
+username_attribute = "sub"
+
+[idp.settings]
+issuer = { file = "issuer.txt" }
+client_id = "gatehouse"
+client_secret = "not-read-from-anywhere"
+
+[[idp]]
+id = "partner"
+domain = "acme"
+plugin = "oidc"
+username_attribute = "sub"
+
+[idp.settings]
+issuer = { env = "GH_TEST_PARTNER_ISSUER" }
+client_id = "gatehouse"
+client_secret = "not-read-from-anywhere"
+"#;
+
+/// The values the two refused settings hold: the file's and the environment's.
+const FILE_ISSUER: &str = "http://issuer.internal.example/tenant-4711";
+const ENV_ISSUER: &str = "https://partner.example/?tenant=\"p-0815\"";
+
+#[test]
+fn values_from_files_and_the_environment_never_appear_in_check_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), SECRET_SOURCED_SETTINGS);
+    std::fs::write(dir.path().join("issuer.txt"), format!("{FILE_ISSUER}\n")).unwrap();
+    let run = |format: &str| {
+        let output = gatehouse()
+            .args(["check", "--format", format, "--config"])
+            .arg(&path)
+            .env("GH_TEST_PARTNER_ISSUER", ENV_ISSUER)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "the plugin refuses both");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    let human = run("human");
+    let json = run("json");
+    let json_report: serde_json::Value =
+        serde_json::from_str(json.lines().next().unwrap_or_default()).expect("one JSON object");
+    let refusals: Vec<&serde_json::Value> = json_report["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter(|d| d["code"] == "invalid-settings")
+        .collect();
+    assert_eq!(refusals.len(), 2, "{json}");
+    for (output, what) in [(&human, "human"), (&json, "json")] {
+        for leak in [
+            "tenant-4711",
+            "issuer.internal.example",
+            "p-0815",
+            "partner.example",
+        ] {
+            assert!(
+                !output.contains(leak),
+                "{what} output shows {leak:?}: {output}"
+            );
+        }
+        assert!(output.contains("[redacted]"), "{what}: {output}");
+        assert!(
+            output.contains("`issuer`"),
+            "{what} still names the setting: {output}"
+        );
+    }
+}

@@ -127,7 +127,12 @@ branch = "root"
             "victim@example.test",
         )
     );
-    host.rewrite_config(&config(&format!("{ROOT_DOMAIN}{attacker_idp}{partner}")));
+    // Matching by email needs email to be an admin's and IdPs' field from now on
+    // (`match-field-editable`); the value typed earlier stays in the database.
+    let email_admin_only = "\n[registration]\nuser_editable_core = [\"firstname\", \"lastname\"]\n";
+    host.rewrite_config(&config(&format!(
+        "{email_admin_only}{ROOT_DOMAIN}{attacker_idp}{partner}"
+    )));
     let outcome = gatehouse::reload::reload(&host.state)
         .await
         .expect("reload");

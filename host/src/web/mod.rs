@@ -1,11 +1,16 @@
 //! The HTTP face of Gatehouse: [`app`] builds the router every test drives without
 //! a socket and `serve` binds to one. Handlers translate HTTP to calls on the
 //! store, the site and the plugins; the decisions live elsewhere.
+//!
+//! Around every route: a malformed `Host` is refused before routing (`host_header`), and
+//! every response carries the browser hardening headers (`headers`).
 
 mod account;
 mod admin;
 pub mod browser_tokens;
 mod error;
+pub mod headers;
+pub mod host_header;
 pub mod http_util;
 mod login;
 mod pages;
@@ -15,7 +20,7 @@ mod sso;
 mod throttle;
 
 use axum::{
-    Router,
+    Router, middleware,
     routing::{delete, get, post},
 };
 
@@ -25,7 +30,9 @@ pub use error::{AppError, status_for};
 
 /// The whole router, with its state.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    // Secure cookies are on exactly when the public URL is https, which is when HSTS is due.
+    let https = state.settings().secure_cookies;
+    let routes = Router::new()
         .route("/", get(account::home))
         .route("/login", get(login::show).post(login::submit))
         .route("/sso/{idp}/start", get(sso::start))
@@ -53,4 +60,6 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/users/{id}/links/{idp}", delete(admin::unlink_idp))
         .route("/healthz", get(account::healthz))
         .with_state(state)
+        .layer(middleware::from_fn(host_header::require_valid_host));
+    headers::harden(routes, https)
 }

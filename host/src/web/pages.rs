@@ -1,11 +1,19 @@
 //! The HTML pages Gatehouse serves, as small functions over escaped values. No
 //! decisions are made here; handlers decide, pages render.
+//!
+//! Every page satisfies the Content-Security-Policy of `headers`: its only inline style is
+//! [`STYLE`] and its only inline script [`AUTO_SUBMIT`], both allowed by hash, and a page
+//! whose form leaves this origin sets its own policy naming where the form goes.
 
-use axum::{http::StatusCode, response::Html};
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse},
+};
 use gatehouse_plugin_api::{LoginStep, StepMethod};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}\
+/// The one stylesheet, inline in every page (the CSP allows it by its hash).
+pub const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.4rem}form{margin:1rem 0}label{display:block;margin:.6rem 0 .2rem}\
 input[type=text],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}\
 button,.button{display:block;width:100%;padding:.6rem;margin:.5rem 0;font-size:1rem;cursor:pointer;text-align:center;box-sizing:border-box}\
@@ -82,8 +90,13 @@ pub fn login_page(page: &LoginPage<'_>) -> Html<String> {
 }
 
 /// The page a signed-in user lands on when there is nowhere else to go.
-pub fn home_page(display_name: &str, csrf: &str) -> Html<String> {
-    layout(
+///
+/// Its sign-out form posts here, but the answer may redirect to the IdP's end-session
+/// endpoint or a configured landing page, and browsers check redirects after a form
+/// submission against `form-action` too; those targets are only known at sign-out, so this
+/// page allows https targets besides its own origin.
+pub fn home_page(display_name: &str, csrf: &str) -> impl IntoResponse + use<> {
+    let page = layout(
         "Signed in",
         &format!(
             "<h1>You are signed in</h1><p>as <strong>{}</strong>.</p>\
@@ -92,7 +105,19 @@ pub fn home_page(display_name: &str, csrf: &str) -> Html<String> {
             text(display_name),
             attr(csrf)
         ),
+    );
+    with_policy(
+        &super::headers::content_security_policy(None, "'self' https:"),
+        page,
     )
+}
+
+/// `page` with its own Content-Security-Policy, which the default layer leaves alone.
+fn with_policy(policy: &str, page: Html<String>) -> impl IntoResponse + use<> {
+    // Policies are built from constants and URL origins, which hold no control characters.
+    let value = HeaderValue::from_str(policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; sandbox"));
+    ([(header::CONTENT_SECURITY_POLICY, value)], page)
 }
 
 /// The default landing page after signing out.
@@ -115,8 +140,26 @@ pub fn error_page(status: StatusCode, message: &str) -> Html<String> {
     )
 }
 
-/// An auto-submitting form that POSTs to an IdP (SAML POST binding and the like).
-pub fn post_form_page(step: &LoginStep) -> Html<String> {
+/// The script that submits the POST form page's form (the CSP allows it by its hash).
+/// Without scripts the page's button does the same.
+pub const AUTO_SUBMIT: &str = "document.getElementById('sso').submit()";
+
+/// The CSP source a form posting to `url` needs: its origin, or nothing at all for a URL
+/// that has no origin a policy can name.
+fn form_target(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "https" | "http") => {
+            parsed.origin().ascii_serialization()
+        }
+        Ok(_) => String::from("'none'"),
+        // A relative URL is on this origin.
+        Err(_) => String::from("'self'"),
+    }
+}
+
+/// An auto-submitting form that POSTs to an IdP (SAML POST binding and the like), with a
+/// policy whose `form-action` is the IdP's origin.
+pub fn post_form_page(step: &LoginStep) -> impl IntoResponse + use<> {
     debug_assert_eq!(step.method, StepMethod::PostForm);
     let fields: String = step
         .form
@@ -129,14 +172,17 @@ pub fn post_form_page(step: &LoginStep) -> Html<String> {
             )
         })
         .collect();
-    layout(
+    let page = layout(
         "Signing in",
         &format!(
             "<form id=\"sso\" method=\"post\" action=\"{}\">{fields}<p>Continuing to your identity provider…</p>\
-<button type=\"submit\">Continue</button></form><script>document.getElementById('sso').submit()</script>",
+<button type=\"submit\">Continue</button></form><script>{AUTO_SUBMIT}</script>",
             attr(&step.url)
         ),
-    )
+    );
+    let policy =
+        super::headers::content_security_policy(Some(AUTO_SUBMIT), &form_target(&step.url));
+    with_policy(&policy, page)
 }
 
 /// The result of an admin's test sign-in: a summary and the whole result as JSON, which
@@ -156,4 +202,86 @@ pub fn test_login_page(idp: &str, summary: &str, result: &serde_json::Value) -> 
             text(&pretty)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header;
+    use gatehouse_plugin_api::{LoginStep, Pair};
+
+    use super::*;
+
+    fn policy_of(response: &axum::response::Response) -> String {
+        response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("ASCII policy")
+            .to_owned()
+    }
+
+    async fn body_of(response: axum::response::Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        String::from_utf8(bytes.to_vec()).expect("UTF-8")
+    }
+
+    /// The text between the first `open` and the next `close` in `body`.
+    fn between<'a>(body: &'a str, open: &str, close: &str) -> &'a str {
+        let start = body.find(open).expect(open) + open.len();
+        let end = body[start..].find(close).expect(close) + start;
+        &body[start..end]
+    }
+
+    #[tokio::test]
+    async fn the_post_form_page_allows_exactly_its_script_style_and_target() {
+        let step = LoginStep::post_form(
+            "https://idp.example:8443/saml/sso?x=1",
+            vec![Pair {
+                name: "SAMLRequest".into(),
+                value: "PHNhbWw+".into(),
+            }],
+        );
+        let response = post_form_page(&step).into_response();
+        let policy = policy_of(&response);
+        let body = body_of(response).await;
+        let script = between(&body, "<script>", "</script>");
+        let style = between(&body, "<style>", "</style>");
+        assert!(
+            policy.contains(&format!(
+                "script-src {}",
+                crate::web::headers::csp_hash(script)
+            )),
+            "{policy}"
+        );
+        assert!(
+            policy.contains(&format!(
+                "style-src {}",
+                crate::web::headers::csp_hash(style)
+            )),
+            "{policy}"
+        );
+        assert!(
+            policy.contains("form-action https://idp.example:8443;"),
+            "{policy}"
+        );
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert!(
+            body.contains("<button type=\"submit\">"),
+            "works without script"
+        );
+    }
+
+    #[test]
+    fn form_targets_are_origins() {
+        assert_eq!(
+            form_target("https://idp.example/a?b"),
+            "https://idp.example"
+        );
+        assert_eq!(
+            form_target("http://127.0.0.1:9000/x"),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(form_target("/sso/x/callback"), "'self'");
+        assert_eq!(form_target("javascript:alert(1)"), "'none'");
+    }
 }

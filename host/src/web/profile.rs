@@ -123,7 +123,7 @@ async fn profile_response(state: &AppState, user: &User, editor: Editor) -> AppR
             Some(json!({
                 "name": name,
                 "value": value_of(user, name),
-                "kind": if matches!(kind, locks::FieldKind::Core) { "core" } else { "additional" },
+                "kind": if matches!(kind, locks::FieldKind::Core { .. }) { "core" } else { "additional" },
                 "provisioned_by": provenance.get(name),
                 "locked_by": lock.locked_by,
                 "editable": locks::may_edit(editor, name, kind, &lock).is_ok(),

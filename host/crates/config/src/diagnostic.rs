@@ -47,6 +47,12 @@ pub mod codes {
     pub const LOGOUT_UNSUPPORTED: &str = "logout-unsupported";
     /// A domain redirects automatically yet also has button IdPs, seen only with `?nosso=1`.
     pub const REDIRECT_SHADOWS_BUTTONS: &str = "redirect-shadows-buttons";
+    /// An IdP matches users by a field they may edit on their own profile.
+    pub const MATCH_FIELD_EDITABLE: &str = "match-field-editable";
+    /// An IdP identifies users by email without saying whether it verifies addresses.
+    pub const EMAIL_TRUST_UNSET: &str = "email-trust-unset";
+    /// A SAML IdP identifies users by email; SAML has no verification claim to check.
+    pub const EMAIL_UNVERIFIABLE: &str = "email-unverifiable";
     /// An enabled plugin library did not load.
     pub const PLUGIN_LOAD_FAILED: &str = "plugin-load-failed";
 }

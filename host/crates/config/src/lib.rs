@@ -20,13 +20,13 @@ pub use diagnostic::{Diagnostic, Severity, codes};
 pub use error::LoadError;
 pub use model::{
     Behaviour, CORE_FIELDS, Config, DomainConfig, FieldDef, FieldMapping, HostSettings, IdpConfig,
-    LogFormat, LoginForm, LogoutConfig, MatchField, PluginEntry, Provisioning, Registration,
-    Throttle,
+    LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry, Provisioning,
+    Registration, Throttle,
 };
 pub use position::{KeyLocations, Location};
 pub use render::{render_human, render_json, summary};
 pub use schema::{EnvLookup, FIELD_TYPES};
-pub use secret::Secret;
+pub use secret::{REDACTED, Redactor, Secret};
 
 /// The path [`parse_embedded_default`] reports diagnostics against.
 pub const EMBEDDED_DEFAULT_PATH: &str = "(built-in default plugins.toml)";
@@ -97,6 +97,8 @@ pub fn parse_with(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Loaded,
     let mut diagnostics = std::mem::take(&mut schema.diagnostics);
     diagnostics.extend(checks::check(path, &draft));
     diagnostics.sort_by_key(|d| (d.location.is_unknown(), d.location));
+    let redactor = Redactor::new(schema.secrets.iter().map(Secret::expose));
+    redactor.redact_all(&mut diagnostics);
 
     let config = (!diagnostics.iter().any(Diagnostic::is_error)).then(|| Config {
         path: path.to_path_buf(),
@@ -107,6 +109,7 @@ pub fn parse_with(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Loaded,
         registration: draft.registration,
         domains: draft.domains,
         idps: draft.idps,
+        redactor,
     });
     Ok(Loaded {
         config,

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::diagnostic::Diagnostic;
 use crate::position::{KeyLocations, Location};
-use crate::secret::Secret;
+use crate::secret::{Redactor, Secret};
 
 /// The platform's core profile fields; additional fields are declared with `[[field]]`.
 pub const CORE_FIELDS: [&str; 5] = ["username", "email", "firstname", "lastname", "idnumber"];
@@ -53,6 +54,8 @@ pub struct Config {
     pub registration: Registration,
     pub domains: Vec<DomainConfig>,
     pub idps: Vec<IdpConfig>,
+    /// Every value that came from `{ env }` or `{ file }`, to keep out of shown text.
+    pub(crate) redactor: Redactor,
 }
 
 impl fmt::Debug for Config {
@@ -71,6 +74,18 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// What removes this file's `{ env }` / `{ file }` values from text about to be shown.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Removes this file's `{ env }` / `{ file }` values from every diagnostic's message
+    /// and help: findings made after loading (a plugin refusing its settings, the
+    /// resolver) may quote them.
+    pub fn redact(&self, diagnostics: &mut [Diagnostic]) {
+        self.redactor.redact_all(diagnostics);
+    }
+
     /// The directory relative paths in the file are resolved against.
     pub fn config_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new(""))
@@ -110,6 +125,20 @@ impl Config {
     /// An additional field declared with `[[field]]`.
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Whether users may change `field` on their own profile (locks aside): a core field
+    /// listed in `[registration] user_editable_core`, or an additional field declared with
+    /// `user_editable = true`. Unknown fields are not.
+    pub fn user_editable(&self, field: &str) -> bool {
+        if CORE_FIELDS.contains(&field) {
+            self.registration
+                .user_editable_core
+                .iter()
+                .any(|f| f == field)
+        } else {
+            self.field(field).is_some_and(|f| f.user_editable)
+        }
     }
 
     /// A core field or a declared additional field.
@@ -312,11 +341,19 @@ pub struct FieldDef {
     pub key_locations: KeyLocations,
 }
 
+/// Core fields users may change on their own profile (when no IdP lock applies): the
+/// default and the most `[registration] user_editable_core` may list. `username` and
+/// `idnumber` identify the account and are never user-editable.
+pub const OWNER_EDITABLE_CORE: [&str; 3] = ["email", "firstname", "lastname"];
+
 /// `[registration]`.
 #[derive(Clone, Debug)]
 pub struct Registration {
     /// First and last name are required to create a user.
     pub require_names: bool,
+    /// Core fields users may edit themselves, a subset of [`OWNER_EDITABLE_CORE`]; removing
+    /// `email` makes email an administrator's and IdPs' field, safe to match users by.
+    pub user_editable_core: Vec<String>,
     pub location: Location,
     pub key_locations: KeyLocations,
 }
@@ -325,6 +362,7 @@ impl Default for Registration {
     fn default() -> Self {
         Self {
             require_names: true,
+            user_editable_core: OWNER_EDITABLE_CORE.map(str::to_owned).to_vec(),
             location: Location::default(),
             key_locations: KeyLocations::default(),
         }

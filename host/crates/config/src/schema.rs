@@ -10,7 +10,8 @@ use toml::de::{DeString, DeTable, DeValue};
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::{
     Behaviour, DomainConfig, FieldDef, FieldMapping, HostSettings, IdpConfig, LogFormat, LoginForm,
-    LogoutConfig, MatchField, PluginEntry, Provisioning, Registration, Throttle,
+    LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry, Provisioning, Registration,
+    Throttle,
 };
 use crate::position::{KeyLocations, LineIndex, Location};
 use crate::secret::{Secret, trim_one_newline};
@@ -53,7 +54,7 @@ const FIELD_KEYS: &[&str] = &["name", "mandatory", "type", "user_editable"];
 pub const FIELD_TYPES: &[&str] = &[
     "text", "textarea", "checkbox", "menu", "date", "datetime", "url",
 ];
-const REGISTRATION_KEYS: &[&str] = &["require_names"];
+const REGISTRATION_KEYS: &[&str] = &["require_names", "user_editable_core"];
 const DOMAIN_KEYS: &[&str] = &[
     "name",
     "hosts",
@@ -130,6 +131,8 @@ pub(crate) struct Schema<'a> {
     index: LineIndex<'a>,
     env: EnvLookup<'a>,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Every value resolved from `{ env }` or `{ file }`, for the [`crate::Redactor`].
+    pub(crate) secrets: Vec<Secret>,
 }
 
 fn sorted<'t, 'i>(table: &'t DeTable<'i>) -> Vec<Entry<'t, 'i>> {
@@ -209,6 +212,7 @@ impl<'a> Schema<'a> {
             index: LineIndex::new(text),
             env,
             diagnostics: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 
@@ -545,7 +549,7 @@ impl<'a> Schema<'a> {
         let where_ = self.loc(v.span());
         if source == "env" {
             match (self.env)(&name).filter(|s| !s.is_empty()) {
-                Some(value) => Some(Some(Secret::new(value))),
+                Some(value) => Some(Some(self.keep(Secret::new(value)))),
                 None => {
                     self.emit(
                         codes::SECRET_UNAVAILABLE,
@@ -567,7 +571,7 @@ impl<'a> Schema<'a> {
                 Ok(content) => {
                     let content = trim_one_newline(content);
                     if !content.is_empty() {
-                        return Some(Some(Secret::new(content)));
+                        return Some(Some(self.keep(Secret::new(content))));
                     }
                     String::from("is empty")
                 }
@@ -587,6 +591,12 @@ impl<'a> Schema<'a> {
             );
             Some(None)
         }
+    }
+
+    /// Remembers a value from the environment or a file, so it is redacted wherever shown.
+    fn keep(&mut self, secret: Secret) -> Secret {
+        self.secrets.push(secret.clone());
+        secret
     }
 
     /// A string, or a `{ env }` / `{ file }` reference.
@@ -926,11 +936,59 @@ impl<'a> Schema<'a> {
         };
         self.check_keys(&tab, REGISTRATION_KEYS, None);
         let mut keys = KeyLocations::default();
+        let require_names = self.flag(&tab, &mut keys, "require_names", true);
+        let user_editable_core = match self.get(&tab, "user_editable_core", &mut keys) {
+            Some(v) => self.editable_core(v, &tab.scope),
+            None => Registration::default().user_editable_core,
+        };
         Registration {
-            require_names: self.flag(&tab, &mut keys, "require_names", true),
+            require_names,
+            user_editable_core,
             location,
             key_locations: keys,
         }
+    }
+
+    /// `user_editable_core`: a list drawn from [`OWNER_EDITABLE_CORE`].
+    fn editable_core(&mut self, v: &Value<'_>, scope: &Scope) -> Vec<String> {
+        const KEY: &str = "user_editable_core";
+        let help = format!(
+            "list the core fields users may change themselves, e.g. `{KEY} = [\"firstname\", \"lastname\"]` (any of {})",
+            quoted_choices(&OWNER_EDITABLE_CORE)
+        );
+        let Some(items) = v.get_ref().as_array() else {
+            self.wrong_type(v, KEY, scope, "a list of field names", help);
+            return Registration::default().user_editable_core;
+        };
+        let mut fields = Vec::new();
+        for item in items.iter() {
+            let Some(name) = item.get_ref().as_str() else {
+                self.wrong_type(item, KEY, scope, "a list of strings", help.clone());
+                continue;
+            };
+            if OWNER_EDITABLE_CORE.contains(&name) {
+                if !fields.iter().any(|f| f == name) {
+                    fields.push(name.to_owned());
+                }
+            } else if name == "username" || name == "idnumber" {
+                self.invalid(
+                    item,
+                    scope,
+                    format!(
+                        "`{name}` in `{KEY}` cannot be user-editable: it identifies the account"
+                    ),
+                    format!("remove \"{name}\"; only administrators change it"),
+                );
+            } else {
+                self.invalid(
+                    item,
+                    scope,
+                    format!("\"{name}\" in `{KEY}` is not a core field users may edit"),
+                    help.clone(),
+                );
+            }
+        }
+        fields
     }
 
     fn plugin(&mut self, table: &DeTable<'_>, location: Location) -> PluginEntry {

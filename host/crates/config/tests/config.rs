@@ -1048,3 +1048,70 @@ fn written_as_single_tables_the_arrays_are_rejected_with_a_fix() {
     assert_eq!(d.location.line, 1);
     assert!(d.help.as_deref().unwrap_or_default().contains("[[plugin]]"));
 }
+
+const MINIMAL_WITH_REGISTRATION: &str = r#"[[domain]]
+name = "root"
+hosts = ["localhost"]
+
+[registration]
+user_editable_core = ["firstname", "lastname", "firstname"]
+"#;
+
+#[test]
+fn user_editable_core_defaults_to_the_three_names_and_may_drop_email() {
+    let loaded = check(MINIMAL_WITH_REGISTRATION);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let config = loaded.config.expect("valid");
+    assert_eq!(
+        config.registration.user_editable_core,
+        ["firstname", "lastname"]
+    );
+    assert!(!config.user_editable("email"));
+    assert!(config.user_editable("firstname"));
+    let defaults = check("[[domain]]\nname = \"root\"\nhosts = [\"localhost\"]\n")
+        .config
+        .expect("valid");
+    assert_eq!(
+        defaults.registration.user_editable_core,
+        ["email", "firstname", "lastname"]
+    );
+    assert!(defaults.user_editable("email"));
+    assert!(!defaults.user_editable("username"));
+}
+
+#[test]
+fn user_editable_core_refuses_identifying_and_unknown_fields() {
+    let text = MINIMAL_WITH_REGISTRATION.replace(
+        "[\"firstname\", \"lastname\", \"firstname\"]",
+        "[\"username\", \"department\", 7]",
+    );
+    let loaded = check(&text);
+    let refused = with_code(&loaded, codes::INVALID_VALUE);
+    assert_eq!(refused.len(), 3, "{:#?}", loaded.diagnostics);
+    assert_eq!(refused[0].location, at(&text, "\"username\""));
+    assert!(refused[0].message.contains("identifies the account"));
+    assert_eq!(refused[1].location, at(&text, "\"department\""));
+}
+
+#[test]
+fn secrets_from_the_environment_are_redacted_in_later_diagnostics() {
+    let text = format!(
+        "{MINIMAL_WITH_REGISTRATION}\n[[idp]]\nid = \"okta\"\ndomain = \"root\"\nplugin = \"oidc\"\nusername_attribute = \"sub\"\n\n[idp.settings]\nclient_secret = {{ env = \"OKTA_CLIENT_SECRET\" }}\n\n[[plugin]]\nid = \"oidc\"\nlibrary = \"gatehouse_oidc\"\n"
+    );
+    let config = check(&text).config.expect("valid");
+    let mut found = vec![
+        Diagnostic::error(
+            codes::INVALID_SETTINGS,
+            format!("`client_secret` = {OKTA_SECRET:?} is too short"),
+            FILE,
+            Location::default(),
+        )
+        .with_help(format!("replace {OKTA_SECRET}")),
+    ];
+    config.redact(&mut found);
+    assert_eq!(
+        found[0].message,
+        "`client_secret` = \"[redacted]\" is too short"
+    );
+    assert_eq!(found[0].help.as_deref(), Some("replace [redacted]"));
+}

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use gatehouse_config::OWNER_EDITABLE_CORE;
+
 use crate::provisioning::{CORE_FIELDS, Plan};
 
 /// Who is editing.
@@ -103,22 +105,23 @@ impl std::fmt::Display for EditRefusal {
 /// What kind of field it is, as far as editing goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
-    Core,
+    /// A core field; `user_editable` when `[registration] user_editable_core` lists it.
+    Core { user_editable: bool },
     /// An additional field; `user_editable` from its `[[field]]`.
-    Additional {
-        user_editable: bool,
-    },
+    Additional { user_editable: bool },
 }
 
 impl FieldKind {
-    pub fn of_core(field: &str) -> Option<Self> {
-        CORE_FIELDS.contains(&field).then_some(Self::Core)
+    /// A core field's kind, given the core fields users may edit (`[registration]
+    /// user_editable_core`). The username and idnumber identify the account and stay with
+    /// administrators whatever the list says.
+    pub fn of_core(field: &str, user_editable_core: &[String]) -> Option<Self> {
+        CORE_FIELDS.contains(&field).then(|| Self::Core {
+            user_editable: OWNER_EDITABLE_CORE.contains(&field)
+                && user_editable_core.iter().any(|f| f == field),
+        })
     }
 }
-
-/// Core fields a user may change on their own profile when nothing locks them. The
-/// username and idnumber identify the account and stay with administrators.
-const OWNER_EDITABLE_CORE: [&str; 3] = ["email", "firstname", "lastname"];
 
 /// Decides whether `editor` may change `field`.
 pub fn may_edit(
@@ -135,10 +138,12 @@ pub fn may_edit(
         (Editor::Owner, _, Some(idp)) => Err(locked(idp)),
         (Editor::Admin, FieldKind::Additional { .. }, Some(idp)) => Err(locked(idp)),
         (Editor::Admin, _, _) => Ok(()),
-        (Editor::Owner, FieldKind::Core, None) if OWNER_EDITABLE_CORE.contains(&field) => Ok(()),
         (
             Editor::Owner,
-            FieldKind::Additional {
+            FieldKind::Core {
+                user_editable: true,
+            }
+            | FieldKind::Additional {
                 user_editable: true,
             },
             None,
@@ -163,6 +168,11 @@ mod tests {
         user_editable: true,
     };
 
+    fn core(field: &str) -> FieldKind {
+        let defaults = gatehouse_config::Registration::default().user_editable_core;
+        FieldKind::of_core(field, &defaults).expect("a core field")
+    }
+
     #[test]
     fn a_lock_follows_the_idp_that_provisioned_the_value() {
         let locks = |idp: &str| idp == "okta";
@@ -173,7 +183,7 @@ mod tests {
 
     #[test]
     fn owners_cannot_change_locked_fields() {
-        let refusal = may_edit(Editor::Owner, "email", FieldKind::Core, &locked_by("okta"));
+        let refusal = may_edit(Editor::Owner, "email", core("email"), &locked_by("okta"));
         assert_eq!(
             refusal,
             Err(EditRefusal::Locked {
@@ -187,7 +197,7 @@ mod tests {
     #[test]
     fn admins_change_locked_core_fields_but_not_locked_additional_fields() {
         assert_eq!(
-            may_edit(Editor::Admin, "email", FieldKind::Core, &locked_by("okta")),
+            may_edit(Editor::Admin, "email", core("email"), &locked_by("okta")),
             Ok(())
         );
         assert!(matches!(
@@ -204,7 +214,7 @@ mod tests {
     #[test]
     fn unlocked_fields_follow_who_may_edit_them() {
         assert_eq!(
-            may_edit(Editor::Owner, "firstname", FieldKind::Core, &UNLOCKED),
+            may_edit(Editor::Owner, "firstname", core("firstname"), &UNLOCKED),
             Ok(())
         );
         assert_eq!(
@@ -212,7 +222,7 @@ mod tests {
             Ok(())
         );
         assert!(matches!(
-            may_edit(Editor::Owner, "username", FieldKind::Core, &UNLOCKED),
+            may_edit(Editor::Owner, "username", core("username"), &UNLOCKED),
             Err(EditRefusal::NotUserEditable { .. })
         ));
         assert!(matches!(
@@ -227,8 +237,28 @@ mod tests {
             Err(EditRefusal::NotUserEditable { .. })
         ));
         assert_eq!(
-            may_edit(Editor::Admin, "username", FieldKind::Core, &UNLOCKED),
+            may_edit(Editor::Admin, "username", core("username"), &UNLOCKED),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_registration_list_decides_which_core_fields_owners_edit() {
+        let admin_only_email = ["firstname".to_owned(), "lastname".to_owned()];
+        let email = FieldKind::of_core("email", &admin_only_email).expect("core");
+        assert!(matches!(
+            may_edit(Editor::Owner, "email", email, &UNLOCKED),
+            Err(EditRefusal::NotUserEditable { .. })
+        ));
+        assert_eq!(may_edit(Editor::Admin, "email", email, &UNLOCKED), Ok(()));
+        let listed = ["username".to_owned(), "idnumber".to_owned()];
+        for field in ["username", "idnumber"] {
+            let kind = FieldKind::of_core(field, &listed).expect("core");
+            assert!(
+                may_edit(Editor::Owner, field, kind, &UNLOCKED).is_err(),
+                "{field} is never the owner's"
+            );
+        }
+        assert_eq!(FieldKind::of_core("department", &listed), None);
     }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use gatehouse_config::{Behaviour, Config, Diagnostic, DomainConfig, IdpConfig, LoginForm, codes};
+use gatehouse_config::{
+    Behaviour, Config, Diagnostic, DomainConfig, IdpConfig, LoginForm, MatchField, codes,
+};
 
 use crate::{
     facts::Facts,
@@ -41,6 +43,10 @@ struct Rules<'a> {
 }
 
 const CONNECT: &str = "connect";
+/// SAML assertions carry no `email_verified`: only the admin can vouch for the addresses.
+const SAML: &str = "saml";
+const TRUST_EMAIL_HELP: &str =
+    "if this IdP verifies every address it sends, set trust_email = true";
 
 impl<'a> Rules<'a> {
     fn new(config: &'a Config, facts: &'a Facts, out: &'a mut Vec<Diagnostic>) -> Self {
@@ -73,8 +79,66 @@ impl<'a> Rules<'a> {
         self.facts.protocol_of(&idp.plugin)
     }
 
-    /// Rules about one IdP on its own: its mapping and its logout.
+    /// How an IdP identifies users: by a field they cannot change themselves, and by email
+    /// only when the IdP's addresses can be trusted. Connect IdPs match by Connect's own
+    /// rules (see [`Rules::connect`]).
+    fn identity(&mut self, idp: &IdpConfig) {
+        let protocol = self.protocol(idp);
+        if protocol == Some(CONNECT) {
+            return;
+        }
+        let field = idp.match_field.as_str();
+        if self.config.user_editable(field) {
+            let d = self
+                .error(
+                    codes::MATCH_FIELD_EDITABLE,
+                    idp,
+                    "match_field",
+                    format!(
+                        "IdP `{}` matches users by `{field}`, which users can change on their own profile: anyone could set it to another person's value and be signed in as them",
+                        idp.id
+                    ),
+                )
+                .with_help(
+                    "set `user_editable_core` in `[registration]` without \"email\", or match by username or idnumber",
+                );
+            self.push(d);
+        }
+        let (by_email, key) = if idp.match_field == MatchField::Email {
+            (true, "match_field")
+        } else {
+            (idp.username_attribute == "email", "username_attribute")
+        };
+        if !by_email || idp.key_locations.key("trust_email").is_some() {
+            return;
+        }
+        let d = if protocol == Some(SAML) {
+            self.error(
+                codes::EMAIL_UNVERIFIABLE,
+                idp,
+                key,
+                format!(
+                    "IdP `{}` identifies users by email, but SAML sends no `email_verified`: without trust_email every sign-in through it is refused",
+                    idp.id
+                ),
+            )
+        } else {
+            self.warning(
+                codes::EMAIL_TRUST_UNSET,
+                idp,
+                key,
+                format!(
+                    "IdP `{}` identifies users by email and does not set trust_email: sign-ins whose `email_verified` is absent or false are now refused",
+                    idp.id
+                ),
+            )
+        };
+        self.push(d.with_help(TRUST_EMAIL_HELP));
+    }
+
+    /// Rules about one IdP on its own: how it identifies users, its mapping and its logout.
     fn idp_alone(&mut self, idp: &IdpConfig, required: &[String]) {
+        self.identity(idp);
         let fields = &idp.provisioning.fields;
         let identity = identity_fields(idp);
         for mapping in fields {
@@ -488,11 +552,8 @@ impl<'a> Rules<'a> {
                 .get("migrate_map")
                 .and_then(|v| v.as_str())
                 .unwrap_or("username");
-            let editable = match map {
-                "email" => true,
-                "username" | "idnumber" | "uniqueid" => false,
-                other => self.config.field(other).is_some_and(|f| f.user_editable),
-            };
+            // `uniqueid` is Connect's own id, not a profile field: never user-editable.
+            let editable = self.config.user_editable(map);
             if editable {
                 let d = Diagnostic::error(
                     codes::CONNECT_MAPPING_EDITABLE,
@@ -505,7 +566,7 @@ impl<'a> Rules<'a> {
                 )
                 .with_domain(&domain.name)
                 .with_idp(&idp.id)
-                .with_help("use migrate_map = \"username\" or \"idnumber\", or a field with user_editable = false");
+                .with_help("use migrate_map = \"username\" or \"idnumber\", a field with user_editable = false, or remove \"email\" from `user_editable_core` in `[registration]`");
                 self.push(d);
             }
         }

@@ -34,6 +34,9 @@ const COVERED_CODES: &[&str] = &[
     codes::EXTERNAL_URL_SHADOWS,
     codes::LOGOUT_UNSUPPORTED,
     codes::REDIRECT_SHADOWS_BUTTONS,
+    codes::MATCH_FIELD_EDITABLE,
+    codes::EMAIL_TRUST_UNSET,
+    codes::EMAIL_UNVERIFIABLE,
 ];
 
 /// One expected (or actual) finding: what the comparison looks at.

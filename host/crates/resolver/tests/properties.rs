@@ -513,7 +513,8 @@ fn the_generator_writes_what_it_is_given() {
             behaviour: 0,
             at_idp: false,
             redirect_confirmed: false,
-            username_attribute: 0,
+            // `sub`: identifying by email would add `email-trust-unset`.
+            username_attribute: 1,
             match_field: 0,
             create: true,
             update: false,
@@ -538,4 +539,54 @@ fn the_generator_writes_what_it_is_given() {
         domain.idp("i0").expect("i0").policy.mapping,
         vec![("f0".to_owned(), "dept".to_owned())]
     );
+}
+
+/// Cookie-shaped text: arbitrary strings, strings over the cookie's own alphabet, and
+/// well-formed `idp.count.since` with extreme (signed, oversized) numbers.
+fn cookie_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-z0-9_.+ -]{0,40}",
+        (
+            "[a-z0-9][a-z0-9_-]{0,8}",
+            any::<i64>(),
+            any::<i128>(),
+            "0{0,3}"
+        )
+            .prop_map(|(idp, count, since, zeros)| format!("{idp}.{zeros}{count}.{since}")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(RunnerConfig { cases: CASES, failure_persistence: None, ..RunnerConfig::default() })]
+
+    /// No cookie and no clock reading makes the loop breaker panic or overflow, and what
+    /// it accepts is what it writes.
+    #[test]
+    fn the_loop_breaker_never_panics(
+        text in cookie_text(),
+        now in any::<i64>(),
+        idp in "[a-z0-9][a-z0-9_-]{0,8}",
+        forged_count in any::<u32>(),
+        forged_since in any::<i64>(),
+    ) {
+        let parsed = Mark::parse(&text);
+        if let Some(mark) = &parsed {
+            prop_assert!(mark.since >= 0, "{text:?} gave {mark:?}");
+            let again = Mark::parse(&mark.encode());
+            prop_assert_eq!(again.as_ref(), Some(mark));
+        }
+        // Marks that parse, and marks no cookie could produce (the type is public).
+        let forged = Mark { idp: idp.clone(), count: forged_count, since: forged_since };
+        let marks = [parsed.as_ref(), Some(&forged), None];
+        for mark in marks {
+            let tripped = gatehouse_resolver::loop_breaker::tripped(mark, &idp, now);
+            let next = gatehouse_resolver::loop_breaker::record(mark, &idp, now);
+            prop_assert!(next.count >= 1);
+            prop_assert_eq!(&next.idp, &idp);
+            if tripped {
+                prop_assert!(next.count >= LIMIT);
+            }
+        }
+    }
 }

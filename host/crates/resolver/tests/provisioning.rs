@@ -493,6 +493,9 @@ fn the_policy_of_a_configured_idp_carries_what_creation_requires() {
 id = "oidc"
 library = "gatehouse_oidc"
 
+[registration]
+user_editable_core = ["firstname", "lastname"]
+
 [[field]]
 name = "department"
 mandatory = true
@@ -510,6 +513,7 @@ domain = "root"
 plugin = "oidc"
 username_attribute = "email"
 match_field = "email"
+trust_email = true
 
 [idp.provisioning]
 create_users = true
@@ -599,7 +603,8 @@ impl Profile {
 }
 
 fn kind(field: &str) -> FieldKind {
-    FieldKind::of_core(field).unwrap_or(FieldKind::Additional {
+    let editable_core = gatehouse_config::Registration::default().user_editable_core;
+    FieldKind::of_core(field, &editable_core).unwrap_or(FieldKind::Additional {
         user_editable: true,
     })
 }
@@ -656,7 +661,14 @@ fn fields_an_update_from_a_locking_idp_changed_are_locked_for_the_owner() {
     // Admins may change the locked core field, not the locked additional one.
     let firstname = profile.lock("firstname", &policies);
     assert_eq!(
-        may_edit(Editor::Admin, "firstname", FieldKind::Core, &firstname),
+        may_edit(
+            Editor::Admin,
+            "firstname",
+            FieldKind::Core {
+                user_editable: true
+            },
+            &firstname
+        ),
         Ok(())
     );
     let department = profile.lock("department", &policies);
@@ -668,7 +680,14 @@ fn fields_an_update_from_a_locking_idp_changed_are_locked_for_the_owner() {
     let lastname = profile.lock("lastname", &policies);
     assert_eq!(lastname.locked_by, None);
     assert_eq!(
-        may_edit(Editor::Owner, "lastname", FieldKind::Core, &lastname),
+        may_edit(
+            Editor::Owner,
+            "lastname",
+            FieldKind::Core {
+                user_editable: true
+            },
+            &lastname
+        ),
         Ok(())
     );
 
@@ -699,7 +718,14 @@ fn fields_an_update_from_a_locking_idp_changed_are_locked_for_the_owner() {
     let firstname = profile.lock("firstname", &policies);
     assert_eq!(firstname.locked_by, None, "google's values are not locked");
     assert_eq!(
-        may_edit(Editor::Owner, "firstname", FieldKind::Core, &firstname),
+        may_edit(
+            Editor::Owner,
+            "firstname",
+            FieldKind::Core {
+                user_editable: true
+            },
+            &firstname
+        ),
         Ok(())
     );
     assert_eq!(
@@ -728,7 +754,14 @@ fn a_user_created_by_a_non_locking_idp_has_nothing_locked() {
     // The username stays with administrators whether or not anything locks it.
     let username = profile.lock("username", &[&google]);
     assert!(matches!(
-        may_edit(Editor::Owner, "username", FieldKind::Core, &username),
+        may_edit(
+            Editor::Owner,
+            "username",
+            FieldKind::Core {
+                user_editable: false
+            },
+            &username
+        ),
         Err(EditRefusal::NotUserEditable { .. })
     ));
     // An IdP that no longer exists locks nothing.
