@@ -240,6 +240,31 @@ impl TestHost {
             .expect("create user")
     }
 
+    /// Creates a local account of `branch` with `password` and returns its id.
+    pub async fn create_password_user(
+        &self,
+        username: &str,
+        branch: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> i64 {
+        let user = gatehouse::store::NewUser {
+            username: username.into(),
+            email: format!("{username}@example.test"),
+            firstname: "Local".into(),
+            lastname: "User".into(),
+            branch: branch.into(),
+            auth_source: "local".into(),
+            password_hash: Some(gatehouse::passwords::hash(password).expect("hash")),
+            is_admin,
+            ..Default::default()
+        };
+        self.store
+            .create_user(&user, &[], 1)
+            .await
+            .expect("create user")
+    }
+
     /// Creates a user as IdP `idp` would have provisioned it (so SSO through `idp` may
     /// sign into it) and returns its id.
     pub async fn create_idp_user(&self, username: &str, idp: &str) -> i64 {

@@ -17,14 +17,16 @@ use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use gatehouse::{passwords, store::NewUser};
 use gatehouse_tests::{Browser, TestHost};
 use http_body_util::BodyExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
-/// `[host]` keys' defaults, which the assertions rely on.
-const PER_IDP_LIMIT: usize = 16;
+/// The default `plugin_calls_per_idp`, which these tests run with.
+fn per_idp_limit() -> usize {
+    gatehouse::config::HostSettings::default().plugin_calls_per_idp as usize
+}
+
 const USERNAME: &str = "grace";
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -103,19 +105,8 @@ impl BlackHole {
 
 async fn start_host(issuer: &str, extra_host_keys: &str) -> TestHost {
     let host = TestHost::start(&config(issuer, extra_host_keys)).await;
-    let user = NewUser {
-        username: USERNAME.into(),
-        firstname: "Grace".into(),
-        lastname: "Hopper".into(),
-        branch: "root".into(),
-        auth_source: "local".into(),
-        password_hash: Some(passwords::hash(PASSWORD).expect("hash")),
-        ..NewUser::default()
-    };
-    host.store
-        .create_user(&user, &[], 0)
-        .await
-        .expect("create user");
+    host.create_password_user(USERNAME, "root", PASSWORD, false)
+        .await;
     host
 }
 
@@ -288,11 +279,11 @@ async fn a_hanging_idp_does_not_stall_password_sign_ins() {
         ))
     );
     assert!(
-        timed_out <= PER_IDP_LIMIT,
+        timed_out <= per_idp_limit(),
         "at most the admitted calls wait"
     );
     assert!(
-        hole.accepted() <= PER_IDP_LIMIT,
+        hole.accepted() <= per_idp_limit(),
         "only the admitted calls reached the IdP, none queued behind them: {}",
         hole.accepted()
     );

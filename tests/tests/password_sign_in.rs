@@ -2,25 +2,12 @@
 //! id at every sign-in.
 
 use axum::http::StatusCode;
-use gatehouse::{passwords, store::NewUser};
 use gatehouse_tests::{EXAMPLE_CONFIG, TestHost};
 
 async fn host_with_user(password: &str) -> TestHost {
     let host = TestHost::start(EXAMPLE_CONFIG).await;
-    let user = NewUser {
-        username: "grace".into(),
-        email: "grace@example.test".into(),
-        firstname: "Grace".into(),
-        lastname: "Hopper".into(),
-        branch: "root".into(),
-        auth_source: "local".into(),
-        password_hash: Some(passwords::hash(password).expect("hash")),
-        ..NewUser::default()
-    };
-    host.store
-        .create_user(&user, &[], 0)
-        .await
-        .expect("create user");
+    host.create_password_user("grace", "root", password, false)
+        .await;
     host
 }
 

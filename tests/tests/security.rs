@@ -4,10 +4,7 @@
 //! that would refuse), and password throttling. Each test is named for the bug it pins.
 
 use axum::http::StatusCode;
-use gatehouse::{
-    passwords,
-    store::{FieldProvenance, NewUser},
-};
+use gatehouse::store::{FieldProvenance, NewUser};
 use gatehouse_tests::{Browser, EXAMPLE_CONFIG, TestHost};
 use serde_json::json;
 
@@ -63,17 +60,8 @@ hosts = ["localhost"]
 "#;
 
 async fn add_password_user(host: &TestHost, username: &str, branch: &str, admin: bool) -> i64 {
-    let user = NewUser {
-        username: username.into(),
-        firstname: "Local".into(),
-        lastname: "User".into(),
-        branch: branch.into(),
-        auth_source: "local".into(),
-        password_hash: Some(passwords::hash("correct horse").expect("hash")),
-        is_admin: admin,
-        ..NewUser::default()
-    };
-    host.store.create_user(&user, &[], 1).await.expect("user")
+    host.create_password_user(username, branch, "correct horse", admin)
+        .await
 }
 
 async fn signed_in_username(browser: &mut Browser) -> Option<String> {

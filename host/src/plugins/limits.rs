@@ -31,12 +31,14 @@ pub struct CallLimits {
 }
 
 impl Default for CallLimits {
+    /// The `[host]` defaults.
     fn default() -> Self {
+        let host = gatehouse_config::HostSettings::default();
         Self {
-            per_idp: 16,
-            total: 64,
-            breaker_failures: 5,
-            breaker_cooldown: Duration::from_secs(30),
+            per_idp: host.plugin_calls_per_idp as usize,
+            total: host.plugin_calls_max as usize,
+            breaker_failures: host.idp_breaker_failures,
+            breaker_cooldown: Duration::from_secs(u64::from(host.idp_breaker_cooldown_seconds)),
         }
     }
 }
