@@ -440,7 +440,16 @@ async fn oidc_email_that_is_not_verified_neither_creates_nor_matches_a_user_by_e
             google_account("victim@example.test", false, None),
         ),
     );
-    let config = oidc::host_config(&format!(
+    let config = corp_by_email_config(&op, "");
+    // The oidc plugin passes the email on with `email_verified = "false"`, and the
+    // host's rule refuses to create or match by it.
+    unverified_email_neither_creates_nor_matches(&config, &op, "not verified").await;
+}
+
+/// An OIDC IdP `corp` on `op` that identifies and matches users by email, creating them;
+/// `idp_keys` adds `[[idp]]` keys.
+fn corp_by_email_config(op: &OidcProvider, idp_keys: &str) -> String {
+    oidc::host_config(&format!(
         r#"
 [[idp]]
 id = "corp"
@@ -449,6 +458,7 @@ plugin = "oidc"
 name = "Sign in with Corp"
 username_attribute = "email"
 match_field = "email"
+{idp_keys}
 
 [idp.provisioning]
 create_users = true
@@ -464,8 +474,40 @@ client_secret = "{CLIENT_SECRET}"
 user_editable_core = ["firstname", "lastname"]
 "#,
         issuer = op.issuer()
-    ));
-    // The oidc plugin passes the email on with `email_verified = "false"`, and the
-    // host's rule refuses to create or match by it.
-    unverified_email_neither_creates_nor_matches(&config, &op, "not verified").await;
+    ))
+}
+
+/// Regression (nOAuth: Entra sends no `email_verified`): an ID token without the claim
+/// identifies nobody by email, unless the admin vouches for the IdP with `trust_email`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_email_without_email_verified_identifies_nobody_unless_trusted() {
+    let mut account = google_account("nina@example.test", true, None);
+    account
+        .as_object_mut()
+        .expect("an object")
+        .remove("email_verified");
+    let op = provider(
+        "corp",
+        "gatehouse-oidc",
+        ProviderOptions::default(),
+        ("109876543210", account),
+    );
+    let host = TestHost::start(&corp_by_email_config(&op, "trust_email = false")).await;
+    let mut agent = IdpAgent::new();
+    let mut browser = host.browser(HOST);
+    let done = sign_in(&mut browser, &mut agent, "corp", "%2F", "109876543210")
+        .await
+        .done;
+    assert_refused(&host, &mut browser, &done, 0, "not verified").await;
+
+    let trusting = TestHost::start(&corp_by_email_config(&op, "trust_email = true")).await;
+    let mut browser = trusting.browser(HOST);
+    let done = sign_in(&mut browser, &mut agent, "corp", "%2F", "109876543210")
+        .await
+        .done;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
+    assert_eq!(
+        browser.get("/me").await.json()["username"],
+        "nina@example.test"
+    );
 }
