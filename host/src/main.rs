@@ -61,6 +61,34 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Account administration.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+/// `gatehouse users …`: account administration from the command line.
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Link an existing account (a local or administrator's account, which SSO otherwise
+    /// never signs into) to an IdP, so that signing in through that IdP reaches it.
+    Link {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        username: String,
+        /// The IdP's `id` in plugins.toml.
+        #[arg(long, value_name = "ID")]
+        idp: String,
+    },
+    /// Remove such a link.
+    Unlink {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_name = "ID")]
+        idp: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -84,6 +112,16 @@ fn main() -> ExitCode {
         Command::Check { config, format } => check(config.config, format),
         Command::Explain { config, domain } => explain(config.config, &domain),
         Command::Plugins { config, format } => list_plugins(config.config, format),
+        Command::Users(UsersCommand::Link {
+            config,
+            username,
+            idp,
+        }) => link_account(config.config, &username, &idp, true),
+        Command::Users(UsersCommand::Unlink {
+            config,
+            username,
+            idp,
+        }) => link_account(config.config, &username, &idp, false),
     };
     match outcome {
         Ok(code) => code,
@@ -181,6 +219,51 @@ fn read_config(flag: Option<PathBuf>) -> Result<Read, ExitCode> {
             }
         }
     }
+}
+
+/// `gatehouse users link|unlink`: an administrator's deliberate link of an account to an
+/// IdP (or its removal), in the configured database, audited as done from the CLI.
+fn link_account(
+    path: Option<PathBuf>,
+    username: &str,
+    idp: &str,
+    link: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match read_config(path) {
+        Ok(read) => read.loaded,
+        Err(unreadable) => return Ok(unreadable),
+    };
+    let Some(config) = loaded.config else {
+        print_diagnostics(&loaded.diagnostics, "", Format::Human);
+        eprintln!("error: the configuration has errors; fix them first (`gatehouse check`)");
+        return Ok(ExitCode::from(2));
+    };
+    if !config.idps.iter().any(|i| i.id == idp) {
+        eprintln!(
+            "error: there is no IdP `{idp}` in {}",
+            config.path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::connect(config.host.database.expose())
+            .await
+            .context("opening the database")?;
+        let Some(user) = store.user_by_username(username).await? else {
+            eprintln!("error: there is no account `{username}`");
+            return Ok(ExitCode::FAILURE);
+        };
+        let now = gatehouse::plugins::capabilities::now_unix_seconds();
+        if !gatehouse::links::change(&store, &user, idp, "the command line", link, now).await? {
+            eprintln!("error: `{username}` is not linked to `{idp}`");
+            return Ok(ExitCode::FAILURE);
+        }
+        let what = if link { "linked" } else { "unlinked" };
+        store.close().await;
+        eprintln!("{what}: `{username}` and IdP `{idp}`");
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn print_diagnostics(diagnostics: &[Diagnostic], source: &str, format: Format) {

@@ -374,3 +374,72 @@ fn values_from_files_and_the_environment_never_appear_in_check_output() {
         );
     }
 }
+
+/// `gatehouse users link|unlink`: an administrator links a local account to an IdP from the
+/// command line (so SSO through it may sign into the account), and only to a configured one.
+#[tokio::test]
+async fn users_link_and_unlink_an_account_to_a_configured_idp() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = r#"[host]
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+dev_mode = true
+
+[[plugin]]
+id = "example"
+library = "gatehouse_example"
+
+[[domain]]
+name = "root"
+hosts = ["localhost"]
+
+[[idp]]
+id = "corp"
+domain = "root"
+plugin = "example"
+username_attribute = "sub"
+"#;
+    let path = write(dir.path(), template);
+    let database = format!("sqlite://{}", dir.path().join("gh.db").display());
+    let store = gatehouse::store::Store::connect(&database).await.unwrap();
+    let user = gatehouse::store::NewUser {
+        username: "admin".into(),
+        branch: "root".into(),
+        auth_source: "local".into(),
+        is_admin: true,
+        ..Default::default()
+    };
+    let id = store.create_user(&user, &[], 1).await.unwrap();
+    let run = |args: &[&str]| {
+        let output = gatehouse()
+            .args(["users"])
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, stderr) = run(&["link", "--username", "admin", "--idp", "corp"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(store.linked_idps(id).await.unwrap(), ["corp"]);
+    let audit = store.recent_audit(1).await.unwrap();
+    assert_eq!(audit[0].method, "admin-link");
+
+    let (code, stderr) = run(&["link", "--username", "admin", "--idp", "nope"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no IdP `nope`"), "{stderr}");
+    let (code, stderr) = run(&["link", "--username", "nobody", "--idp", "corp"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no account `nobody`"), "{stderr}");
+
+    let (code, stderr) = run(&["unlink", "--username", "admin", "--idp", "corp"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(store.linked_idps(id).await.unwrap().is_empty());
+    let (code, _) = run(&["unlink", "--username", "admin", "--idp", "corp"]);
+    assert_eq!(code, Some(1), "nothing to unlink");
+}

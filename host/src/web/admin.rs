@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
+    links,
     reload::{self, Outcome},
     site::{SiteDomain, SiteIdp},
     state::AppState,
@@ -274,11 +275,15 @@ pub async fn link_idp(
         .await?
         .ok_or_else(|| AppError::not_found("There is no such user."))?;
     let now = crate::plugins::capabilities::now_unix_seconds();
-    state
-        .store()
-        .link_idp(user.id, &request.idp, &admin.username, now)
-        .await?;
-    audit_link(&state, &admin, &user, &request.idp, "linked", now).await?;
+    links::change(
+        state.store(),
+        &user,
+        &request.idp,
+        &admin.username,
+        true,
+        now,
+    )
+    .await?;
     links_response(&state, user.id).await
 }
 
@@ -295,13 +300,12 @@ pub async fn unlink_idp(
         .user_by_id(user_id)
         .await?
         .ok_or_else(|| AppError::not_found("There is no such user."))?;
-    if !state.store().unlink_idp(user.id, &idp_id).await? {
+    let now = crate::plugins::capabilities::now_unix_seconds();
+    if !links::change(state.store(), &user, &idp_id, &admin.username, false, now).await? {
         return Err(AppError::not_found(format!(
             "User {user_id} is not linked to `{idp_id}`."
         )));
     }
-    let now = crate::plugins::capabilities::now_unix_seconds();
-    audit_link(&state, &admin, &user, &idp_id, "unlinked", now).await?;
     links_response(&state, user.id).await
 }
 
@@ -318,29 +322,4 @@ pub async fn links(
 async fn links_response(state: &AppState, user_id: i64) -> AppResult<Response> {
     let linked = state.store().linked_idps(user_id).await?;
     Ok(Json(json!({ "user_id": user_id, "linked_idps": linked })).into_response())
-}
-
-async fn audit_link(
-    state: &AppState,
-    admin: &User,
-    user: &User,
-    idp_id: &str,
-    what: &str,
-    now: i64,
-) -> AppResult<()> {
-    state
-        .store()
-        .audit(&AuditEvent {
-            at: now,
-            domain: String::new(),
-            idp_id: Some(idp_id.to_owned()),
-            user_id: Some(user.id),
-            username: user.username.clone(),
-            method: "admin-link".into(),
-            outcome: "success".into(),
-            reason: format!("{what} by {}", admin.username),
-            ip: String::new(),
-        })
-        .await?;
-    Ok(())
 }

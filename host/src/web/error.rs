@@ -128,7 +128,11 @@ impl From<gatehouse_store::StoreError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if self.retry_after.is_some() {
+            // Shedding load on purpose (a busy or failing IdP): expected under a flood, so
+            // not an error each time; the breaker logs its own transitions.
+            tracing::warn!(status = %self.status, detail = %self.detail, "request refused for now");
+        } else if self.status.is_server_error() {
             tracing::error!(status = %self.status, detail = %self.detail, "request failed");
         } else {
             tracing::info!(status = %self.status, detail = %self.detail, "request refused");
