@@ -233,10 +233,8 @@ fn link_account(
         Ok(read) => read.loaded,
         Err(unreadable) => return Ok(unreadable),
     };
-    let Some(config) = loaded.config else {
-        print_diagnostics(&loaded.diagnostics, "", Format::Human);
-        eprintln!("error: the configuration has errors; fix them first (`gatehouse check`)");
-        return Ok(ExitCode::from(2));
+    let Some(config) = usable(&loaded) else {
+        return Ok(ExitCode::FAILURE);
     };
     if !config.idps.iter().any(|i| i.id == idp) {
         eprintln!(
@@ -264,6 +262,16 @@ fn link_account(
         eprintln!("{what}: `{username}` and IdP `{idp}`");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The configuration, or `None` after printing why it has none (errors in the file).
+fn usable(loaded: &config::Loaded) -> Option<Config> {
+    let config = loaded.config.clone();
+    if config.is_none() {
+        print_diagnostics(&loaded.diagnostics, "", Format::Human);
+        eprintln!("error: the configuration has errors; fix them first (`gatehouse check`)");
+    }
+    config
 }
 
 fn print_diagnostics(diagnostics: &[Diagnostic], source: &str, format: Format) {
@@ -338,9 +346,7 @@ fn explain(path: Option<PathBuf>, domain: &str) -> anyhow::Result<ExitCode> {
         Ok(read) => read.loaded,
         Err(unreadable) => return Ok(unreadable),
     };
-    let Some(config) = loaded.config.clone() else {
-        print_diagnostics(&loaded.diagnostics, "", Format::Human);
-        eprintln!("error: the configuration has errors; fix them first (`gatehouse check`)");
+    let Some(config) = usable(&loaded) else {
         return Ok(ExitCode::FAILURE);
     };
     let (diagnostics, _, prepared) = check_all(loaded)?;

@@ -327,6 +327,7 @@ pub struct Page {
     pub status: StatusCode,
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
+    pub headers: axum::http::HeaderMap,
     pub body: String,
 }
 
@@ -403,16 +404,13 @@ impl Browser {
                 }
             }
         }
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
         Page {
             status,
             location,
             set_cookies,
+            headers: parts.headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }

@@ -13,14 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    body::Body,
-    http::{Request, StatusCode, header},
-};
+use axum::http::{StatusCode, header};
 use gatehouse_tests::{Browser, TestHost};
-use http_body_util::BodyExt as _;
 use tokio::net::{TcpListener, TcpStream};
-use tower::ServiceExt as _;
 
 /// The default `plugin_calls_per_idp`, which these tests run with.
 fn per_idp_limit() -> usize {
@@ -119,32 +114,18 @@ struct StartAnswer {
 }
 
 async fn sso_start(host: &TestHost) -> StartAnswer {
-    let request = Request::get("/sso/stuck/start?return_to=%2F")
-        .header(header::HOST, "localhost")
-        .body(Body::empty())
-        .expect("request");
-    let response = host
-        .router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let page = host
+        .browser("localhost")
+        .get("/sso/stuck/start?return_to=%2F")
+        .await;
     StartAnswer {
-        status,
-        retry_after,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
+        status: page.status,
+        retry_after: page
+            .headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: page.body,
     }
 }
 

@@ -1115,3 +1115,61 @@ fn secrets_from_the_environment_are_redacted_in_later_diagnostics() {
     );
     assert_eq!(found[0].help.as_deref(), Some("replace [redacted]"));
 }
+
+#[test]
+fn trusted_proxies_take_cidr_blocks_and_single_addresses() {
+    let text = "[host]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1/128\", \"10.1.2.3/8\"]\n\n[[domain]]\nname = \"root\"\nhosts = [\"localhost\"]\n";
+    let loaded = check(text);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let proxies: Vec<String> = loaded
+        .config
+        .expect("valid")
+        .host
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // A block written with host bits is read as its network.
+    assert_eq!(
+        proxies,
+        ["10.0.0.0/8", "192.0.2.7/32", "::1/128", "10.0.0.0/8"]
+    );
+}
+
+#[test]
+fn bad_trusted_proxies_are_refused_at_their_value() {
+    let text = "[host]\ntrusted_proxies = [\"10.0.0.0/33\", \"proxy.example\", 7]\n\n[[domain]]\nname = \"root\"\nhosts = [\"localhost\"]\n";
+    let loaded = check(text);
+    let refused = with_code(&loaded, codes::INVALID_VALUE);
+    assert_eq!(refused.len(), 3, "{:#?}", loaded.diagnostics);
+    assert_eq!(refused[0].location, at(text, "\"10.0.0.0/33\""));
+    assert_eq!(refused[2].location, at(text, "7"));
+    assert!(
+        refused[1].message.contains("proxy.example"),
+        "{}",
+        refused[1].message
+    );
+    assert!(
+        refused[0]
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("10.0.0.0/8"))
+    );
+    assert!(
+        loaded.config.is_none(),
+        "a file with errors yields no configuration"
+    );
+
+    let text = "[host]\ntrusted_proxies = \"10.0.0.0/8\"\n\n[[domain]]\nname = \"root\"\nhosts = [\"localhost\"]\n";
+    let loaded = check(text);
+    assert!(loaded.config.is_none(), "{:#?}", loaded.diagnostics);
+    assert!(
+        loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("trusted_proxies")
+                && d.location == at(text, "\"10.0.0.0/8\"")),
+        "{:#?}",
+        loaded.diagnostics
+    );
+}
