@@ -11,6 +11,7 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::{
+    clock::{Clock, Randomness},
     config::{self, Config, Diagnostic, LoadError, Severity},
     logging,
     passwords::{self, AdminBootstrap},
@@ -252,7 +253,7 @@ fn link_account(
             eprintln!("error: there is no account `{username}`");
             return Ok(ExitCode::FAILURE);
         };
-        let now = gatehouse::plugins::capabilities::now_unix_seconds();
+        let now = Clock::system().now_unix_seconds();
         if !gatehouse::links::change(&store, &user, idp, "the command line", link, now).await? {
             eprintln!("error: `{username}` is not linked to `{idp}`");
             return Ok(ExitCode::FAILURE);
@@ -498,8 +499,9 @@ async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<Exit
         .find(|d| d.name == "root")
         .or(config.domains.first())
         .map_or("root", |d| d.branch.as_str());
+    let (clock, random) = (Clock::system(), Randomness::system());
     let given = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok();
-    match passwords::ensure_admin(&store, given.as_deref(), admin_branch)
+    match passwords::ensure_admin(&store, given.as_deref(), admin_branch, &clock, &random)
         .await
         .context("creating the admin account")?
     {
@@ -515,8 +517,8 @@ async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<Exit
             println!("Sign in at {} and change it.", config.host.public_url);
         }
     }
-    let state =
-        startup::state(&config, site, store).context("building the HTTP client for plugins")?;
+    let state = startup::state(&config, site, store, clock, random)
+        .context("building the HTTP client for plugins")?;
     tokio::spawn(reload_on_sighup(state.clone()));
     let listener = tokio::net::TcpListener::bind(&config.host.listen)
         .await

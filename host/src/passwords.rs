@@ -9,11 +9,11 @@ use argon2::{
 use base64::Engine as _;
 use gatehouse_store::{NewUser, Store, StoreError};
 
-use crate::plugins::capabilities::{now_unix_seconds, secure_random};
+use crate::clock::{Clock, Randomness};
 
 /// An argon2id PHC string for `password`, with a fresh random salt.
-pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::encode_b64(&secure_random(16))?;
+pub fn hash(password: &str, random: &Randomness) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::encode_b64(&random.bytes(16))?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)?
         .to_string())
@@ -95,14 +95,14 @@ fn run_hashing_thread(receiver: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Ha
 
 /// A hash of a random password, verified against when the username does not exist,
 /// so that a wrong username costs as much time as a wrong password.
-pub fn decoy_hash() -> &'static str {
+pub fn decoy_hash(random: &Randomness) -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| hash(&random_password()).unwrap_or_default())
+    DECOY.get_or_init(|| hash(&random_password(random), random).unwrap_or_default())
 }
 
 /// A password of 128 random bits, easy to copy.
-pub fn random_password() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secure_random(16))
+pub fn random_password(random: &Randomness) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random.bytes(16))
 }
 
 /// The outcome of making sure an admin exists.
@@ -129,15 +129,17 @@ pub async fn ensure_admin(
     store: &Store,
     given_password: Option<&str>,
     branch: &str,
+    clock: &Clock,
+    random: &Randomness,
 ) -> Result<AdminBootstrap, BootstrapError> {
     if store.count_users().await? > 0 {
         return Ok(AdminBootstrap::Existing);
     }
     let (password, generated) = match given_password.filter(|p| !p.is_empty()) {
         Some(password) => (password.to_owned(), false),
-        None => (random_password(), true),
+        None => (random_password(random), true),
     };
-    let password_hash = hash(&password).map_err(|e| BootstrapError::Hash(e.to_string()))?;
+    let password_hash = hash(&password, random).map_err(|e| BootstrapError::Hash(e.to_string()))?;
     let admin = NewUser {
         username: "admin".into(),
         firstname: "Site".into(),
@@ -148,7 +150,10 @@ pub async fn ensure_admin(
         is_admin: true,
         ..NewUser::default()
     };
-    match store.create_user(&admin, &[], now_unix_seconds()).await {
+    match store
+        .create_user(&admin, &[], clock.now_unix_seconds())
+        .await
+    {
         Ok(_) => {}
         // Another host sharing the database created it first.
         Err(StoreError::Conflict(_)) => return Ok(AdminBootstrap::Existing),
@@ -167,7 +172,7 @@ mod tests {
 
     #[test]
     fn hashes_verify_only_their_password() {
-        let stored = hash("correct horse").expect("hash");
+        let stored = hash("correct horse", &Randomness::system()).expect("hash");
         assert!(stored.starts_with("$argon2id$"));
         assert!(verify("correct horse", &stored));
         assert!(!verify("battery staple", &stored));
@@ -176,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn verify_async_answers_like_verify_from_the_hashing_threads() {
-        let stored = hash("correct horse").expect("hash");
+        let stored = hash("correct horse", &Randomness::system()).expect("hash");
         let checks = (0..8).map(|i| {
             let attempt = if i % 2 == 0 {
                 "correct horse"

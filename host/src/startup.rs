@@ -8,6 +8,7 @@ use gatehouse_config::{Config, Diagnostic, Location, codes};
 use gatehouse_store::Store;
 
 use crate::{
+    clock::{Clock, Randomness},
     plugins::{
         CallLimits, HttpEgress, LoadFailure, LoadReport, LoadRequest, PluginCaller, load_all,
     },
@@ -150,8 +151,15 @@ pub async fn proven_idps(store: &Store) -> Result<HashSet<String>, gatehouse_sto
     Ok(store.proven_idps().await?.into_iter().collect())
 }
 
-/// The state to serve `config` with, given a connected store.
-pub fn state(config: &Config, site: Site, store: Store) -> Result<AppState, reqwest::Error> {
+/// The state to serve `config` with, given a connected store, on the host's clock and
+/// randomness (the system's, except in tests).
+pub fn state(
+    config: &Config,
+    site: Site,
+    store: Store,
+    clock: Clock,
+    random: Randomness,
+) -> Result<AppState, reqwest::Error> {
     let host = &config.host;
     let egress = HttpEgress::new(
         Duration::from_secs(u64::from(host.http_timeout_seconds)),
@@ -162,6 +170,8 @@ pub fn state(config: &Config, site: Site, store: Store) -> Result<AppState, reqw
         Arc::new(egress),
         Duration::from_secs(u64::from(host.plugin_call_timeout_seconds)),
         call_limits(config),
+        clock,
+        random,
     );
     Ok(AppState::new(
         store,

@@ -10,7 +10,8 @@ use std::{
 use gatehouse_store::{Store, StoreError};
 
 use crate::{
-    plugins::{PluginCaller, capabilities::now_unix_seconds},
+    clock::{Clock, Randomness},
+    plugins::PluginCaller,
     site::Site,
     web::browser_tokens::{self, BrowserKey},
 };
@@ -48,6 +49,8 @@ struct Inner {
     reloading: tokio::sync::Mutex<()>,
     /// The key of the browser tokens, read from the store on first use.
     browser_key: tokio::sync::OnceCell<BrowserKey>,
+    clock: Clock,
+    random: Randomness,
 }
 
 impl AppState {
@@ -58,6 +61,8 @@ impl AppState {
         site: Site,
         config_path: PathBuf,
     ) -> Self {
+        let clock = caller.clock().clone();
+        let random = caller.random().clone();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -67,6 +72,8 @@ impl AppState {
                 config_path,
                 reloading: tokio::sync::Mutex::new(()),
                 browser_key: tokio::sync::OnceCell::new(),
+                clock,
+                random,
             }),
         }
     }
@@ -86,17 +93,33 @@ impl AppState {
     pub fn settings(&self) -> &WebSettings {
         &self.inner.settings
     }
+    /// The host's clock (the plugin caller lends the same one to plugins).
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+    /// The host's randomness (the plugin caller lends the same one to plugins).
+    pub fn random(&self) -> &Randomness {
+        &self.inner.random
+    }
+    /// Seconds since the Unix epoch on the host's clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now_unix_seconds()
+    }
+    /// A fresh 256-bit URL-safe token from the host's randomness.
+    pub fn token(&self) -> String {
+        self.inner.random.token()
+    }
     /// The key that mints and recognises browser tokens (bindings, CSRF), shared through
     /// the database by every host on it.
     pub async fn browser_key(&self) -> Result<&BrowserKey, StoreError> {
         self.inner
             .browser_key
             .get_or_try_init(|| async {
-                let fresh = BrowserKey::fresh_key_bytes();
+                let fresh = BrowserKey::fresh_key_bytes(&self.inner.random);
                 let key = self
                     .inner
                     .store
-                    .host_key(browser_tokens::KEY_NAME, &fresh, now_unix_seconds())
+                    .host_key(browser_tokens::KEY_NAME, &fresh, self.now())
                     .await?;
                 Ok(BrowserKey::new(key))
             })

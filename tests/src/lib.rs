@@ -14,7 +14,15 @@ use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use gatehouse::{config, site::Site, startup, state::AppState, store::Store, web};
+use gatehouse::{
+    clock::{Clock, ManualClock, Randomness},
+    config,
+    site::Site,
+    startup,
+    state::AppState,
+    store::Store,
+    web,
+};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
@@ -162,6 +170,9 @@ pub struct TestHost {
     pub store: Store,
     /// The configuration file the host reads (and reloads).
     pub config_path: PathBuf,
+    /// Moves the host's clock (which otherwise follows the system's): tests advance
+    /// time instead of rewriting rows.
+    pub clock: ManualClock,
     database: String,
     dir: tempfile::TempDir,
 }
@@ -190,13 +201,16 @@ impl TestHost {
             Ok(site) => site,
             Err(problems) => panic!("the test host did not start: {problems:#?}"),
         };
-        let state = startup::state(&config, site, store.clone()).expect("state");
+        let (clock, hand) = Clock::system_advanceable();
+        let state = startup::state(&config, site, store.clone(), clock, Randomness::system())
+            .expect("state");
         let router = web::app(state.clone());
         Self {
             state,
             router,
             store,
             config_path,
+            clock: hand,
             database,
             dir,
         }
@@ -255,7 +269,9 @@ impl TestHost {
             lastname: "User".into(),
             branch: branch.into(),
             auth_source: "local".into(),
-            password_hash: Some(gatehouse::passwords::hash(password).expect("hash")),
+            password_hash: Some(
+                gatehouse::passwords::hash(password, self.state.random()).expect("hash"),
+            ),
             is_admin,
             ..Default::default()
         };
@@ -289,7 +305,7 @@ impl TestHost {
             "test-session-{user_id}-{}",
             self.store.count_users().await.unwrap_or(0)
         );
-        let now = gatehouse::plugins::capabilities::now_unix_seconds();
+        let now = self.state.now();
         let domain = self
             .state
             .site()

@@ -353,12 +353,7 @@ async fn unverified_email_neither_creates_nor_matches(
     assert_refused(&host, &mut browser, &done, 0, because).await;
 
     // A platform user owns this email: the unverified email must not sign in as her.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .try_into()
-        .expect("seconds fit");
+    let now = host.state.now();
     let victim = host
         .store
         .create_user(

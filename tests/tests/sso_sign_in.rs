@@ -1,6 +1,8 @@
 //! A full SSO sign-in through the real example plugin library, and every way the
 //! callback is refused without writing a user or a session.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use gatehouse::web::http_util::token_hash;
 use gatehouse_tests::{Browser, EXAMPLE_CONFIG, Page, TestHost};
@@ -161,21 +163,15 @@ async fn an_expired_pending_sign_in_is_refused() {
     let host = TestHost::start(EXAMPLE_CONFIG).await;
     let mut browser = host.browser("localhost");
     let callback = begin(&mut browser, "%2F").await;
-    // Age the pending sign-in past its expiry, as a slow user would.
     let token = callback
         .split("state=")
         .nth(1)
         .and_then(|rest| rest.split('&').next())
         .expect("state");
     let hash = token_hash(token);
-    let mut pending = host
-        .store
-        .take_pending(&hash)
-        .await
-        .expect("take")
-        .expect("pending sign-in stored");
-    pending.expires_at = pending.created_at - 1;
-    host.store.insert_pending(&pending).await.expect("put back");
+    // A slow user: the host's clock passes the pending sign-in's lifetime.
+    host.clock
+        .advance(host.state.settings().pending_login_lifetime + Duration::from_secs(1));
 
     let page = browser.get(&path_of(&callback)).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);

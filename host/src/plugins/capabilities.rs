@@ -10,13 +10,15 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RVec};
 use gatehouse_plugin_api::{HostFfi, HttpRequest, HttpResponse, LogLevel, Pair, PluginError};
 use gatehouse_store::Store;
 use tokio::runtime::Handle;
+
+use crate::clock::{Clock, Randomness};
 
 use super::egress::{
     EgressPolicy, EgressRefusal, NameLookup, PolicyResolver, SystemLookup, refusal_in,
@@ -179,36 +181,13 @@ fn redact_query(url: &url::Url) -> String {
     shown.to_string()
 }
 
-/// Milliseconds since the Unix epoch from the system clock.
-pub fn now_unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Seconds since the Unix epoch from the system clock.
-pub fn now_unix_seconds() -> i64 {
-    now_unix_millis() / 1000
-}
-
-/// `len` bytes from the operating system's secure generator.
-///
-/// A host that cannot get secure randomness must not issue sessions or tokens, so
-/// this aborts rather than return weak bytes.
-pub fn secure_random(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    if let Err(error) = getrandom::fill(&mut bytes) {
-        tracing::error!(%error, "the operating system's random generator failed; stopping");
-        std::process::abort();
-    }
-    bytes
-}
-
 /// The capabilities lent to one plugin call for one IdP instance.
 pub struct CallCapabilities<'a> {
     pub runtime: &'a Handle,
     pub store: &'a Store,
     pub egress: &'a HttpEgress,
+    pub clock: &'a Clock,
+    pub random: &'a Randomness,
     /// What this IdP instance's requests may reach.
     pub policy: &'a EgressPolicy,
     /// The IdP instance id; the key-value store is scoped to it.
@@ -243,11 +222,11 @@ impl CallCapabilities<'_> {
 
 impl HostFfi for CallCapabilities<'_> {
     fn now_unix_millis(&self) -> i64 {
-        now_unix_millis()
+        self.clock.now_unix_millis()
     }
 
     fn random_bytes(&self, len: u32) -> RVec<u8> {
-        secure_random(len as usize).into()
+        self.random.bytes(len as usize).into()
     }
 
     fn http(&self, request: HttpRequest) -> RResult<HttpResponse, PluginError> {
@@ -263,7 +242,7 @@ impl HostFfi for CallCapabilities<'_> {
     fn kv_get(&self, key: RStr<'_>) -> RResult<ROption<RVec<u8>>, PluginError> {
         self.wait_for(
             self.store
-                .kv_get(self.scope, key.as_str(), now_unix_seconds()),
+                .kv_get(self.scope, key.as_str(), self.clock.now_unix_seconds()),
         )
         .and_then(|found| found.map_err(store_error))
         .map(|value| ROption::from(value.map(RVec::from)))
@@ -277,7 +256,7 @@ impl HostFfi for CallCapabilities<'_> {
         ttl_seconds: u64,
         only_if_absent: bool,
     ) -> RResult<bool, PluginError> {
-        let now = now_unix_seconds();
+        let now = self.clock.now_unix_seconds();
         let expires_at = (ttl_seconds > 0)
             .then(|| now.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)));
         self.wait_for(self.store.kv_put(
@@ -429,6 +408,8 @@ mod tests {
             runtime: &handle,
             store: &store,
             egress: &egress,
+            clock: &Clock::system(),
+            random: &Randomness::system(),
             policy: &EgressPolicy::default(),
             scope: "late",
             plugin_id: "test",

@@ -3,15 +3,14 @@
 //! (`limits`), lending it the host's capabilities for that call only. The limits'
 //! arithmetic and the breaker live in `limits`; this module only applies them.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use abi_stable::{std_types::RStr, type_level::downcasting::TD_Opaque};
 use gatehouse_plugin_api::{ErrorKind, HostFfi_TO, HostRef, IdpBox, PluginError};
 use gatehouse_store::Store;
 use tokio::runtime::Handle;
+
+use crate::clock::{Clock, Randomness};
 
 use super::{
     capabilities::{CallCapabilities, HttpEgress},
@@ -106,6 +105,8 @@ pub struct PluginCaller {
     egress: Arc<HttpEgress>,
     timeout: Duration,
     gates: CallGates,
+    clock: Clock,
+    random: Randomness,
 }
 
 impl PluginCaller {
@@ -114,13 +115,27 @@ impl PluginCaller {
         egress: Arc<HttpEgress>,
         timeout: Duration,
         limits: CallLimits,
+        clock: Clock,
+        random: Randomness,
     ) -> Self {
         Self {
             store,
             egress,
             timeout,
-            gates: CallGates::new(limits),
+            gates: CallGates::new(limits, clock.clone()),
+            clock,
+            random,
         }
+    }
+
+    /// The clock lent to plugins.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The randomness lent to plugins.
+    pub fn random(&self) -> &Randomness {
+        &self.random
     }
 
     /// The breaker state and running calls of IdP `idp`.
@@ -136,10 +151,12 @@ impl PluginCaller {
         T: Send + 'static,
         F: FnOnce(HostRef<'_>, &IdpBox) -> Result<T, PluginError> + Send + 'static,
     {
-        let (capacity, verdict) = self.gates.admit(&instance.id, Instant::now())?;
+        let (capacity, verdict) = self.gates.admit(&instance.id, self.clock.instant())?;
         let runtime = Handle::current();
         let store = self.store.clone();
         let egress = Arc::clone(&self.egress);
+        let clock = self.clock.clone();
+        let random = self.random.clone();
         let task = tokio::task::spawn_blocking(move || {
             // Released when the plugin really returns, not when the caller stops waiting.
             let _capacity = capacity;
@@ -147,6 +164,8 @@ impl PluginCaller {
                 runtime: &runtime,
                 store: &store,
                 egress: &egress,
+                clock: &clock,
+                random: &random,
                 policy: &instance.egress_policy,
                 scope: &instance.id,
                 plugin_id: &instance.plugin.id,
@@ -230,7 +249,14 @@ mod tests {
     async fn caller(timeout: Duration, limits: CallLimits) -> PluginCaller {
         let store = Store::connect("sqlite::memory:").await.expect("store");
         let egress = HttpEgress::new(Duration::from_secs(5), 1024).expect("egress");
-        PluginCaller::new(store, Arc::new(egress), timeout, limits)
+        PluginCaller::new(
+            store,
+            Arc::new(egress),
+            timeout,
+            limits,
+            Clock::system(),
+            Randomness::system(),
+        )
     }
 
     /// Starts a call whose plugin blocks until the returned sender is used or dropped.

@@ -16,6 +16,8 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::clock::Clock;
+
 /// The numbers behind the limits (`[host]` keys, with these defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallLimits {
@@ -304,7 +306,7 @@ impl Verdict {
     pub fn record(mut self, outcome: Outcome) {
         self.recorded = true;
         self.gates
-            .record(&self.idp, self.ticket, outcome, Instant::now());
+            .record(&self.idp, self.ticket, outcome, self.gates.clock.instant());
     }
 }
 
@@ -315,7 +317,7 @@ impl Drop for Verdict {
                 &self.idp,
                 self.ticket,
                 Outcome::Inconclusive,
-                Instant::now(),
+                self.gates.clock.instant(),
             );
         }
     }
@@ -329,12 +331,15 @@ pub struct CallGates {
     limits: CallLimits,
     host_permits: Arc<Semaphore>,
     gates: Arc<Mutex<HashMap<String, Arc<IdpGate>>>>,
+    /// Where verdicts read the time they are recorded at.
+    clock: Clock,
 }
 
 impl CallGates {
-    pub fn new(limits: CallLimits) -> Self {
+    pub fn new(limits: CallLimits, clock: Clock) -> Self {
         Self {
             limits,
+            clock,
             host_permits: Arc::new(Semaphore::new(limits.total.max(1))),
             gates: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -560,11 +565,14 @@ mod tests {
 
     #[test]
     fn gates_refuse_the_call_beyond_the_per_idp_limit_at_once() {
-        let gates = CallGates::new(CallLimits {
-            per_idp: 2,
-            total: 10,
-            ..CallLimits::default()
-        });
+        let gates = CallGates::new(
+            CallLimits {
+                per_idp: 2,
+                total: 10,
+                ..CallLimits::default()
+            },
+            Clock::system(),
+        );
         let now = Instant::now();
         let first = gates.admit("slow", now).expect("first");
         let _second = gates.admit("slow", now).expect("second");
@@ -582,11 +590,14 @@ mod tests {
 
     #[test]
     fn gates_refuse_beyond_the_host_wide_limit() {
-        let gates = CallGates::new(CallLimits {
-            per_idp: 5,
-            total: 2,
-            ..CallLimits::default()
-        });
+        let gates = CallGates::new(
+            CallLimits {
+                per_idp: 5,
+                total: 2,
+                ..CallLimits::default()
+            },
+            Clock::system(),
+        );
         let now = Instant::now();
         let _a = gates.admit("a", now).expect("a");
         let _b = gates.admit("b", now).expect("b");
@@ -596,10 +607,13 @@ mod tests {
 
     #[test]
     fn an_abandoned_probe_does_not_wedge_the_breaker() {
-        let gates = CallGates::new(CallLimits {
-            breaker_failures: 1,
-            ..CallLimits::default()
-        });
+        let gates = CallGates::new(
+            CallLimits {
+                breaker_failures: 1,
+                ..CallLimits::default()
+            },
+            Clock::system(),
+        );
         let t0 = Instant::now();
         let (_, verdict) = gates.admit("idp", t0).expect("admitted");
         verdict.record(Outcome::Unavailable);

@@ -12,7 +12,7 @@ use gatehouse_store::AuditEvent;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{plugins::capabilities::now_unix_seconds, state::AppState};
+use crate::state::AppState;
 
 use super::{
     error::{AppError, AppResult},
@@ -104,7 +104,7 @@ pub async fn logout(
         state
             .store()
             .audit(&AuditEvent {
-                at: now_unix_seconds(),
+                at: state.now(),
                 domain: domain.name().to_owned(),
                 idp_id: session.idp_id.clone(),
                 user_id: Some(user.id),

@@ -274,7 +274,7 @@ pub async fn link_idp(
         .user_by_id(user_id)
         .await?
         .ok_or_else(|| AppError::not_found("There is no such user."))?;
-    let now = crate::plugins::capabilities::now_unix_seconds();
+    let now = state.now();
     links::change(
         state.store(),
         &user,
@@ -300,7 +300,7 @@ pub async fn unlink_idp(
         .user_by_id(user_id)
         .await?
         .ok_or_else(|| AppError::not_found("There is no such user."))?;
-    let now = crate::plugins::capabilities::now_unix_seconds();
+    let now = state.now();
     if !links::change(state.store(), &user, &idp_id, &admin.username, false, now).await? {
         return Err(AppError::not_found(format!(
             "User {user_id} is not linked to `{idp_id}`."

@@ -8,7 +8,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
-use crate::plugins::capabilities::secure_random;
+use crate::clock::Randomness;
 
 /// The name of the key in the store's host keys.
 pub const KEY_NAME: &str = "browser-tokens-v1";
@@ -44,8 +44,8 @@ impl std::fmt::Debug for BrowserKey {
 
 impl BrowserKey {
     /// Bytes for a new key (the store keeps the first one any host offers).
-    pub fn fresh_key_bytes() -> Vec<u8> {
-        secure_random(KEY_BYTES)
+    pub fn fresh_key_bytes(random: &Randomness) -> Vec<u8> {
+        random.bytes(KEY_BYTES)
     }
 
     pub fn new(key: Vec<u8>) -> Self {
@@ -62,8 +62,8 @@ impl BrowserKey {
     }
 
     /// A new token: `nonce.tag`, both base64url.
-    pub fn mint(&self, purpose: Purpose) -> String {
-        let nonce = secure_random(NONCE_BYTES);
+    pub fn mint(&self, purpose: Purpose, random: &Randomness) -> String {
+        let nonce = random.bytes(NONCE_BYTES);
         let tag = self.tag(purpose, &nonce).finalize().into_bytes();
         format!(
             "{}.{}",
@@ -91,9 +91,10 @@ mod tests {
 
     #[test]
     fn only_tokens_this_key_minted_for_the_purpose_are_recognised() {
-        let key = BrowserKey::new(BrowserKey::fresh_key_bytes());
-        let other = BrowserKey::new(BrowserKey::fresh_key_bytes());
-        let token = key.mint(Purpose::Binding);
+        let random = Randomness::seeded(1);
+        let key = BrowserKey::new(BrowserKey::fresh_key_bytes(&random));
+        let other = BrowserKey::new(BrowserKey::fresh_key_bytes(&random));
+        let token = key.mint(Purpose::Binding, &random);
         assert!(key.recognises(Purpose::Binding, &token));
         assert!(!key.recognises(Purpose::Csrf, &token), "another purpose");
         assert!(!other.recognises(Purpose::Binding, &token), "another key");
@@ -108,6 +109,9 @@ mod tests {
         ] {
             assert!(!key.recognises(Purpose::Binding, &forged), "{forged:?}");
         }
-        assert_ne!(key.mint(Purpose::Csrf), key.mint(Purpose::Csrf));
+        assert_ne!(
+            key.mint(Purpose::Csrf, &random),
+            key.mint(Purpose::Csrf, &random)
+        );
     }
 }

@@ -7,10 +7,9 @@ use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::{HeaderMap, HeaderValue, header, request::Parts},
 };
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::{plugins::capabilities::secure_random, state::AppState};
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "gh_session";
 pub const CSRF_COOKIE: &str = "gh_csrf";
@@ -72,11 +71,6 @@ pub fn set_cookie(
 /// A `Set-Cookie` value that deletes cookie `name`.
 pub fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
     set_cookie(name, "", Some(0), secure)
-}
-
-/// 256 random bits, URL-safe.
-pub fn random_token() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secure_random(32))
 }
 
 /// What the database stores instead of a bearer token: its SHA-256, hex.

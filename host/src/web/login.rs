@@ -21,7 +21,6 @@ use gatehouse_resolver::{
 
 use crate::{
     passwords,
-    plugins::capabilities::now_unix_seconds,
     site::{Site, SiteDomain},
     state::AppState,
 };
@@ -60,7 +59,7 @@ pub async fn show(
     if session::current(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(&return_to).into_response());
     }
-    let now = now_unix_seconds();
+    let now = state.now();
     let mark = cookie(&headers, LOOP_COOKIE, state.settings().secure_cookies)
         .and_then(loop_breaker::Mark::parse);
     let request = decision::Request {
@@ -240,7 +239,7 @@ pub async fn submit(
     let return_to = safe_return_to(form.return_to.as_deref());
     let username = form.username.trim().to_owned();
     let settings = state.settings().clone();
-    let now = now_unix_seconds();
+    let now = state.now();
     let store = state.store();
     let audit = |outcome: &str, reason: &str, user_id: Option<i64>| AuditEvent {
         at: now,
@@ -306,7 +305,7 @@ pub async fn submit(
     let password = form.password;
     let checked_hash = stored_hash
         .clone()
-        .unwrap_or_else(|| passwords::decoy_hash().to_owned());
+        .unwrap_or_else(|| passwords::decoy_hash(state.random()).to_owned());
     // Argon2 is deliberately slow: keep it off the async workers.
     let matches = passwords::verify_async(password, checked_hash)
         .await

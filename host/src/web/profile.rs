@@ -16,7 +16,7 @@ use gatehouse_store::{ADMIN_PROVENANCE, FieldChange, StoreError, User};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{plugins::capabilities::now_unix_seconds, site::Site, state::AppState};
+use crate::{site::Site, state::AppState};
 
 use super::{
     admin::{require_admin, require_csrf_header},
@@ -200,7 +200,7 @@ async fn apply(state: &AppState, user: &User, editor: Editor, edit: Edit) -> App
         .collect();
     match state
         .store()
-        .update_user_fields(user.id, &changes, now_unix_seconds())
+        .update_user_fields(user.id, &changes, state.now())
         .await
     {
         Ok(()) => {}

@@ -7,14 +7,13 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue};
 use gatehouse_store::{Session, User};
 
-use crate::{plugins::capabilities::now_unix_seconds, state::AppState};
+use crate::state::AppState;
 
 use super::{
     browser_tokens::Purpose,
     error::AppResult,
     http_util::{
-        CSRF_COOKIE, SESSION_COOKIE, cookie, random_token, request_host, set_cookie, token_hash,
-        tokens_match,
+        CSRF_COOKIE, SESSION_COOKIE, cookie, request_host, set_cookie, token_hash, tokens_match,
     },
 };
 
@@ -27,7 +26,7 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<
     };
     let Some(session) = state
         .store()
-        .session(&token_hash(token), now_unix_seconds())
+        .session(&token_hash(token), state.now())
         .await?
     else {
         return Ok(None);
@@ -60,8 +59,8 @@ pub async fn start(
     if let Some(old) = cookie(headers, SESSION_COOKIE, secure) {
         state.store().delete_session(&token_hash(old)).await?;
     }
-    let token = random_token();
-    let now = now_unix_seconds();
+    let token = state.token();
+    let now = state.now();
     let lifetime = state.settings().session_lifetime;
     let session = Session {
         id_hash: token_hash(&token),
@@ -69,7 +68,7 @@ pub async fn start(
         domain: domain.to_owned(),
         idp_id,
         logout_state,
-        csrf_token: random_token(),
+        csrf_token: state.token(),
         created_at: now,
         expires_at: now + seconds(lifetime),
     };
@@ -92,7 +91,7 @@ pub async fn csrf_token(
     match cookie(headers, CSRF_COOKIE, secure) {
         Some(token) if key.recognises(Purpose::Csrf, token) => Ok((token.to_owned(), None)),
         _ => {
-            let token = key.mint(Purpose::Csrf);
+            let token = key.mint(Purpose::Csrf, state.random());
             let header = set_cookie(CSRF_COOKIE, &token, None, secure);
             Ok((token, Some(header)))
         }

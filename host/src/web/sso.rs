@@ -21,7 +21,6 @@ use gatehouse_store::{
 };
 
 use crate::{
-    plugins::capabilities::now_unix_seconds,
     site::{SiteDomain, SiteIdp},
     state::AppState,
 };
@@ -31,8 +30,8 @@ use super::{
     browser_tokens::Purpose,
     error::{AppError, AppResult},
     http_util::{
-        ClientIp, LOOP_COOKIE, PENDING_COOKIE, clear_cookie, cookie, random_token, request_host,
-        safe_return_to, set_cookie, token_hash, tokens_match,
+        ClientIp, LOOP_COOKIE, PENDING_COOKIE, clear_cookie, cookie, request_host, safe_return_to,
+        set_cookie, token_hash, tokens_match,
     },
     login::domain_of,
     pages, session,
@@ -95,7 +94,7 @@ pub(super) async fn begin(
     test_mode: bool,
 ) -> AppResult<Response> {
     let idp_id = idp.id().to_owned();
-    let state_token = random_token();
+    let state_token = state.token();
     let secure = state.settings().secure_cookies;
     // The host mints every binding: a value it did not issue (planted from a parent
     // domain, say) is never adopted. A binding it issued is kept, so sign-ins begun in
@@ -105,7 +104,7 @@ pub(super) async fn begin(
         Some(existing) if key.recognises(Purpose::Binding, existing) => {
             (existing.to_owned(), false)
         }
-        _ => (key.mint(Purpose::Binding), true),
+        _ => (key.mint(Purpose::Binding, state.random()), true),
     };
     let request = BeginRequest {
         callback_url: callback_url(state, headers, &idp_id).into(),
@@ -119,7 +118,7 @@ pub(super) async fn begin(
         })
         .await?;
 
-    let now = now_unix_seconds();
+    let now = state.now();
     state
         .store()
         .insert_pending(&PendingLogin {
@@ -188,7 +187,7 @@ async fn callback(
     let site = state.site();
     let domain = domain_of(&site, &headers)?;
     let idp = find_idp(domain, &idp_id)?;
-    let now = now_unix_seconds();
+    let now = state.now();
     let auditor = Auditor {
         state: &state,
         domain: domain.name(),
