@@ -11,7 +11,7 @@ use std::{
 use gatehouse_config::{
     Config, Diagnostic, DomainConfig, FieldDef, IdpConfig, Location, Severity, codes,
 };
-use gatehouse_plugin_api::Capabilities;
+use gatehouse_plugin_api::{Capabilities, RouteDecl, RouteMount};
 use gatehouse_resolver::{
     DomainPlan, Facts, PluginFacts, Resolution, locks::FieldKind, provisioning::Policy,
 };
@@ -29,6 +29,17 @@ pub struct SiteIdp {
 impl SiteIdp {
     pub fn id(&self) -> &str {
         &self.config.id
+    }
+    /// The route the plugin declared below this IdP's mount at `path` (`logout`).
+    pub fn route_below(&self, path: &str) -> Option<&RouteDecl> {
+        self.instance
+            .plugin
+            .routes
+            .iter()
+            .find(|r| r.mount == RouteMount::BELOW_IDP && r.path.as_str() == path)
+    }
+    pub fn has(&self, capability: Capabilities) -> bool {
+        self.instance.plugin.capabilities.contains(capability)
     }
     pub fn can_logout_at_idp(&self) -> bool {
         self.instance
@@ -55,6 +66,19 @@ impl<'s> SiteDomain<'s> {
     }
     pub fn idps(&self) -> &'s [Arc<SiteIdp>] {
         self.idps
+    }
+    /// The IdP of this domain that serves the fixed protocol path `path`, and how. One
+    /// IdP per protocol per domain, and [`Site::build`] refuses two IdPs declaring one
+    /// path, so there is at most one.
+    pub fn fixed_route(&self, path: &str) -> Option<(&'s Arc<SiteIdp>, &'s RouteDecl)> {
+        self.idps.iter().find_map(|idp| {
+            idp.instance
+                .plugin
+                .routes
+                .iter()
+                .find(|r| r.mount == RouteMount::FIXED && r.path.as_str() == path)
+                .map(|route| (idp, route))
+        })
     }
 }
 
@@ -126,6 +150,9 @@ impl Site {
                 }
             }
         }
+        for (domain, served) in config.domains.iter().zip(&idps) {
+            diagnostics.extend(route_conflicts(config, domain, served));
+        }
         diagnostics.extend(resolved.diagnostics);
         Built {
             site: Self {
@@ -192,6 +219,52 @@ impl Site {
             .iter()
             .any(|idp| idp.id == id && idp.provisioning.lock_fields)
     }
+}
+
+/// Two IdPs of `domain` whose plugins declare the same fixed path: the second is refused,
+/// because a peer's request to that path could not tell which IdP it is for.
+fn route_conflicts(
+    config: &Config,
+    domain: &DomainConfig,
+    served: &[Arc<SiteIdp>],
+) -> Vec<Diagnostic> {
+    let mut claimed: HashMap<&str, &str> = HashMap::new();
+    let mut found = Vec::new();
+    for idp in served {
+        for route in idp
+            .instance
+            .plugin
+            .routes
+            .iter()
+            .filter(|r| r.mount == RouteMount::FIXED)
+        {
+            match claimed.get(route.path.as_str()) {
+                Some(first) if *first != idp.id() => found.push(Diagnostic {
+                    code: codes::ROUTE_CONFLICT,
+                    severity: Severity::Error,
+                    message: format!(
+                        "IdPs `{first}` and `{}` on domain `{}` both serve `{}`",
+                        idp.id(),
+                        domain.name,
+                        route.path
+                    ),
+                    file: config.path.clone(),
+                    location: idp.config.location,
+                    domain: Some(domain.name.clone()),
+                    idp: Some(idp.id().to_owned()),
+                    help: Some(format!(
+                        "move `{}` to another domain, or disable one of the two",
+                        idp.id()
+                    )),
+                }),
+                Some(_) => {}
+                None => {
+                    claimed.insert(route.path.as_str(), idp.id());
+                }
+            }
+        }
+    }
+    found
 }
 
 fn invalid_settings(config: &Config, idp: &IdpConfig, message: &str) -> Diagnostic {

@@ -3,8 +3,22 @@
 //!
 //! Plugin authors do not implement these directly: they implement
 //! [`IdentityProvider`](crate::IdentityProvider) and the export macro adapts it.
-//! Methods may only ever be appended, each with `#[sabi(last_prefix_field)]` moved
-//! to the newest one, so older plugins keep loading.
+//!
+//! # Growing them (read before you add a method)
+//! Both vtables are abi_stable prefix types, and the rule is abi_stable's:
+//! - `#[sabi(last_prefix_field)]` marks the last method of **1.0** and never moves
+//!   within major version 1. Moving it to a newer method would make that method part
+//!   of the required prefix, and every library built before it would fail the layout
+//!   check at load.
+//! - A new method is appended after every existing one, **with a default body**. In a
+//!   library built before the method existed the vtable has no slot for it, and calling
+//!   it runs the default body on the caller's side instead (so an old plugin answers
+//!   "unsupported"). A method without a default body would panic there.
+//! - Methods are never removed, reordered or changed; their argument types are frozen
+//!   with them. New data goes into new types (see `inbound`), never into a 1.0 type.
+//! - Each addition bumps the minor version of this crate and
+//!   [`API_VERSION`](crate::API_VERSION) together (a test keeps them in step), and says
+//!   in its doc comment which version added it.
 #![allow(non_local_definitions, non_camel_case_types)]
 
 use abi_stable::{
@@ -15,6 +29,7 @@ use abi_stable::{
 
 use crate::{
     error::PluginError,
+    inbound::{InboundReply, InboundRequest, SessionSelector},
     types::{
         BeginRequest, Begun, CallbackRequest, Document, HttpRequest, HttpResponse, Identity,
         LogLevel, LoginStep, LogoutRequest,
@@ -53,8 +68,18 @@ pub trait HostFfi {
     fn kv_delete(&self, key: RStr<'_>) -> RResult<(), PluginError>;
 
     /// Writes a line to the host's log, tagged with the plugin and IdP instance.
+    ///
+    /// The last method of 1.0: `last_prefix_field` stays here for all of 1.x.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, message: RStr<'_>);
+
+    /// (1.1) How many live sessions of the calling IdP instance `sessions` selects,
+    /// e.g. to answer a peer's "is this user still signed in". Ending sessions is not
+    /// lent: it is a [`HostAction`](crate::HostAction) the plugin returns, so the host alone changes state.
+    fn sessions_alive(&self, sessions: SessionSelector) -> RResult<u32, PluginError> {
+        let _ = sessions;
+        RResult::RErr(PluginError::unsupported("asking the host about sessions"))
+    }
 }
 
 /// A borrowed host capability. Its lifetime ends with the call it was lent to,
@@ -82,8 +107,21 @@ pub trait IdpFfi: Send + Sync {
     fn metadata(&self, host: HostRef<'_>) -> RResult<Document, PluginError>;
 
     /// Runs a named scheduled task; the JSON it returns is for the host to apply.
+    ///
+    /// The last method of 1.0: `last_prefix_field` stays here for all of 1.x.
     #[sabi(last_prefix_field)]
     fn run_task(&self, host: HostRef<'_>, task: RStr<'_>) -> RResult<RString, PluginError>;
+
+    /// (1.1) Answers a request a remote party sent to one of the plugin's declared
+    /// routes. A 1.0 library has no slot for it, so this default answers for it.
+    fn handle_inbound(
+        &self,
+        host: HostRef<'_>,
+        request: InboundRequest,
+    ) -> RResult<InboundReply, PluginError> {
+        let _ = (host, request);
+        RResult::RErr(PluginError::unsupported("inbound requests"))
+    }
 }
 
 /// An owned IdP instance that crossed the ABI.

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use crate::{
     error::PluginError,
     ffi::HostRef,
+    inbound::SessionSelector,
     types::{HttpRequest, HttpResponse, LogLevel},
 };
 
@@ -130,5 +131,15 @@ impl<'a> Host<'a> {
     }
     pub fn warn(&self, message: &str) {
         self.log(LogLevel::Warn, message);
+    }
+
+    /// (1.1) How many live sessions of this IdP instance `sessions` selects.
+    pub fn sessions_alive(&self, sessions: SessionSelector) -> Result<u32, PluginError> {
+        if sessions.is_empty() {
+            return Err(PluginError::internal(
+                "a session selector needs a subject or a logout state",
+            ));
+        }
+        self.inner.sessions_alive(sessions).into_result()
     }
 }

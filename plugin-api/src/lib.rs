@@ -16,6 +16,7 @@
 mod error;
 mod ffi;
 mod host;
+mod inbound;
 mod module;
 mod provider;
 mod types;
@@ -27,6 +28,10 @@ pub mod testkit;
 pub use error::{ErrorKind, PluginError};
 pub use ffi::{HostFfi, HostFfi_TO, HostRef, IdpBox, IdpFfi, IdpFfi_TO};
 pub use host::Host;
+pub use inbound::{
+    ActionKind, HostAction, InboundReply, InboundRequest, ManifestExtension, ManifestExtension_Ref,
+    RouteDecl, RouteHandling, RouteMount, SessionSelector,
+};
 pub use module::{API_VERSION, PluginModule, PluginModule_Ref, ROOT_MODULE_NAME};
 pub use provider::{IdentityProvider, InstanceConfig, Plugin};
 pub use types::*;

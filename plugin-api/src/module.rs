@@ -1,8 +1,18 @@
 //! The root module every plugin library exports, and the generic, panic-catching
 //! entry points that [`export_plugin!`](crate::export_plugin) fills it with.
 //!
-//! The root module is a prefix type: fields may be appended in later minor
-//! versions of the API, never removed or reordered.
+//! The root module is a prefix type, grown by abi_stable's rule (the same as the
+//! vtables' in `ffi`):
+//! - `#[sabi(last_prefix_field)]` stays on `new_idp`, the last field of 1.0, for all
+//!   of major version 1;
+//! - a new field is appended after the others with `#[sabi(missing_field(option))]`,
+//!   so its accessor returns `None` for a library built before it, and the host reads
+//!   it that way (never with `missing_field(panic)`, which would end the host on
+//!   loading an older plugin);
+//! - fields are never removed, reordered or retyped; new data goes into new prefix
+//!   types such as [`ManifestExtension`](crate::ManifestExtension).
+//!
+//! [`API_VERSION`] follows this crate's major and minor version (a test checks it).
 #![allow(non_local_definitions, non_camel_case_types)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,6 +31,7 @@ use crate::{
     error::PluginError,
     ffi::{HostRef, IdpBox, IdpFfi, IdpFfi_TO},
     host::Host,
+    inbound::{InboundReply, InboundRequest, ManifestExtension, ManifestExtension_Ref, RouteDecl},
     provider::{IdentityProvider, InstanceConfig, Plugin},
     types::{
         ApiVersion, BeginRequest, Begun, CallbackRequest, Document, Identity, LoginStep,
@@ -31,7 +42,7 @@ use crate::{
 /// The plugin API version this crate defines. It follows the crate's own major and
 /// minor version: a host accepts plugins of its major version and any minor version
 /// up to its own.
-pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 0 };
+pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 1 };
 
 /// The name abi_stable records for the root module; test fixtures that imitate a
 /// plugin must use it too.
@@ -48,11 +59,17 @@ pub struct PluginModule {
     /// The plugin's manifest.
     pub manifest: extern "C" fn() -> RResult<Manifest, PluginError>,
     /// Builds an IdP instance from its id and its settings as JSON.
+    ///
+    /// The last field of 1.0: `last_prefix_field` stays here for all of 1.x.
     #[sabi(last_prefix_field)]
     pub new_idp: extern "C" fn(
         instance_id: RStr<'_>,
         settings_json: RStr<'_>,
     ) -> RResult<IdpBox, PluginError>,
+    /// (1.1) What the plugin declares beyond the 1.0 manifest: its routes. `None` from
+    /// the accessor for a 1.0 library, which declares none.
+    #[sabi(missing_field(option))]
+    pub manifest_extension: extern "C" fn() -> RResult<ManifestExtension_Ref, PluginError>,
 }
 
 impl RootModule for PluginModule_Ref {
@@ -69,6 +86,7 @@ pub fn root_module<P: Plugin>() -> PluginModule_Ref {
         api_version: API_VERSION,
         manifest: manifest::<P>,
         new_idp: new_idp::<P>,
+        manifest_extension: manifest_extension::<P>,
     };
     module.leak_into_prefix()
 }
@@ -96,6 +114,18 @@ extern "C" fn manifest<P: Plugin>() -> RResult<Manifest, PluginError> {
         let mut manifest = P::manifest();
         manifest.api_version = API_VERSION;
         Ok(manifest)
+    })
+}
+
+extern "C" fn manifest_extension<P: Plugin>() -> RResult<ManifestExtension_Ref, PluginError> {
+    guard(|| {
+        let routes: &'static [RouteDecl] = Vec::leak(P::routes());
+        let extension = ManifestExtension {
+            routes: routes.into(),
+        };
+        // Leaked on purpose: the host reads it once per load, and libraries are never
+        // unloaded.
+        Ok(extension.leak_into_prefix())
     })
 }
 
@@ -149,5 +179,30 @@ impl<P: IdentityProvider> IdpFfi for Adapter<P> {
             let value = self.0.run_task(&Host::new(host), task.as_str())?;
             Ok(RString::from(value.to_string()))
         })
+    }
+
+    fn handle_inbound(
+        &self,
+        host: HostRef<'_>,
+        request: InboundRequest,
+    ) -> RResult<InboundReply, PluginError> {
+        guard(|| self.0.handle_inbound(&Host::new(host), &request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::API_VERSION;
+
+    #[test]
+    fn api_version_follows_the_crate_version() {
+        let mut parts = env!("CARGO_PKG_VERSION").split('.');
+        let major: u16 = parts.next().and_then(|p| p.parse().ok()).expect("major");
+        let minor: u16 = parts.next().and_then(|p| p.parse().ok()).expect("minor");
+        assert_eq!(
+            (API_VERSION.major, API_VERSION.minor),
+            (major, minor),
+            "bump API_VERSION and the plugin-api crate version together"
+        );
     }
 }

@@ -5,6 +5,7 @@
 use crate::{
     error::PluginError,
     host::Host,
+    inbound::{InboundReply, InboundRequest, RouteDecl},
     types::{
         BeginRequest, Begun, CallbackRequest, Document, Identity, LoginStep, LogoutRequest,
         Manifest,
@@ -42,6 +43,13 @@ pub trait Plugin: IdentityProvider + Sized + 'static {
     /// [`Host`] yet. Refuse bad settings with [`PluginError::invalid_settings`] and a
     /// message that says which setting is wrong and how to fix it.
     fn new(config: &InstanceConfig) -> Result<Self, PluginError>;
+
+    /// (1.1) The routes the plugin serves besides start and callback: requests from
+    /// the IdP or its peers ([`IdentityProvider::handle_inbound`]) and fixed-path
+    /// browser callbacks. None by default.
+    fn routes() -> Vec<RouteDecl> {
+        Vec::new()
+    }
 }
 
 /// One IdP instance: the begin/complete sign-in shape, plus optional abilities.
@@ -81,6 +89,21 @@ pub trait IdentityProvider: Send + Sync {
     fn run_task(&self, _host: &Host<'_>, task: &str) -> Result<serde_json::Value, PluginError> {
         Err(PluginError::unsupported(&format!(
             "the scheduled task `{task}`"
+        )))
+    }
+
+    /// Optional (1.1, with routes declared in [`Plugin::routes`]): answers a request a
+    /// remote party sent to one of them. Refuse what is malformed with a 4xx reply or a
+    /// [`PluginError`] (never a panic); put what the host must do (end sessions) in the
+    /// reply's actions.
+    fn handle_inbound(
+        &self,
+        _host: &Host<'_>,
+        request: &InboundRequest,
+    ) -> Result<InboundReply, PluginError> {
+        Err(PluginError::unsupported(&format!(
+            "requests to `{}`",
+            request.route
         )))
     }
 }

@@ -318,6 +318,7 @@ impl TestHost {
                 user_id,
                 domain,
                 idp_id: None,
+                subject: None,
                 logout_state: Vec::new(),
                 csrf_token: String::new(),
                 created_at: now,

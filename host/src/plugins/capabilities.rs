@@ -14,7 +14,9 @@ use std::{
 };
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RVec};
-use gatehouse_plugin_api::{HostFfi, HttpRequest, HttpResponse, LogLevel, Pair, PluginError};
+use gatehouse_plugin_api::{
+    HostFfi, HttpRequest, HttpResponse, LogLevel, Pair, PluginError, SessionSelector,
+};
 use gatehouse_store::Store;
 use tokio::runtime::Handle;
 
@@ -285,6 +287,25 @@ impl HostFfi for CallCapabilities<'_> {
             LogLevel::Warn => tracing::warn!(plugin, idp, "{message}"),
             LogLevel::Error => tracing::error!(plugin, idp, "{message}"),
         }
+    }
+
+    fn sessions_alive(&self, sessions: SessionSelector) -> RResult<u32, PluginError> {
+        let subject = (!sessions.subject.is_empty()).then_some(sessions.subject.as_str());
+        let state = (!sessions.logout_state.is_empty()).then_some(sessions.logout_state.as_slice());
+        if subject.is_none() && state.is_none() {
+            return RResult::RErr(PluginError::internal(
+                "a session selector needs a subject or a logout state",
+            ));
+        }
+        self.wait_for(self.store.count_idp_sessions(
+            self.scope,
+            subject,
+            state,
+            self.clock.now_unix_seconds(),
+        ))
+        .and_then(|counted| counted.map_err(store_error))
+        .map(|count| u32::try_from(count).unwrap_or(u32::MAX))
+        .into()
     }
 }
 

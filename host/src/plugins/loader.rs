@@ -12,7 +12,9 @@ use std::{
 };
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
-use gatehouse_plugin_api::{API_VERSION, ApiVersion, Capabilities, Manifest, PluginModule_Ref};
+use gatehouse_plugin_api::{
+    API_VERSION, ApiVersion, Capabilities, Manifest, PluginModule_Ref, RouteDecl,
+};
 
 /// One library the configuration asks for.
 #[derive(Debug, Clone)]
@@ -34,11 +36,13 @@ pub struct PluginInfo {
     pub attributes: Vec<String>,
     pub tasks: Vec<String>,
     pub state_parameter: String,
+    /// The routes it serves besides start and callback (plugin API 1.1; none before).
+    pub routes: Vec<RouteDecl>,
     pub path: PathBuf,
 }
 
 impl PluginInfo {
-    fn from_manifest(manifest: Manifest, path: &Path) -> Self {
+    fn from_manifest(manifest: Manifest, routes: Vec<RouteDecl>, path: &Path) -> Self {
         Self {
             id: manifest.id.into_string(),
             protocol: manifest.protocol.into_string(),
@@ -57,6 +61,7 @@ impl PluginInfo {
                 .map(|t| t.into_string())
                 .collect(),
             state_parameter: manifest.state_parameter.into_string(),
+            routes,
             path: path.to_owned(),
         }
     }
@@ -81,15 +86,40 @@ impl fmt::Debug for LoadedPlugin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadFailureReason {
     Missing,
-    NotASharedLibrary { detail: String },
+    NotASharedLibrary {
+        detail: String,
+    },
     NoRootModule,
-    IncompatibleAbiStable { detail: String },
-    IncompatibleApi { library: String },
-    LayoutMismatch { summary: String },
-    InitialisationFailed { detail: String },
-    ManifestFailed { detail: String },
-    IdMismatch { declared: String },
-    DuplicateId { declared: String, other: PathBuf },
+    IncompatibleAbiStable {
+        detail: String,
+    },
+    IncompatibleApi {
+        library: String,
+    },
+    /// Built against a newer minor version of the plugin API than this host's.
+    NewerApi {
+        library: String,
+    },
+    /// A route it declares is malformed or clashes with the host's own paths.
+    BadRoute {
+        detail: String,
+    },
+    LayoutMismatch {
+        summary: String,
+    },
+    InitialisationFailed {
+        detail: String,
+    },
+    ManifestFailed {
+        detail: String,
+    },
+    IdMismatch {
+        declared: String,
+    },
+    DuplicateId {
+        declared: String,
+        other: PathBuf,
+    },
     DevOnly,
 }
 
@@ -119,6 +149,10 @@ impl LoadFailure {
                     "built against plugin API {library}, but this host speaks plugin API {API_VERSION}"
                 )
             }
+            NewerApi { library } => {
+                format!("built against plugin API {library}, newer than this host's {API_VERSION}")
+            }
+            BadRoute { detail } => format!("it declares a bad route: {detail}"),
             LayoutMismatch { summary } => {
                 format!("its plugin ABI layout differs from this host's: {summary}")
             }
@@ -153,7 +187,13 @@ impl LoadFailure {
             IncompatibleAbiStable { .. } | IncompatibleApi { .. } | LayoutMismatch { .. } => {
                 format!("rebuild the plugin against gatehouse-plugin-api {}.{}", API_VERSION.major, API_VERSION.minor)
             }
-            InitialisationFailed { .. } | ManifestFailed { .. } => "report this to the plugin's author".into(),
+            NewerApi { .. } => format!(
+                "upgrade Gatehouse, or use a build of the plugin for plugin API {}.{}",
+                API_VERSION.major, API_VERSION.minor
+            ),
+            InitialisationFailed { .. } | ManifestFailed { .. } | BadRoute { .. } => {
+                "report this to the plugin's author".into()
+            }
             IdMismatch { declared } => format!("set `id = \"{declared}\"` in this [[plugin]] (and in the IdPs that use it)"),
             DuplicateId { .. } => "configure only one library per plugin id".into(),
             DevOnly => "set `dev_mode = true` in [host] (never in production) or disable the plugin".into(),
@@ -253,16 +293,42 @@ pub fn load_one(path: &Path) -> Result<LoadedPlugin, LoadFailureReason> {
             .map_err(|error| LoadFailureReason::ManifestFailed {
                 detail: error.to_string(),
             })?;
-    let api = manifest.api_version;
-    if api.major != API_VERSION.major || api.minor > API_VERSION.minor {
+    // The root module's own field and the manifest must agree; the newer of the two
+    // decides, so a library cannot slip past by declaring 1.0 in one of them.
+    let declared = [module.api_version(), manifest.api_version];
+    if let Some(api) = declared.iter().find(|api| api.major != API_VERSION.major) {
         return Err(LoadFailureReason::IncompatibleApi {
             library: api.to_string(),
         });
     }
+    if let Some(api) = declared.iter().find(|api| api.minor > API_VERSION.minor) {
+        return Err(LoadFailureReason::NewerApi {
+            library: api.to_string(),
+        });
+    }
+    let routes = declared_routes(module)?;
     Ok(LoadedPlugin {
-        info: PluginInfo::from_manifest(manifest, path),
+        info: PluginInfo::from_manifest(manifest, routes, path),
         module,
     })
+}
+
+/// The routes of a 1.1+ library (a 1.0 library has no `manifest_extension`: none).
+fn declared_routes(module: PluginModule_Ref) -> Result<Vec<RouteDecl>, LoadFailureReason> {
+    let Some(extension) = module.manifest_extension() else {
+        return Ok(Vec::new());
+    };
+    let extension =
+        extension()
+            .into_result()
+            .map_err(|error| LoadFailureReason::ManifestFailed {
+                detail: error.to_string(),
+            })?;
+    let routes = extension.routes().to_vec();
+    if let Some(detail) = routes.iter().flat_map(RouteDecl::problems).next() {
+        return Err(LoadFailureReason::BadRoute { detail });
+    }
+    Ok(routes)
 }
 
 fn classify(error: LibraryError) -> LoadFailureReason {

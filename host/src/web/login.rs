@@ -345,8 +345,16 @@ pub async fn submit(
                 .response(&state, &headers)
                 .await;
             }
-            let cookie =
-                session::start(&state, &headers, domain.name(), user.id, None, Vec::new()).await?;
+            let cookie = session::start(
+                &state,
+                &headers,
+                domain.name(),
+                user.id,
+                None,
+                None,
+                Vec::new(),
+            )
+            .await?;
             store.audit(&audit("success", "", Some(user.id))).await?;
             let mut response = Redirect::to(&return_to).into_response();
             response.headers_mut().append(header::SET_COOKIE, cookie);

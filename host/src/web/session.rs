@@ -53,6 +53,7 @@ pub async fn start(
     domain: &str,
     user_id: i64,
     idp_id: Option<String>,
+    subject: Option<String>,
     logout_state: Vec<u8>,
 ) -> AppResult<HeaderValue> {
     let secure = state.settings().secure_cookies;
@@ -67,6 +68,7 @@ pub async fn start(
         user_id,
         domain: domain.to_owned(),
         idp_id,
+        subject,
         logout_state,
         csrf_token: state.token(),
         created_at: now,

@@ -294,6 +294,7 @@ async fn callback(
         domain.name(),
         user_id,
         Some(idp_id.clone()),
+        Some(identity.subject.to_string()),
         identity.logout_state.into_vec(),
     )
     .await?;

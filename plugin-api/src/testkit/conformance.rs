@@ -6,7 +6,8 @@ use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use serde_json::{Value, json};
 
 use crate::{
-    API_VERSION, Capabilities, ErrorKind, Plugin, PluginError,
+    API_VERSION, Capabilities, ErrorKind, InboundRequest, Plugin, PluginError, RouteDecl,
+    RouteHandling,
     ffi::{HostFfi_TO, IdpBox},
     module::root_module,
     types::{BeginRequest, CallbackRequest, Pair, StepMethod},
@@ -169,7 +170,77 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
             Err(_) => {}
         }
     }
+
+    // 5. Declared routes are well-formed, and garbage sent to them is refused (a 4xx
+    //    reply or an error, with no actions) without panicking.
+    let routes = match module.manifest_extension() {
+        Some(extension) => match extension().into_result() {
+            Ok(extension) => extension.routes().to_vec(),
+            Err(error) => {
+                failures.push(format!("manifest_extension() failed: {error}"));
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    for route in &routes {
+        failures.extend(route.problems());
+        if route.handling != RouteHandling::INBOUND {
+            continue;
+        }
+        for request in garbage_inbound(route) {
+            let described = format!("{} {} {:?}", request.method, route.path, request.query);
+            match idp.handle_inbound(host(), request).into_result() {
+                Ok(reply) if reply.status < 400 || !reply.actions.is_empty() => {
+                    failures.push(format!(
+                        "a garbage inbound request {described} was answered {} with {} action(s)",
+                        reply.status,
+                        reply.actions.len()
+                    ))
+                }
+                Err(error) if error.kind == ErrorKind::INTERNAL => failures.push(format!(
+                    "a garbage inbound request {described} caused an internal error (a panic?): {}",
+                    error.message()
+                )),
+                _ => {}
+            }
+        }
+    }
     report(failures);
+}
+
+/// Requests no real peer would send: empty, binary, oversized parameters, wrong types.
+fn garbage_inbound(route: &RouteDecl) -> Vec<InboundRequest> {
+    let long = "A".repeat(64 * 1024);
+    let method = route
+        .methods
+        .first()
+        .map_or_else(|| RString::from("POST"), Clone::clone);
+    let request = |query: Vec<Pair>, form: Vec<Pair>, body: Vec<u8>| InboundRequest {
+        method: method.clone(),
+        route: route.path.clone(),
+        host: "gatehouse.test".into(),
+        headers: vec![Pair::new(
+            "content-type",
+            "application/x-www-form-urlencoded",
+        )]
+        .into(),
+        query: query.into(),
+        form: form.into(),
+        body: body.into(),
+    };
+    let junk = [
+        Pair::new("SAMLRequest", "%%%not-base64"),
+        Pair::new("service", "../../etc/passwd"),
+        Pair::new("clientidnumber", long.as_str()),
+        Pair::new("serversecret", ""),
+    ];
+    vec![
+        request(vec![], vec![], vec![]),
+        request(vec![], vec![], b"\xff\x00\xfe garbage".to_vec()),
+        request(junk.to_vec(), vec![], vec![]),
+        request(vec![], junk.to_vec(), long.clone().into_bytes()),
+    ]
 }
 
 fn manifest_problems(manifest: &crate::Manifest) -> Vec<String> {

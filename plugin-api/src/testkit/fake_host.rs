@@ -16,6 +16,7 @@ use crate::{
     error::PluginError,
     ffi::{HostFfi, HostFfi_TO},
     host::Host,
+    inbound::SessionSelector,
     types::{HttpRequest, HttpResponse, LogLevel, Pair},
 };
 
@@ -85,6 +86,8 @@ struct State {
     failures: Vec<String>,
     store: HashMap<String, (Vec<u8>, Option<i64>)>,
     logs: Vec<(LogLevel, String)>,
+    /// The IdP's live sessions, as (subject, logout state), for `sessions_alive`.
+    sessions: Vec<(String, Vec<u8>)>,
 }
 
 /// A fake host for plugin tests.
@@ -125,6 +128,7 @@ impl FakeHost {
                 failures: Vec::new(),
                 store: HashMap::new(),
                 logs: Vec::new(),
+                sessions: Vec::new(),
             }),
         }
     }
@@ -187,6 +191,12 @@ impl FakeHost {
     /// What the plugin logged.
     pub fn logs(&self) -> Vec<(LogLevel, String)> {
         self.state().logs.clone()
+    }
+    /// Pretends the IdP instance has a live session of `subject` with `logout_state`.
+    pub fn add_session(&self, subject: &str, logout_state: &[u8]) {
+        self.state()
+            .sessions
+            .push((subject.to_owned(), logout_state.to_vec()));
     }
     /// A live value from the fake store.
     pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
@@ -288,6 +298,15 @@ impl HostFfi for FakeHost {
 
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         self.state().logs.push((level, message.as_str().to_owned()));
+    }
+
+    fn sessions_alive(&self, sessions: SessionSelector) -> RResult<u32, PluginError> {
+        let matches = |(subject, state): &&(String, Vec<u8>)| {
+            (sessions.subject.is_empty() || sessions.subject.as_str() == subject)
+                && (sessions.logout_state.is_empty() || sessions.logout_state.as_slice() == state)
+        };
+        let count = self.state().sessions.iter().filter(matches).count();
+        RResult::ROk(u32::try_from(count).unwrap_or(u32::MAX))
     }
 }
 

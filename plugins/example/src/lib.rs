@@ -14,10 +14,23 @@
 //! - everything needed to finish the sign-in goes into [`Begun::state`], which the
 //!   host keeps server-side and hands back exactly once;
 //! - secrets are compared in constant time.
+//!
+//! It also shows the optional abilities: signing out (nothing to do at the IdP),
+//! metadata (a JSON description at `/sso/{idp}/metadata`), and inbound requests (plugin
+//! API 1.1) from a pretend IdP or peer, enabled by `inbound_secret`:
+//! - `POST /sso/{idp}/notify` (`secret`, `subject`): IdP-initiated sign-out, which asks
+//!   the host to end that subject's sessions;
+//! - `POST /example/sep.php` (`secret`, `service` = `is_active` | `kill`, `subject`): a
+//!   peer at a fixed protocol path, asking whether the subject is signed in (through
+//!   the host's `sessions_alive`) or ending their sessions;
+//! - `GET /example/sso_finish.php`: with `finish_at_fixed_path = true`, the browser
+//!   returns there instead of `/sso/{idp}/callback`, and the host finishes the sign-in
+//!   exactly as at the callback.
 
 use gatehouse_plugin_api::{
-    BeginRequest, Begun, CallbackRequest, Capabilities, Host, Identity, IdentityProvider,
-    InstanceConfig, LoginStep, LogoutRequest, Manifest, Plugin, PluginError, constant_time_eq,
+    BeginRequest, Begun, CallbackRequest, Capabilities, Document, Host, HostAction, Identity,
+    IdentityProvider, InboundReply, InboundRequest, InstanceConfig, LoginStep, LogoutRequest,
+    Manifest, Plugin, PluginError, RouteDecl, SessionSelector, constant_time_eq,
 };
 use std::collections::BTreeMap;
 
@@ -35,6 +48,10 @@ pub struct ExampleSettings {
     pub family_name: String,
     /// More attributes to assert, e.g. `extra = { department = "R&D" }`.
     pub extra: BTreeMap<String, String>,
+    /// The shared secret inbound requests must carry; empty refuses them all.
+    pub inbound_secret: String,
+    /// Send the browser back to `/example/sso_finish.php` rather than the callback.
+    pub finish_at_fixed_path: bool,
 }
 
 impl Default for ExampleSettings {
@@ -45,9 +62,16 @@ impl Default for ExampleSettings {
             given_name: "Example".into(),
             family_name: "User".into(),
             extra: BTreeMap::new(),
+            inbound_secret: String::new(),
+            finish_at_fixed_path: false,
         }
     }
 }
+
+/// The fixed path a pretend peer calls (as Totara Connect servers call `sep.php`).
+pub const SEP_PATH: &str = "/example/sep.php";
+/// The fixed path the browser returns to with `finish_at_fixed_path`.
+pub const FINISH_PATH: &str = "/example/sso_finish.php";
 
 /// One configured example IdP.
 #[derive(Debug)]
@@ -72,9 +96,17 @@ impl Plugin for ExampleIdp {
             "Example (development only)",
             env!("CARGO_PKG_VERSION"),
         )
-        .with_capabilities(Capabilities::LOGOUT | Capabilities::DEV_ONLY)
+        .with_capabilities(Capabilities::LOGOUT | Capabilities::METADATA | Capabilities::DEV_ONLY)
         .with_attributes(&ATTRIBUTES)
         .with_state_parameter("state")
+    }
+
+    fn routes() -> Vec<RouteDecl> {
+        vec![
+            RouteDecl::below_idp("notify", &["POST"]).with_max_body_bytes(4096),
+            RouteDecl::fixed(SEP_PATH, &["POST"]).with_max_body_bytes(4096),
+            RouteDecl::fixed_callback(FINISH_PATH, &["GET"]),
+        ]
     }
 
     fn new(config: &InstanceConfig) -> Result<Self, PluginError> {
@@ -99,16 +131,15 @@ impl IdentityProvider for ExampleIdp {
         // A real plugin would redirect to its IdP; this one "is" the IdP, so it sends
         // the browser straight back with a one-time code only this sign-in knows.
         let code = host.random_token();
+        let return_to = if self.settings.finish_at_fixed_path {
+            fixed_path_url(&request.callback_url, FINISH_PATH)?
+        } else {
+            request.callback_url.to_string()
+        };
         let url = format!(
-            "{}{}state={}&code={}",
-            request.callback_url,
-            if request.callback_url.contains('?') {
-                '&'
-            } else {
-                '?'
-            },
+            "{return_to}{}state={}&code={code}",
+            if return_to.contains('?') { '&' } else { '?' },
             request.state_token,
-            code
         );
         Ok(Begun {
             step: LoginStep::redirect(url),
@@ -157,6 +188,65 @@ impl IdentityProvider for ExampleIdp {
         // Nothing to end at an IdP that does not exist.
         Ok(None)
     }
+
+    fn metadata(&self, _host: &Host<'_>) -> Result<Document, PluginError> {
+        let description = serde_json::json!({
+            "plugin": "example",
+            "subject": self.settings.subject,
+            "attributes": ATTRIBUTES,
+        });
+        Ok(Document {
+            content_type: "application/json".into(),
+            body: description.to_string().into(),
+        })
+    }
+
+    fn handle_inbound(
+        &self,
+        host: &Host<'_>,
+        request: &InboundRequest,
+    ) -> Result<InboundReply, PluginError> {
+        let refuse = |status: u16, message: &str| {
+            InboundReply::json(&serde_json::json!({ "status": "fail", "message": message }))
+                .with_status(status)
+        };
+        let secret = self.settings.inbound_secret.as_bytes();
+        let given = request.param("secret").unwrap_or_default().as_bytes();
+        if secret.is_empty() || !constant_time_eq(given, secret) {
+            return Ok(refuse(403, "wrong or missing secret"));
+        }
+        let Some(subject) = request.param("subject").filter(|s| !s.is_empty()) else {
+            return Ok(refuse(400, "a subject is required"));
+        };
+        let end = HostAction::end_sessions(SessionSelector::subject(subject));
+        let success = |data: serde_json::Value| {
+            InboundReply::json(&serde_json::json!({ "status": "success", "data": data }))
+        };
+        match (request.route.as_str(), request.param("service")) {
+            ("notify", _) | (SEP_PATH, Some("kill")) => {
+                host.info("the IdP signed a subject out");
+                Ok(success(serde_json::json!([])).with_action(end))
+            }
+            (SEP_PATH, Some("is_active")) => {
+                let live = host.sessions_alive(SessionSelector::subject(subject))?;
+                Ok(success(serde_json::json!({ "active": live > 0 })))
+            }
+            (SEP_PATH, _) => Ok(refuse(400, "unknown service")),
+            (other, _) => Err(PluginError::invalid_response(format!(
+                "no inbound route `{other}`"
+            ))),
+        }
+    }
+}
+
+/// `path` on the scheme and host of the callback URL (which the host built from the
+/// host the browser came on).
+fn fixed_path_url(callback_url: &str, path: &str) -> Result<String, PluginError> {
+    let origin_end = callback_url
+        .find("://")
+        .and_then(|scheme| callback_url[scheme + 3..].find('/').map(|i| scheme + 3 + i))
+        .ok_or_else(|| PluginError::internal("the callback URL has no path"))?;
+    Ok(format!("{}{path}", &callback_url[..origin_end]))
 }
 
 gatehouse_plugin_api::export_plugin!(ExampleIdp);
@@ -179,7 +269,7 @@ mod tests {
     #[test]
     fn passes_the_conformance_check() {
         conformance::check::<ExampleIdp>(&conformance::Case {
-            good_settings: json!({}),
+            good_settings: json!({ "inbound_secret": "s3cret" }),
             bad_settings: vec![
                 (json!({ "subject": "" }), "subject"),
                 (json!({ "email": "not-an-address" }), "email"),
@@ -243,6 +333,80 @@ mod tests {
         assert_eq!(
             error.kind,
             gatehouse_plugin_api::ErrorKind::INVALID_RESPONSE
+        );
+    }
+
+    fn inbound(route: &str, form: &[(&str, &str)]) -> InboundRequest {
+        InboundRequest {
+            method: "POST".into(),
+            route: route.into(),
+            host: "sso.example.test".into(),
+            headers: Default::default(),
+            query: Default::default(),
+            form: form
+                .iter()
+                .map(|(n, v)| gatehouse_plugin_api::Pair::new(*n, *v))
+                .collect(),
+            body: Default::default(),
+        }
+    }
+
+    #[test]
+    fn inbound_requests_need_the_secret_and_end_sessions_as_data() {
+        let fake = FakeHost::new();
+        fake.add_session("u-1", b"");
+        let idp = ExampleIdp::new(&InstanceConfig {
+            instance_id: "example".into(),
+            settings: json!({ "inbound_secret": "s3cret" }),
+        })
+        .expect("valid settings");
+        let call = |route: &str, form: &[(&str, &str)]| {
+            fake.call(|host| idp.handle_inbound(host, &inbound(route, form)))
+                .expect("answers")
+        };
+        let wrong = call("notify", &[("secret", "guess"), ("subject", "u-1")]);
+        assert_eq!((wrong.status, wrong.actions.len()), (403, 0));
+        let notified = call("notify", &[("secret", "s3cret"), ("subject", "u-1")]);
+        assert_eq!(notified.status, 200);
+        assert_eq!(
+            notified.actions.as_slice(),
+            [HostAction::end_sessions(SessionSelector::subject("u-1"))]
+        );
+        let active = |subject| {
+            let reply = call(
+                SEP_PATH,
+                &[
+                    ("secret", "s3cret"),
+                    ("service", "is_active"),
+                    ("subject", subject),
+                ],
+            );
+            String::from_utf8(reply.body.to_vec()).expect("utf-8")
+        };
+        assert!(
+            active("u-1").contains(r#""active":true"#),
+            "{}",
+            active("u-1")
+        );
+        assert!(active("u-2").contains(r#""active":false"#));
+    }
+
+    #[test]
+    fn finishing_at_the_fixed_path_keeps_the_callbacks_host() {
+        let idp = ExampleIdp::new(&InstanceConfig {
+            instance_id: "example".into(),
+            settings: json!({ "finish_at_fixed_path": true }),
+        })
+        .expect("valid settings");
+        let begun = FakeHost::new()
+            .call(|host| idp.begin_login(host, &begin_request()))
+            .expect("begins");
+        assert!(
+            begun.step.url.starts_with(
+                "https://sso.example.test/example/sso_finish.php?state=host-token&code="
+            ),
+            "{}",
+            begun.step.url
         );
     }
 

@@ -53,6 +53,8 @@ pub mod codes {
     pub const EMAIL_TRUST_UNSET: &str = "email-trust-unset";
     /// A SAML IdP identifies users by email; SAML has no verification claim to check.
     pub const EMAIL_UNVERIFIABLE: &str = "email-unverifiable";
+    /// Two IdPs of one domain declare the same fixed protocol path (plugin routes).
+    pub const ROUTE_CONFLICT: &str = "route-conflict";
     /// An enabled plugin library did not load.
     pub const PLUGIN_LOAD_FAILED: &str = "plugin-load-failed";
 }

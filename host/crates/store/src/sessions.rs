@@ -17,6 +17,9 @@ pub struct Session {
     pub domain: String,
     /// The IdP instance the user signed in through; `None` for a local password.
     pub idp_id: Option<String>,
+    /// The subject that IdP identified (its stable id for the user); `None` for a local
+    /// password.
+    pub subject: Option<String>,
     /// Opaque plugin data needed to sign out at the IdP.
     pub logout_state: Vec<u8>,
     pub csrf_token: String,
@@ -47,6 +50,7 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         user_id: row.try_get("user_id")?,
         domain: row.try_get("domain")?,
         idp_id: row.try_get("idp_id")?,
+        subject: row.try_get("subject")?,
         logout_state: row.try_get("logout_state")?,
         csrf_token: row.try_get("csrf_token")?,
         created_at: row.try_get("created_at")?,
@@ -67,18 +71,35 @@ fn pending_from_row(row: &AnyRow) -> Result<PendingLogin, StoreError> {
     })
 }
 
+/// The `AND …` clauses selecting an IdP's sessions by subject and logout state, with
+/// placeholders numbered from `first`; the parameters are bound in that order. Only
+/// placeholders go into the SQL, never values.
+fn idp_session_filter(subject: Option<&str>, logout_state: Option<&[u8]>, first: usize) -> String {
+    let mut filter = String::new();
+    let mut next = first;
+    if subject.is_some() {
+        filter.push_str(&format!(" AND subject = ${next}"));
+        next += 1;
+    }
+    if logout_state.is_some() {
+        filter.push_str(&format!(" AND logout_state = ${next}"));
+    }
+    filter
+}
+
 impl Store {
     /// Stores a new session. `Conflict` if the id hash exists; a foreign-key error (database
     /// error) if the user does not.
     pub async fn create_session(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, domain, idp_id, logout_state, csrf_token, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO sessions (id_hash, user_id, domain, idp_id, subject, logout_state, \
+             csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&s.id_hash)
         .bind(s.user_id)
         .bind(&s.domain)
         .bind(s.idp_id.as_deref())
+        .bind(s.subject.as_deref())
         .bind(s.logout_state.as_slice())
         .bind(&s.csrf_token)
         .bind(s.created_at)
@@ -92,8 +113,8 @@ impl Store {
     /// (`expires_at <= now`).
     pub async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
-            "SELECT id_hash, user_id, domain, idp_id, logout_state, csrf_token, created_at, \
-             expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+            "SELECT id_hash, user_id, domain, idp_id, subject, logout_state, csrf_token, \
+             created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
         )
         .bind(id_hash)
         .bind(now)
@@ -109,6 +130,62 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// How many live sessions of IdP instance `idp_id` match `subject` and `logout_state`
+    /// (`None` matches any). At least one must be given: nothing asks about "all".
+    pub async fn count_idp_sessions(
+        &self,
+        idp_id: &str,
+        subject: Option<&str>,
+        logout_state: Option<&[u8]>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        if subject.is_none() && logout_state.is_none() {
+            return Err(StoreError::Invalid(
+                "a session selector needs a subject or a logout state".into(),
+            ));
+        }
+        let filter = idp_session_filter(subject, logout_state, 3);
+        let sql =
+            format!("SELECT COUNT(*) FROM sessions WHERE idp_id = $1 AND expires_at > $2{filter}");
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(idp_id)
+            .bind(now);
+        if let Some(subject) = subject {
+            query = query.bind(subject);
+        }
+        if let Some(state) = logout_state {
+            query = query.bind(state);
+        }
+        let count: i64 = query.fetch_one(&self.pool).await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Deletes the sessions of IdP instance `idp_id` that match `subject` and
+    /// `logout_state` (`None` matches any; at least one must be given), returning how many.
+    pub async fn delete_idp_sessions(
+        &self,
+        idp_id: &str,
+        subject: Option<&str>,
+        logout_state: Option<&[u8]>,
+    ) -> Result<u64, StoreError> {
+        if subject.is_none() && logout_state.is_none() {
+            return Err(StoreError::Invalid(
+                "a session selector needs a subject or a logout state".into(),
+            ));
+        }
+        let filter = idp_session_filter(subject, logout_state, 2);
+        let sql = format!("DELETE FROM sessions WHERE idp_id = $1{filter}");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(idp_id);
+        if let Some(subject) = subject {
+            query = query.bind(subject);
+        }
+        if let Some(state) = logout_state {
+            query = query.bind(state);
+        }
+        let done = query.execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     /// Stores a pending sign-in. `Conflict` if the token hash exists.

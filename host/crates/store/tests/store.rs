@@ -200,6 +200,7 @@ fn session(id_hash: &str, user_id: i64, expires_at: i64) -> Session {
         user_id,
         domain: "root".into(),
         idp_id: None,
+        subject: None,
         logout_state: Vec::new(),
         csrf_token: format!("csrf-{id_hash}"),
         created_at: 100,

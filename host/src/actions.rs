@@ -1,0 +1,84 @@
+//! Carries out the actions a plugin returns as data (in an inbound reply or a scheduled
+//! task's output), always scoped to the IdP instance that returned them, and audits each.
+//! It is not where actions come from, and plugins have no other way to change the host's
+//! state: the host lends them questions (`sessions_alive`), never writes.
+
+use gatehouse_plugin_api::{ActionKind, HostAction};
+use gatehouse_store::{AuditEvent, Store, StoreError};
+
+/// Who sent the actions, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionSource<'a> {
+    /// The IdP instance whose plugin returned them; every action is confined to it.
+    pub idp_id: &'a str,
+    /// The domain the request came to (empty for a scheduled task).
+    pub domain: &'a str,
+    /// The client address of an inbound request (empty for a task).
+    pub ip: &'a str,
+    /// The route or task, e.g. `POST /sso/saml/logout`.
+    pub origin: &'a str,
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub sessions_ended: u64,
+    /// Actions refused or of a kind this host does not know, each with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// Applies `actions` in order. A store failure stops at once (what was done stays done:
+/// each action is one statement, and ending a session twice is harmless).
+pub async fn apply(
+    store: &Store,
+    now: i64,
+    source: ActionSource<'_>,
+    actions: &[HostAction],
+) -> Result<Applied, StoreError> {
+    let mut applied = Applied::default();
+    for action in actions {
+        match action.kind {
+            ActionKind::END_SESSIONS => {
+                let selector = &action.sessions;
+                if selector.is_empty() {
+                    // Never "every session of the IdP": a plugin bug must not sign out
+                    // everyone.
+                    applied
+                        .skipped
+                        .push("end-sessions without a subject or logout state".into());
+                    continue;
+                }
+                let subject = (!selector.subject.is_empty()).then_some(selector.subject.as_str());
+                let state =
+                    (!selector.logout_state.is_empty()).then_some(selector.logout_state.as_slice());
+                let ended = store
+                    .delete_idp_sessions(source.idp_id, subject, state)
+                    .await?;
+                applied.sessions_ended += ended;
+                store
+                    .audit(&AuditEvent {
+                        at: now,
+                        domain: source.domain.to_owned(),
+                        idp_id: Some(source.idp_id.to_owned()),
+                        user_id: None,
+                        username: subject.unwrap_or_default().to_owned(),
+                        method: "idp-logout".into(),
+                        outcome: "success".into(),
+                        reason: format!("{ended} session(s) ended by {}", source.origin),
+                        ip: source.ip.to_owned(),
+                    })
+                    .await?;
+            }
+            ActionKind(other) => applied.skipped.push(format!("unknown action kind {other}")),
+        }
+    }
+    if !applied.skipped.is_empty() {
+        tracing::warn!(
+            idp = source.idp_id,
+            origin = source.origin,
+            skipped = ?applied.skipped,
+            "skipped plugin actions"
+        );
+    }
+    Ok(applied)
+}
