@@ -29,7 +29,7 @@ use tower::ServiceExt as _;
 pub mod oidc;
 
 /// The plugin packages the tests load, built once per test run.
-const PLUGIN_PACKAGES: [&str; 9] = [
+const PLUGIN_PACKAGES: [&str; 10] = [
     "gatehouse",
     "gatehouse-example",
     "gatehouse-oidc",
@@ -39,6 +39,7 @@ const PLUGIN_PACKAGES: [&str; 9] = [
     "gatehouse-fixture-future-api",
     "gatehouse-fixture-layout-mismatch",
     "gatehouse-fixture-no-root-module",
+    "gatehouse-fixture-newer-minor",
 ];
 
 fn workspace_root() -> PathBuf {
@@ -66,9 +67,38 @@ pub fn plugin_dir() -> &'static Path {
             .status()
             .expect("run cargo build for the plugin libraries");
         assert!(status.success(), "building the plugin libraries failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-        target.join("debug")
+        target_dir().join("debug")
+    })
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// The plugin built against the frozen plugin API 1.0 (`tests/fixtures/api-1.0`, a
+/// workspace of its own), built once per test run with its own lock file.
+pub fn api_1_0_plugin() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let fixture = workspace_root().join("tests/fixtures/api-1.0");
+        let target = target_dir().join("fixture-api-1.0");
+        let status = Command::new(cargo)
+            .current_dir(&fixture)
+            .args(["build", "--quiet", "--locked", "--target-dir"])
+            .arg(&target)
+            .status()
+            .expect("run cargo build for the plugin API 1.0 fixture");
+        assert!(
+            status.success(),
+            "building the plugin API 1.0 fixture failed"
+        );
+        target.join("debug").join(format!(
+            "{}gatehouse_fixture_api_1_0{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ))
     })
 }
 

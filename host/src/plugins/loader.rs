@@ -11,7 +11,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use abi_stable::library::{LibraryError, lib_header_from_path};
+use abi_stable::{
+    StableAbi,
+    abi_stability::check_layout_compatibility,
+    library::{LibHeader, LibraryError, lib_header_from_path},
+};
 use gatehouse_plugin_api::{
     API_VERSION, ApiVersion, Capabilities, Manifest, PluginModule_Ref, RouteDecl,
 };
@@ -276,17 +280,16 @@ pub fn load_one(path: &Path) -> Result<LoadedPlugin, LoadFailureReason> {
 
     // abi_stable records the plugin-api version the library was built with; checking
     // it ourselves first gives a one-line answer instead of a layout dump.
-    if let Ok(library) = header.version_strings().parsed()
-        && library.major != u32::from(API_VERSION.major)
-    {
-        return Err(LoadFailureReason::IncompatibleApi {
-            library: format!("{}.{}", library.major, library.minor),
-        });
+    if let Ok(library) = header.version_strings().parsed() {
+        let version = format!("{}.{}", library.major, library.minor);
+        if library.major != u32::from(API_VERSION.major) {
+            return Err(LoadFailureReason::IncompatibleApi { library: version });
+        }
+        if library.minor > u32::from(API_VERSION.minor) {
+            return Err(LoadFailureReason::NewerApi { library: version });
+        }
     }
-
-    let module = header
-        .init_root_module::<PluginModule_Ref>()
-        .map_err(classify)?;
+    let module = checked_root_module(header)?;
     let manifest =
         (module.manifest())()
             .into_result()
@@ -311,6 +314,34 @@ pub fn load_one(path: &Path) -> Result<LoadedPlugin, LoadFailureReason> {
         info: PluginInfo::from_manifest(manifest, routes, path),
         module,
     })
+}
+
+/// The library's root module, after checking its layout against this host's with the
+/// roles that fit a host newer than its plugins.
+///
+/// abi_stable checks an *interface* (normally the loader's) against an *implementation*
+/// (normally the library) that may have appended more prefix fields than the interface
+/// knows: it expects libraries to be as new as their loader or newer. A Gatehouse host is
+/// the newer side: it runs plugins built against any earlier 1.x. So the library's layout
+/// is checked as the interface and the host's as the implementation: everything the
+/// library knows must be exactly what this host has (the same prefix, the same
+/// `last_prefix_field`, the same frozen types), and the host may have appended more —
+/// vtable methods whose default bodies answer for an older plugin, and root-module
+/// fields read as `Option`. A library newer than the host was refused before this by its
+/// version.
+fn checked_root_module(header: &LibHeader) -> Result<PluginModule_Ref, LoadFailureReason> {
+    let library_layout = header
+        .layout()
+        .ok_or_else(|| LoadFailureReason::LayoutMismatch {
+            summary: "the library was built without layout information to check".into(),
+        })?;
+    let host_layout = <PluginModule_Ref as StableAbi>::LAYOUT;
+    check_layout_compatibility(library_layout, host_layout)
+        .into_result()
+        .map_err(|error| classify(LibraryError::AbiInstability(error)))?;
+    // SAFETY: the root module's whole layout was checked just above (with the roles
+    // explained there), which is what this function leaves to its caller.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginModule_Ref>() }.map_err(classify)
 }
 
 /// The routes of a 1.1+ library (a 1.0 library has no `manifest_extension`: none).

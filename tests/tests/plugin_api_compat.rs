@@ -1,0 +1,152 @@
+//! The stability promise of the plugin ABI, proven with real libraries: a plugin built
+//! against the frozen plugin API 1.0 (`tests/fixtures/api-1.0`) loads into this host,
+//! signs in, and answers "unsupported" to the abilities it predates; a plugin declaring
+//! a newer minor version than the host's is refused in one line.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use gatehouse::plugins::{IdpInstance, LoadFailureReason, loader::load_one};
+use gatehouse_plugin_api::{API_VERSION, ApiVersion, ErrorKind, InboundRequest, SessionSelector};
+use gatehouse_tests::{TestHost, api_1_0_plugin, library};
+
+#[test]
+fn the_1_0_plugin_loads_under_this_host_with_the_1_0_abilities() {
+    assert!(
+        API_VERSION.minor >= 1,
+        "this test is about a host newer than 1.0"
+    );
+    let loaded = load_one(api_1_0_plugin()).expect("a 1.0 plugin loads under every 1.x host");
+    assert_eq!(loaded.info.id, "legacy");
+    assert_eq!(loaded.info.api_version, ApiVersion { major: 1, minor: 0 });
+    assert!(
+        loaded.module.manifest_extension().is_none(),
+        "a 1.0 root module has no manifest_extension field"
+    );
+    assert!(loaded.info.routes.is_empty(), "1.0 declares no routes");
+}
+
+#[test]
+fn a_plugin_declaring_a_newer_minor_api_is_refused_in_one_line() {
+    let path = library("gatehouse_fixture_newer_minor");
+    let reason = load_one(&path).expect_err("refused");
+    let newer = format!("{}.{}", API_VERSION.major, API_VERSION.minor + 1);
+    assert_eq!(
+        reason,
+        LoadFailureReason::NewerApi {
+            library: newer.clone()
+        }
+    );
+    let failure = gatehouse::plugins::LoadFailure {
+        id: "newer".into(),
+        path,
+        reason,
+    };
+    let text = failure.to_string();
+    assert!(!text.contains('\n'), "one line: {text}");
+    assert!(
+        text.contains(&format!(
+            "plugin API {newer}, newer than this host's {API_VERSION}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("upgrade Gatehouse"), "{text}");
+}
+
+const LEGACY_CONFIG: &str = r#"
+[host]
+public_url = "http://localhost:8080"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+dev_mode = true
+
+[[plugin]]
+id = "legacy"
+library = "{legacy}"
+
+[[domain]]
+name = "root"
+hosts = ["localhost"]
+
+[[idp]]
+id = "legacy"
+domain = "root"
+plugin = "legacy"
+name = "Sign in with the 1.0 plugin"
+username_attribute = "sub"
+trust_email = true
+
+[idp.provisioning]
+create_users = true
+fields = { email = "email", firstname = "sub", lastname = "email_verified" }
+
+[idp.settings]
+subject = "grace"
+"#;
+
+#[tokio::test]
+async fn the_1_0_plugin_signs_in_and_answers_unsupported_to_what_it_predates() {
+    let config = LEGACY_CONFIG.replace("{legacy}", &api_1_0_plugin().display().to_string());
+    let host = TestHost::start(&config).await;
+    let mut browser = host.browser("localhost");
+
+    let done = browser.round_trip("/sso/legacy/start?return_to=%2F").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
+    let me = browser.get("/me").await;
+    assert_eq!(me.status, StatusCode::OK, "{me:?}");
+    assert_eq!(me.json()["username"], "grace");
+    assert_eq!(me.json()["session"]["idp"], "legacy");
+
+    // handle_inbound was appended in 1.1 with a default body: the 1.0 vtable has no slot,
+    // so the call answers "unsupported" instead of crashing the host.
+    let instance: Arc<IdpInstance> = {
+        let site = host.state.site();
+        let domain = site.domain("root").expect("root domain");
+        Arc::clone(&domain.idp("legacy").expect("legacy idp").instance)
+    };
+    let request = InboundRequest {
+        method: "POST".into(),
+        route: "/auth/connect/sep.php".into(),
+        host: "localhost".into(),
+        headers: Default::default(),
+        query: Default::default(),
+        form: Default::default(),
+        body: Default::default(),
+    };
+    let answer = host
+        .state
+        .caller()
+        .call(instance, move |host_ref, idp| {
+            idp.handle_inbound(host_ref, request).into_result()
+        })
+        .await;
+    match answer {
+        Err(gatehouse::plugins::CallError::Plugin(error)) => {
+            assert_eq!(error.kind, ErrorKind::UNSUPPORTED, "{error}");
+        }
+        other => panic!("expected unsupported, got {other:?}"),
+    }
+
+    // A 1.1 plugin's question about sessions is answered by this host from the store.
+    let example = gatehouse_tests::TestHost::start(gatehouse_tests::EXAMPLE_CONFIG).await;
+    let mut ada = example.browser("localhost");
+    assert_eq!(
+        ada.round_trip("/sso/example/start").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let instance = {
+        let site = example.state.site();
+        let domain = site.domain("root").expect("root domain");
+        Arc::clone(&domain.idp("example").expect("example idp").instance)
+    };
+    let counted = example
+        .state
+        .caller()
+        .call(instance, |host_ref, _| {
+            gatehouse_plugin_api::Host::new(host_ref)
+                .sessions_alive(SessionSelector::subject("ada"))
+        })
+        .await
+        .expect("answered");
+    assert_eq!(counted, 1);
+}
