@@ -15,6 +15,7 @@ pub mod reload;
 pub mod site;
 pub mod startup;
 pub mod state;
+pub mod tasks;
 pub mod web;
 
 pub use gatehouse_config as config;

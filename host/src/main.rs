@@ -1,8 +1,9 @@
-//! The `gatehouse` command: `serve`, `check`, `explain` and `plugins`. A thin edge over the
-//! library; errors become messages and exit statuses here and nowhere else.
+//! The `gatehouse` command: `serve`, `check`, `explain`, `plugins`, `users` and `tasks`. A
+//! thin edge over the library; errors become messages and exit statuses here and nowhere else.
 
 use std::{
     collections::HashSet,
+    io::IsTerminal as _,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -18,6 +19,7 @@ use gatehouse::{
     plugins::load_all,
     startup,
     store::Store,
+    tasks::{self, Scheduler, TaskError, TaskSettings},
     web,
 };
 
@@ -65,6 +67,32 @@ enum Command {
     /// Account administration.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Scheduled tasks (the host's expiry cleanup, and the tasks plugins declare).
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+}
+
+/// `gatehouse tasks …`: the scheduled tasks `serve` runs.
+#[derive(Subcommand)]
+enum TasksCommand {
+    /// Each task: its IdP, schedule, and last run (outcome, time, duration, summary).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Run a task now, due or not, under the same lease as scheduled runs (so never at the
+    /// same time as another host). Exit status 0 when it ran and succeeded.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The task's name (`cleanup`, or a name from a plugin's manifest).
+        name: String,
+        /// The IdP whose plugin task to run (needed when several IdPs have that task).
+        #[arg(long, value_name = "ID")]
+        idp: Option<String>,
+    },
 }
 
 /// `gatehouse users …`: account administration from the command line.
@@ -123,6 +151,10 @@ fn main() -> ExitCode {
             username,
             idp,
         }) => link_account(config.config, &username, &idp, false),
+        Command::Tasks(TasksCommand::List { config, format }) => list_tasks(config.config, format),
+        Command::Tasks(TasksCommand::Run { config, name, idp }) => {
+            run_task(config.config, &name, idp.as_deref())
+        }
     };
     match outcome {
         Ok(code) => code,
@@ -282,18 +314,28 @@ fn print_diagnostics(diagnostics: &[Diagnostic], source: &str, format: Format) {
     }
 }
 
+/// False for a SQLite database whose file does not exist yet (or an in-memory one): it
+/// holds nothing, and opening it would create it.
+fn database_exists(config: &Config) -> bool {
+    let url = config.host.database.expose();
+    match url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Some(path) => {
+            let file = path.split('?').next().unwrap_or(path);
+            !(file.is_empty() || file == ":memory:" || !Path::new(file).exists())
+        }
+        None => true,
+    }
+}
+
 /// The IdPs with a recorded successful sign-in in the configured database, without creating
 /// or migrating anything: a database that does not exist yet has no history.
 fn recorded_history(config: &Config) -> anyhow::Result<HashSet<String>> {
     let url = config.host.database.expose();
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let file = path.split('?').next().unwrap_or(path);
-        if file.is_empty() || file == ":memory:" || !Path::new(file).exists() {
-            return Ok(HashSet::new());
-        }
+    if !database_exists(config) {
+        return Ok(HashSet::new());
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -520,6 +562,12 @@ async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<Exit
     let state = startup::state(&config, site, store, clock, random)
         .context("building the HTTP client for plugins")?;
     tokio::spawn(reload_on_sighup(state.clone()));
+    let task_settings = TaskSettings::from_config(&config);
+    if task_settings.scheduler {
+        tokio::spawn(Scheduler::new(state.clone(), task_settings, "host").run_forever());
+    } else {
+        tracing::info!("the task scheduler is off on this host ([host] scheduler = false)");
+    }
     let listener = tokio::net::TcpListener::bind(&config.host.listen)
         .await
         .with_context(|| format!("listening on {}", config.host.listen))?;
@@ -533,6 +581,199 @@ async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<Exit
     .context("serving HTTP")?;
     tracing::info!("Gatehouse stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration and its site, ready to serve, or the exit status after printing why not
+/// (the same checks as `serve`).
+fn servable_site(path: Option<PathBuf>) -> Result<(Config, gatehouse::site::Site), ExitCode> {
+    let loaded = read_config(path)?.loaded;
+    let config = usable(&loaded).ok_or(ExitCode::FAILURE)?;
+    let proven = recorded_history(&config).map_err(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })?;
+    match startup::prepare(&config, &proven).into_servable() {
+        Ok((site, _warnings)) => Ok((config, site)),
+        Err(problems) => {
+            print_diagnostics(&problems.diagnostics, &config.source, Format::Human);
+            eprintln!(
+                "error: {} problem(s) in the configuration; fix them first (`gatehouse check`)",
+                problems.error_count()
+            );
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// How long ago `at` was, for people: `never`, `40s ago`, `5m ago`, `3h ago`, `2d ago`.
+fn ago(at: Option<i64>, now: i64) -> String {
+    let Some(at) = at else {
+        return "never".to_owned();
+    };
+    let secs = now.saturating_sub(at).max(0);
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86_400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// When `at` comes, for people: `now`, `in 5m`, `in 3h`.
+fn until(at: i64, now: i64) -> String {
+    let secs = at.saturating_sub(now);
+    match secs {
+        ..=0 => "now".to_owned(),
+        1..60 => format!("in {secs}s"),
+        60..3600 => format!("in {}m", (secs + 59) / 60),
+        3600..86_400 => format!("in {}h", secs / 3600),
+        _ => format!("in {}d", secs / 86_400),
+    }
+}
+
+/// `gatehouse tasks list`: every task with its schedule and last run, from the configured
+/// database (without creating it: a database that does not exist has no runs).
+fn list_tasks(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
+    let (config, site) = match servable_site(path) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    let settings = TaskSettings::from_config(&config);
+    let catalogue = tasks::catalogue(&site, &settings);
+    let now = Clock::system().now_unix_seconds();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let statuses = runtime.block_on(async {
+        if !database_exists(&config) {
+            return tasks::statuses(None, &catalogue, now).await;
+        }
+        let store = Store::connect(config.host.database.expose()).await?;
+        let statuses = tasks::statuses(Some(&store), &catalogue, now).await;
+        store.close().await;
+        statuses
+    })?;
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = statuses
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "task": s.id.name,
+                        "idp": s.id.idp,
+                        "every_minutes": s.schedule.every.as_secs() / 60,
+                        "enabled": s.schedule.enabled,
+                        "next_due_at": s.next_due,
+                        "last_run": s.last.as_ref().map(|r| serde_json::json!({
+                            "outcome": r.run.outcome.as_str(),
+                            "host": r.run.holder,
+                            "started_at": r.run.started_at,
+                            "finished_at": r.run.finished_at,
+                            "duration_ms": r.run.duration_ms,
+                            "summary": r.run.summary,
+                            "error": r.run.error,
+                        })),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({ "scheduler": settings.scheduler, "tasks": rows })
+            );
+        }
+        Format::Human => {
+            println!(
+                "{:<14} {:<12} {:<10} {:<9} {:<8} {:<9} {:<8} SUMMARY",
+                "TASK", "IDP", "EVERY", "LAST RUN", "OUTCOME", "DURATION", "NEXT"
+            );
+            for s in &statuses {
+                let last = s.last.as_ref().map(|r| &r.run);
+                let every = format!("{}m", s.schedule.every.as_secs() / 60);
+                let summary = last.map_or(String::new(), |r| match &r.error {
+                    Some(error) if r.summary.is_empty() => error.clone(),
+                    Some(error) => format!("{}; {error}", r.summary),
+                    None => r.summary.clone(),
+                });
+                println!(
+                    "{:<14} {:<12} {:<10} {:<9} {:<8} {:<9} {:<8} {}",
+                    s.id.name,
+                    s.id.idp.as_deref().unwrap_or("-"),
+                    every,
+                    ago(last.map(|r| r.started_at), now),
+                    last.map_or("-", |r| r.outcome.as_str()),
+                    last.map_or("-".to_owned(), |r| format!("{} ms", r.duration_ms)),
+                    s.next_due
+                        .map_or("disabled".to_owned(), |at| until(at, now)),
+                    summary
+                );
+            }
+            if !settings.scheduler {
+                eprintln!(
+                    "note: [host] scheduler = false: `serve` on this host runs no tasks (other hosts on the database may)"
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gatehouse tasks run NAME [--idp ID]`: runs one task now through the scheduler's runner
+/// and lease, with progress on stderr when it is a terminal, and one result line on stdout.
+/// Exit status 1 when the task failed or was skipped, is unknown, or runs elsewhere.
+fn run_task(path: Option<PathBuf>, name: &str, idp: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (config, site) = match servable_site(path) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::connect(config.host.database.expose())
+            .await
+            .context("opening the database")?;
+        let state = startup::state(
+            &config,
+            site,
+            store.clone(),
+            Clock::system(),
+            Randomness::system(),
+        )
+        .context("building the HTTP client for plugins")?;
+        let scheduler = Scheduler::new(state, TaskSettings::from_config(&config), "cli");
+        let on_terminal = std::io::stderr().is_terminal();
+        let progress = move |line: &str| {
+            if on_terminal {
+                eprintln!("… {line}");
+            }
+        };
+        let outcome = scheduler.run_now(name, idp, &progress).await;
+        store.close().await;
+        match outcome {
+            Ok(report) => {
+                let run = &report.run;
+                let mut line = format!(
+                    "{} {} in {} ms",
+                    report.task,
+                    run.outcome.as_str(),
+                    run.duration_ms
+                );
+                if !run.summary.is_empty() {
+                    line.push_str(&format!(": {}", run.summary));
+                }
+                if let Some(error) = &run.error {
+                    line.push_str(&format!(" (error: {error})"));
+                }
+                println!("{line}");
+                Ok(if run.outcome == gatehouse::store::TaskOutcome::Ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            Err(error @ (TaskError::Unknown { .. } | TaskError::Leased { .. })) => {
+                eprintln!("error: {error}");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(error) => Err(error.into()),
+        }
+    })
 }
 
 /// SIGHUP re-reads the configuration; a bad one is refused and logged with its diagnostics.

@@ -141,11 +141,14 @@ impl Site {
                     continue;
                 };
                 match IdpInstance::build(plugin, &idp.id, &idp.settings) {
-                    Ok(instance) => idps[index].push(Arc::new(SiteIdp {
-                        config: idp.clone(),
-                        instance: Arc::new(instance),
-                        policy: idp_plan.policy.clone(),
-                    })),
+                    Ok(instance) => {
+                        diagnostics.extend(unknown_tasks(config, idp, &instance));
+                        idps[index].push(Arc::new(SiteIdp {
+                            config: idp.clone(),
+                            instance: Arc::new(instance),
+                            policy: idp_plan.policy.clone(),
+                        }));
+                    }
                     Err(error) => diagnostics.push(invalid_settings(config, idp, error.message())),
                 }
             }
@@ -207,6 +210,11 @@ impl Site {
         names
     }
 
+    /// Every IdP instance that was built, domain by domain in configuration order.
+    pub fn all_idps(&self) -> impl Iterator<Item = &Arc<SiteIdp>> {
+        self.idps.iter().flatten()
+    }
+
     /// Whether an IdP instance `id` is configured (on any domain).
     pub fn has_idp(&self, id: &str) -> bool {
         self.idp_configs.iter().any(|idp| idp.id == id)
@@ -265,6 +273,40 @@ fn route_conflicts(
         }
     }
     found
+}
+
+/// A schedule in the IdP's `tasks` for a task its plugin does not offer would never run:
+/// an error at the task's name, listing the tasks the plugin has.
+fn unknown_tasks(config: &Config, idp: &IdpConfig, instance: &IdpInstance) -> Vec<Diagnostic> {
+    let offered = &instance.plugin.tasks;
+    idp.tasks
+        .iter()
+        .filter(|(name, _)| !offered.iter().any(|t| t == *name))
+        .map(|(name, schedule)| {
+            let help = if offered.is_empty() {
+                format!(
+                    "plugin `{}` has no scheduled tasks: remove `tasks`",
+                    idp.plugin
+                )
+            } else {
+                let names: Vec<String> = offered.iter().map(|t| format!("`{t}`")).collect();
+                format!("plugin `{}` offers {}", idp.plugin, names.join(", "))
+            };
+            Diagnostic {
+                code: codes::UNKNOWN_TASK,
+                severity: Severity::Error,
+                message: format!(
+                    "IdP `{}` schedules the task `{name}`, which plugin `{}` does not offer",
+                    idp.id, idp.plugin
+                ),
+                file: config.path.clone(),
+                location: schedule.location,
+                domain: Some(idp.domain.clone()),
+                idp: Some(idp.id.clone()),
+                help: Some(help),
+            }
+        })
+        .collect()
 }
 
 fn invalid_settings(config: &Config, idp: &IdpConfig, message: &str) -> Diagnostic {

@@ -366,6 +366,31 @@ impl TestHost {
         let id = self.create_user("test-admin", true).await;
         self.signed_in_browser(host, id).await
     }
+
+    /// The configuration the host was started from, parsed again.
+    pub fn config(&self) -> config::Config {
+        let text = std::fs::read_to_string(&self.config_path).expect("read plugins.toml");
+        parse_config_at(&self.config_path, &text)
+    }
+
+    /// A second host on the same database (its own store connection, plugin caller and
+    /// state) and on the same clock, as when several hosts share one PostgreSQL.
+    pub async fn another_host(&self) -> AppState {
+        let config = self.config();
+        let store = Store::connect(&self.database)
+            .await
+            .expect("store connects");
+        let history = startup::proven_idps(&store).await.expect("history");
+        let site = startup::build_site(&config, &history).expect("the second host starts");
+        startup::state(
+            &config,
+            site,
+            store,
+            self.state.clock().clone(),
+            Randomness::system(),
+        )
+        .expect("state")
+    }
 }
 
 /// A response, read whole.

@@ -76,8 +76,13 @@ pub const FINISH_PATH: &str = "/example/sso_finish.php";
 /// One configured example IdP.
 #[derive(Debug)]
 pub struct ExampleIdp {
+    instance_id: String,
     settings: ExampleSettings,
 }
+
+/// The scheduled tasks this plugin offers: `heartbeat` only says it ran (a template for a
+/// real task, which would fetch something over the host's HTTP and return it).
+pub const TASKS: [&str; 1] = ["heartbeat"];
 
 /// The attributes this plugin supplies; admins map them to platform fields.
 pub const ATTRIBUTES: [&str; 5] = [
@@ -96,8 +101,14 @@ impl Plugin for ExampleIdp {
             "Example (development only)",
             env!("CARGO_PKG_VERSION"),
         )
-        .with_capabilities(Capabilities::LOGOUT | Capabilities::METADATA | Capabilities::DEV_ONLY)
+        .with_capabilities(
+            Capabilities::LOGOUT
+                | Capabilities::METADATA
+                | Capabilities::TASKS
+                | Capabilities::DEV_ONLY,
+        )
         .with_attributes(&ATTRIBUTES)
+        .with_tasks(&TASKS)
         .with_state_parameter("state")
     }
 
@@ -122,7 +133,10 @@ impl Plugin for ExampleIdp {
                 settings.email
             )));
         }
-        Ok(Self { settings })
+        Ok(Self {
+            instance_id: config.instance_id.clone(),
+            settings,
+        })
     }
 }
 
@@ -234,6 +248,22 @@ impl IdentityProvider for ExampleIdp {
             (SEP_PATH, _) => Ok(refuse(400, "unknown service")),
             (other, _) => Err(PluginError::invalid_response(format!(
                 "no inbound route `{other}`"
+            ))),
+        }
+    }
+
+    fn run_task(&self, host: &Host<'_>, task: &str) -> Result<serde_json::Value, PluginError> {
+        match task {
+            // A task returns JSON for the host; `summary` is the line it records.
+            "heartbeat" => Ok(serde_json::json!({
+                "summary": format!(
+                    "example IdP `{}` is alive at {}",
+                    self.instance_id,
+                    host.now_unix_seconds()
+                ),
+            })),
+            other => Err(PluginError::unsupported(&format!(
+                "the scheduled task `{other}`"
             ))),
         }
     }
@@ -408,6 +438,28 @@ mod tests {
             "{}",
             begun.step.url
         );
+    }
+
+    #[test]
+    fn the_heartbeat_task_returns_a_summary_and_other_tasks_are_refused() {
+        let fake = FakeHost::new();
+        let idp = ExampleIdp::new(&InstanceConfig {
+            instance_id: "dev".into(),
+            settings: json!({}),
+        })
+        .expect("valid settings");
+        let out = fake
+            .call(|host| idp.run_task(host, "heartbeat"))
+            .expect("runs");
+        let summary = out["summary"].as_str().expect("a summary");
+        assert!(
+            summary.starts_with("example IdP `dev` is alive at "),
+            "{summary}"
+        );
+        let error = fake
+            .call(|host| idp.run_task(host, "users"))
+            .expect_err("not a task of this plugin");
+        assert_eq!(error.kind, gatehouse_plugin_api::ErrorKind::UNSUPPORTED);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub mod codes {
     pub const ROUTE_CONFLICT: &str = "route-conflict";
     /// An enabled plugin library did not load.
     pub const PLUGIN_LOAD_FAILED: &str = "plugin-load-failed";
+    /// An IdP's `tasks` names a task its plugin's manifest does not declare.
+    pub const UNKNOWN_TASK: &str = "unknown-task";
 }
 
 /// How bad a finding is: errors stop the configuration from being used, warnings do not.

@@ -19,9 +19,9 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Severity, codes};
 pub use error::LoadError;
 pub use model::{
-    Behaviour, CORE_FIELDS, Config, DomainConfig, FieldDef, FieldMapping, HostSettings, IdpConfig,
-    LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry, Provisioning,
-    Registration, Throttle,
+    Behaviour, CORE_FIELDS, Config, DomainConfig, FieldDef, FieldMapping, HOST_TASKS, HostSettings,
+    IdpConfig, LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry,
+    Provisioning, Registration, TaskSchedule, Throttle,
 };
 pub use position::{KeyLocations, Location};
 pub use render::{render_human, render_json, summary};

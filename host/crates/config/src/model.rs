@@ -2,6 +2,7 @@
 //! It is not the parser (see `schema`) and makes no decisions about login pages (the host's
 //! resolver does).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -180,6 +181,14 @@ pub struct HostSettings {
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
     /// Empty: the connecting peer is the client, and those headers are ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whether `serve` runs the scheduled tasks on this host. Of several hosts on one
+    /// database each run happens on one host anyway (a lease in the database); `false`
+    /// keeps a host out of it entirely (`gatehouse tasks run` still works there).
+    pub scheduler: bool,
+    /// How long audit rows (and the record of task runs) are kept, in days.
+    pub audit_retention_days: u32,
+    /// `[host.tasks]`: the schedules of the host's own tasks, by name (only those written).
+    pub tasks: BTreeMap<String, TaskSchedule>,
     pub location: Location,
     pub key_locations: KeyLocations,
 }
@@ -204,6 +213,9 @@ impl Default for HostSettings {
             idp_breaker_cooldown_seconds: 30,
             login_throttle: Throttle::default(),
             trusted_proxies: Vec::new(),
+            scheduler: true,
+            audit_retention_days: 90,
+            tasks: BTreeMap::new(),
             location: Location::default(),
             key_locations: KeyLocations::default(),
         }
@@ -219,6 +231,21 @@ impl HostSettings {
 
 pub(crate) fn default_public_url() -> url::Url {
     url::Url::parse("http://localhost:8080").unwrap_or_else(|_| unreachable!("constant URL"))
+}
+
+/// The host's tasks a `[host.tasks]` table may name.
+pub const HOST_TASKS: &[&str] = &["cleanup"];
+
+/// One task's schedule, `name = { every_minutes = 15, enabled = true }`, under
+/// `[host.tasks]` or an IdP's `tasks`. What is not written is the host's default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskSchedule {
+    /// Minutes from one run's start to the next; `None`: the host's default for the task.
+    pub every_minutes: Option<u32>,
+    /// `false`: never run on a schedule (it can still be run by hand).
+    pub enabled: bool,
+    /// Where the task's name was written.
+    pub location: Location,
 }
 
 /// `[host.login_throttle]`: failed password sign-ins allowed per window.
@@ -412,6 +439,9 @@ pub struct IdpConfig {
     pub trust_email: bool,
     pub logout: LogoutConfig,
     pub provisioning: Provisioning,
+    /// `tasks = { name = { every_minutes = 15 } }`: schedules of the plugin's tasks for this
+    /// instance (names checked against the plugin's manifest by the host).
+    pub tasks: BTreeMap<String, TaskSchedule>,
     /// `[idp.settings]` as JSON, secrets resolved. Never log it; use
     /// [`IdpConfig::settings_redacted`].
     pub settings: serde_json::Value,
@@ -452,6 +482,7 @@ impl fmt::Debug for IdpConfig {
             .field("trust_email", &self.trust_email)
             .field("logout", &self.logout)
             .field("provisioning", &self.provisioning)
+            .field("tasks", &self.tasks)
             .field("settings", &self.settings_redacted())
             .field("settings_location", &self.settings_location)
             .field("location", &self.location)

@@ -2,6 +2,7 @@
 //! with defaults, resolves secrets and reports every key-level problem in one pass. It is not
 //! the cross-reference check between tables (see `checks`) nor the conflict resolver.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -9,9 +10,9 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::{
-    Behaviour, DomainConfig, FieldDef, FieldMapping, HostSettings, IdpConfig, LogFormat, LoginForm,
-    LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry, Provisioning, Registration,
-    Throttle,
+    Behaviour, DomainConfig, FieldDef, FieldMapping, HOST_TASKS, HostSettings, IdpConfig,
+    LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry, Provisioning,
+    Registration, TaskSchedule, Throttle,
 };
 use crate::position::{KeyLocations, LineIndex, Location};
 use crate::secret::{Secret, trim_one_newline};
@@ -42,7 +43,12 @@ const HOST_KEYS: &[&str] = &[
     "idp_breaker_cooldown_seconds",
     "login_throttle",
     "trusted_proxies",
+    "scheduler",
+    "audit_retention_days",
+    "tasks",
 ];
+/// The keys of one task's schedule (`[host.tasks]`, an IdP's `tasks`).
+const TASK_SCHEDULE_KEYS: &[&str] = &["every_minutes", "enabled"];
 const THROTTLE_KEYS: &[&str] = &[
     "max_failures_per_account",
     "max_failures_per_ip",
@@ -76,6 +82,7 @@ const IDP_KEYS: &[&str] = &[
     "trust_email",
     "logout",
     "provisioning",
+    "tasks",
     "settings",
 ];
 const LOGOUT_KEYS: &[&str] = &["landing_url", "at_idp"];
@@ -857,6 +864,12 @@ impl<'a> Schema<'a> {
         if let Some(v) = self.get(&tab, "trusted_proxies", &mut keys) {
             h.trusted_proxies = self.cidrs(v, "trusted_proxies", &tab.scope);
         }
+        h.scheduler = self.flag(&tab, &mut keys, "scheduler", true);
+        h.audit_retention_days = self.number(&tab, &mut keys, "audit_retention_days", 90, 1);
+        if let Some(v) = self.get(&tab, "tasks", &mut keys) {
+            h.tasks =
+                self.task_schedules(v, &tab.scope, "[host.tasks]", Some(HOST_TASKS), &mut keys);
+        }
         h.key_locations = keys;
         h
     }
@@ -1263,6 +1276,10 @@ impl<'a> Schema<'a> {
             Some(v) => self.provisioning(v, &tab.scope, &mut keys),
             None => Provisioning::default(),
         };
+        let tasks = match self.get(&tab, "tasks", &mut keys) {
+            Some(v) => self.task_schedules(v, &tab.scope, "`tasks` of [[idp]]", None, &mut keys),
+            None => BTreeMap::new(),
+        };
         let mut secret_pointers = Vec::new();
         let mut settings = serde_json::Value::Object(serde_json::Map::new());
         let mut settings_location = location;
@@ -1300,6 +1317,7 @@ impl<'a> Schema<'a> {
             trust_email,
             logout,
             provisioning,
+            tasks,
             settings,
             secret_pointers,
             settings_location,
@@ -1348,6 +1366,75 @@ impl<'a> Schema<'a> {
             landing_url,
             at_idp: self.flag(&tab, keys, "at_idp", false),
         }
+    }
+
+    /// A table of task schedules, `name = { every_minutes = 15, enabled = true }`, recorded
+    /// under `tasks.{name}.…` in `keys`. With `known`, other task names are unknown keys (the
+    /// host's tasks); without, any name is read (a plugin's, checked against its manifest
+    /// later).
+    fn task_schedules(
+        &mut self,
+        v: &Value<'_>,
+        scope: &Scope,
+        table_name: &str,
+        known: Option<&[&str]>,
+        keys: &mut KeyLocations,
+    ) -> BTreeMap<String, TaskSchedule> {
+        let mut schedules = BTreeMap::new();
+        let Some(table) = self.table_value(
+            v,
+            "tasks",
+            scope,
+            String::from("write e.g. `tasks = { cleanup = { every_minutes = 60 } }`"),
+        ) else {
+            return schedules;
+        };
+        let tab = Tab {
+            table,
+            scope: scope.nested(table_name),
+            location: self.loc(v.span()),
+            prefix: String::from("tasks."),
+        };
+        if let Some(known) = known {
+            self.check_keys(&tab, known, None);
+        }
+        for (k, tv) in sorted(table) {
+            let name: &str = k.get_ref();
+            if known.is_some_and(|known| !known.contains(&name)) {
+                continue;
+            }
+            let Some(entry) = self.get(&tab, name, keys) else {
+                continue;
+            };
+            let Some(inner) = self.table_value(
+                entry,
+                name,
+                &tab.scope,
+                format!("write e.g. `{name} = {{ every_minutes = 60 }}`"),
+            ) else {
+                continue;
+            };
+            let task_tab = Tab {
+                table: inner,
+                scope: tab.scope.nested(format!("`{name}` of {table_name}")),
+                location: self.loc(tv.span()),
+                prefix: format!("tasks.{name}."),
+            };
+            self.check_keys(&task_tab, TASK_SCHEDULE_KEYS, None);
+            let every_minutes = self
+                .get(&task_tab, "every_minutes", keys)
+                .and_then(|ev| self.count(ev, "every_minutes", &task_tab.scope, 1, 60));
+            let enabled = self.flag(&task_tab, keys, "enabled", true);
+            schedules.insert(
+                name.to_owned(),
+                TaskSchedule {
+                    every_minutes,
+                    enabled,
+                    location: self.loc(k.span()),
+                },
+            );
+        }
+        schedules
     }
 
     fn provisioning(

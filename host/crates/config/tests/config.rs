@@ -1173,3 +1173,117 @@ fn bad_trusted_proxies_are_refused_at_their_value() {
         loaded.diagnostics
     );
 }
+
+#[test]
+fn scheduler_keys_default_to_on_hourly_and_ninety_days() {
+    let loaded = check(BASE);
+    let config = loaded.config.expect("config");
+    assert!(config.host.scheduler);
+    assert_eq!(config.host.audit_retention_days, 90);
+    assert!(config.host.tasks.is_empty());
+    assert!(config.idps[0].tasks.is_empty());
+}
+
+#[test]
+fn scheduler_keys_and_task_schedules_are_read_with_positions() {
+    let text = format!(
+        r#"[host]
+scheduler = false
+audit_retention_days = 30
+
+[host.tasks]
+cleanup = {{ every_minutes = 15, enabled = false }}
+
+{BASE}tasks = {{ users = {{ every_minutes = 5 }}, positions = {{ enabled = false }} }}
+"#
+    );
+    let loaded = check(&text);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let config = loaded.config.expect("config");
+    let h = &config.host;
+    assert!(!h.scheduler);
+    assert_eq!(h.audit_retention_days, 30);
+    let cleanup = &h.tasks["cleanup"];
+    assert_eq!((cleanup.every_minutes, cleanup.enabled), (Some(15), false));
+    assert_eq!(cleanup.location, at(&text, "cleanup"));
+    assert_eq!(
+        h.key_location("tasks.cleanup.every_minutes"),
+        at(&text, "every_minutes = 15")
+    );
+    let idp = &config.idps[0];
+    assert_eq!(idp.tasks["users"].every_minutes, Some(5));
+    assert!(idp.tasks["users"].enabled);
+    assert_eq!(idp.tasks["positions"].every_minutes, None);
+    assert!(!idp.tasks["positions"].enabled);
+    assert_eq!(idp.tasks["users"].location, at(&text, "users ="));
+    assert_eq!(idp.key_location("tasks.users"), at(&text, "users ="));
+}
+
+#[test]
+fn unknown_task_keys_are_refused_with_suggestions() {
+    let text = format!(
+        r#"[host]
+schedular = true
+
+[host.tasks]
+clenaup = {{ every_minutes = 15 }}
+
+{BASE}tasks = {{ users = {{ every_minute = 5 }} }}
+"#
+    );
+    let loaded = check(&text);
+    assert!(loaded.config.is_none());
+    let unknown = with_code(&loaded, codes::UNKNOWN_KEY);
+    assert_eq!(unknown.len(), 3, "{:#?}", loaded.diagnostics);
+    assert_eq!(unknown[0].location, at(&text, "schedular"));
+    assert_eq!(
+        unknown[0].help.as_deref(),
+        Some("did you mean `scheduler`?")
+    );
+    assert_eq!(unknown[1].location, at(&text, "clenaup"));
+    assert_eq!(unknown[1].help.as_deref(), Some("did you mean `cleanup`?"));
+    assert!(
+        unknown[1].message.contains("[host.tasks]"),
+        "{}",
+        unknown[1].message
+    );
+    assert_eq!(unknown[2].location, at(&text, "every_minute "));
+    assert_eq!(
+        unknown[2].help.as_deref(),
+        Some("did you mean `every_minutes`?")
+    );
+    assert_eq!(unknown[2].idp.as_deref(), Some("okta"));
+}
+
+#[test]
+fn bad_task_values_are_invalid_values() {
+    let text = format!(
+        r#"[host]
+scheduler = "yes"
+audit_retention_days = 0
+
+[host.tasks]
+cleanup = {{ every_minutes = 0 }}
+
+{BASE}tasks = {{ users = 15, roles = {{ enabled = 1 }} }}
+"#
+    );
+    let loaded = check(&text);
+    assert!(loaded.config.is_none());
+    let found: Vec<Location> = with_code(&loaded, codes::INVALID_VALUE)
+        .iter()
+        .map(|d| d.location)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            at(&text, "\"yes\""),
+            at(&text, "0\n"),
+            at(&text, "0 }"),
+            at(&text, "15,"),
+            at(&text, "1 }"),
+        ],
+        "{:#?}",
+        loaded.diagnostics
+    );
+}

@@ -12,6 +12,7 @@ mod host_keys;
 mod kv;
 mod logins;
 mod sessions;
+mod tasks;
 mod throttle;
 mod users;
 
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Row};
 pub use error::StoreError;
 pub use logins::AuditEvent;
 pub use sessions::{PendingLogin, Session};
+pub use tasks::{NewTaskRun, TaskLease, TaskOutcome, TaskRun};
 pub use throttle::THROTTLE_RETENTION_SECS;
 pub use users::{ADMIN_PROVENANCE, FieldChange, FieldProvenance, NewUser, User};
 
@@ -229,32 +231,76 @@ pub(crate) fn get_bool(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
     }
 }
 
+/// How many rows one [`Store::cleanup`] deleted, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupCounts {
+    pub sessions: u64,
+    pub pending_logins: u64,
+    pub kv: u64,
+    pub throttle: u64,
+    pub audit: u64,
+    pub task_runs: u64,
+}
+
+impl CleanupCounts {
+    /// Every row deleted.
+    pub fn total(&self) -> u64 {
+        self.sessions + self.pending_logins + self.kv + self.throttle + self.audit + self.task_runs
+    }
+}
+
 impl Store {
     /// Deletes what has expired by `now`: sessions and pending sign-ins with
-    /// `expires_at <= now`, key-value rows likewise, and throttle counters whose window began more than
-    /// [`THROTTLE_RETENTION_SECS`] ago. Returns how many rows went. Each table is one statement.
-    pub async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
-        let mut deleted = 0;
-        deleted += sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+    /// `expires_at <= now`, key-value rows likewise, and throttle counters whose window began
+    /// more than [`THROTTLE_RETENTION_SECS`] ago; and the history older than `history_before`:
+    /// audit rows, and task runs except the latest of each task (so that a task's last
+    /// outcome, and when it is next due, are never forgotten). Users, links and keys are never
+    /// touched. Each table is one statement, so a sweep never holds a long lock.
+    pub async fn cleanup(
+        &self,
+        now: i64,
+        history_before: i64,
+    ) -> Result<CleanupCounts, StoreError> {
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        deleted += sqlx::query("DELETE FROM pending_logins WHERE expires_at <= $1")
+        let pending_logins = sqlx::query("DELETE FROM pending_logins WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        deleted += sqlx::query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= $1")
+        let kv = sqlx::query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        deleted += sqlx::query("DELETE FROM throttle_counters WHERE window_start < $1")
+        let throttle = sqlx::query("DELETE FROM throttle_counters WHERE window_start < $1")
             .bind(now.saturating_sub(THROTTLE_RETENTION_SECS))
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(deleted)
+        let audit = sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(history_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let task_runs = sqlx::query(
+            "DELETE FROM task_runs WHERE started_at < $1 AND id NOT IN \
+             (SELECT MAX(id) FROM task_runs GROUP BY task, idp_id)",
+        )
+        .bind(history_before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(CleanupCounts {
+            sessions,
+            pending_logins,
+            kv,
+            throttle,
+            audit,
+            task_runs,
+        })
     }
 }

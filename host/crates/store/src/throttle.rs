@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::{Store, StoreError};
 
-/// How long `delete_expired` keeps a counter after its window began: one day. Throttling
+/// How long `Store::cleanup` keeps a counter after its window began: one day. Throttling
 /// windows longer than this would undercount.
 pub const THROTTLE_RETENTION_SECS: i64 = 86_400;
 

@@ -7,8 +7,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use gatehouse_store::{
-    AuditEvent, Backend, FieldChange, FieldProvenance, NewUser, PendingLogin, Session, Store,
-    StoreError,
+    AuditEvent, Backend, CleanupCounts, FieldChange, FieldProvenance, NewTaskRun, NewUser,
+    PendingLogin, Session, Store, StoreError, TaskOutcome,
 };
 
 const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
@@ -142,7 +142,10 @@ on_both_backends!(
     typed_in_values_never_match,
     idp_links_and_host_keys,
     idp_history,
-    delete_expired_cleans_every_table,
+    cleanup_cleans_every_table,
+    task_lease_is_exclusive_until_it_expires,
+    task_lease_concurrent_acquirers,
+    task_runs_record_and_read,
     admins_and_matches_elsewhere,
 );
 
@@ -1151,7 +1154,7 @@ async fn admins_and_matches_elsewhere(store: &Store, _url: &str) {
     ));
 }
 
-async fn delete_expired_cleans_every_table(store: &Store, _url: &str) {
+async fn cleanup_cleans_every_table(store: &Store, _url: &str) {
     let uid = store
         .create_user(&new_user("olga", "b"), &[], 1)
         .await
@@ -1185,8 +1188,36 @@ async fn delete_expired_cleans_every_table(store: &Store, _url: &str) {
         .throttle_reserve("recent", now - 10, 60, 5)
         .await
         .unwrap();
+    for at in [10, 20, 5_000] {
+        store.audit(&audit_at(at)).await.unwrap();
+    }
+    // Two old runs of `cleanup` (the later one is its latest and stays), one old run of
+    // `users` for IdP `okta` (its only one: stays), one recent run.
+    for (task, idp, at) in [
+        ("cleanup", None, 10),
+        ("cleanup", None, 20),
+        ("users", Some("okta"), 10),
+        ("users", None, 5_000),
+    ] {
+        store
+            .record_task_run(&task_run(task, idp, at))
+            .await
+            .unwrap();
+    }
 
-    assert_eq!(store.delete_expired(500).await.expect("first sweep"), 3);
+    let first = store.cleanup(500, 100).await.expect("first sweep");
+    assert_eq!(
+        first,
+        CleanupCounts {
+            sessions: 1,
+            pending_logins: 1,
+            kv: 1,
+            throttle: 0,
+            audit: 2,
+            task_runs: 1,
+        }
+    );
+    assert_eq!(first.total(), 6);
     assert!(store.session("live", 500).await.unwrap().is_some());
     assert_eq!(
         store.kv_get("s", "live", 500).await.unwrap(),
@@ -1194,10 +1225,31 @@ async fn delete_expired_cleans_every_table(store: &Store, _url: &str) {
     );
     assert_eq!(store.take_pending("old").await.unwrap(), None);
     assert!(store.take_pending("live").await.unwrap().is_some());
+    assert_eq!(store.recent_audit(10).await.unwrap().len(), 1);
+    let cleanup_runs = store.task_runs("cleanup", None, 10).await.unwrap();
+    assert_eq!(cleanup_runs.len(), 1, "the latest run of a task stays");
+    assert_eq!(cleanup_runs[0].run.started_at, 20);
+    assert_eq!(
+        store
+            .task_runs("users", Some("okta"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
-    // At `now` the live session and kv row have expired too, and the ancient failure is past
-    // retention; only the kv row without expiry and the recent failure survive.
-    assert_eq!(store.delete_expired(now).await.expect("second sweep"), 3);
+    // At `now` the live session and kv row have expired too, and the ancient counter is past
+    // retention; only the kv row without expiry and the recent counter survive.
+    let second = store.cleanup(now, 100).await.expect("second sweep");
+    assert_eq!(
+        second,
+        CleanupCounts {
+            sessions: 1,
+            kv: 1,
+            throttle: 1,
+            ..CleanupCounts::default()
+        }
+    );
     assert_eq!(
         store.kv_get("s", "forever", now).await.unwrap(),
         Some(b"x".to_vec())
@@ -1206,6 +1258,225 @@ async fn delete_expired_cleans_every_table(store: &Store, _url: &str) {
     assert!(
         store.user_by_id(uid).await.unwrap().is_some(),
         "users are never swept"
+    );
+    assert_eq!(store.cleanup(now, 100).await.unwrap().total(), 0);
+}
+
+fn audit_at(at: i64) -> AuditEvent {
+    AuditEvent {
+        at,
+        domain: "root".into(),
+        idp_id: None,
+        user_id: None,
+        username: "u".into(),
+        method: "password".into(),
+        outcome: "failure".into(),
+        reason: "test".into(),
+        ip: "192.0.2.1".into(),
+    }
+}
+
+fn task_run(task: &str, idp: Option<&str>, started_at: i64) -> NewTaskRun {
+    NewTaskRun {
+        task: task.into(),
+        idp_id: idp.map(Into::into),
+        holder: "host-a".into(),
+        started_at,
+        finished_at: started_at + 1,
+        outcome: TaskOutcome::Ok,
+        duration_ms: 1_000,
+        summary: format!("{task} at {started_at}"),
+        error: None,
+    }
+}
+
+async fn task_lease_is_exclusive_until_it_expires(store: &Store, url: &str) {
+    let other = Store::connect(url).await.expect("second host");
+    assert!(
+        store
+            .acquire_task_lease("cleanup", "", "a", 100, 160)
+            .await
+            .unwrap()
+    );
+    // Another host is refused while the lease lives, up to its last second.
+    assert!(
+        !other
+            .acquire_task_lease("cleanup", "", "b", 100, 160)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .acquire_task_lease("cleanup", "", "b", 159, 219)
+            .await
+            .unwrap()
+    );
+    // The same task for an IdP is another lease.
+    assert!(
+        other
+            .acquire_task_lease("cleanup", "okta", "b", 100, 160)
+            .await
+            .unwrap()
+    );
+    // The holder may take it again (and extend it), and renew it.
+    assert!(
+        store
+            .acquire_task_lease("cleanup", "", "a", 120, 180)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .renew_task_lease("cleanup", "", "a", 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .renew_task_lease("cleanup", "", "b", 300)
+            .await
+            .unwrap()
+    );
+    let lease = store
+        .task_lease("cleanup", "")
+        .await
+        .unwrap()
+        .expect("lease");
+    assert_eq!(
+        (lease.holder.as_str(), lease.acquired_at, lease.expires_at),
+        ("a", 120, 200)
+    );
+
+    // Expired (`expires_at <= now`): a crashed holder's lease is taken over.
+    assert!(
+        !other
+            .acquire_task_lease("cleanup", "", "b", 199, 260)
+            .await
+            .unwrap()
+    );
+    assert!(
+        other
+            .acquire_task_lease("cleanup", "", "b", 200, 260)
+            .await
+            .unwrap()
+    );
+    // The old holder can neither renew nor release it any more.
+    assert!(
+        !store
+            .renew_task_lease("cleanup", "", "a", 400)
+            .await
+            .unwrap()
+    );
+    assert!(!store.release_task_lease("cleanup", "", "a").await.unwrap());
+    assert_eq!(
+        store
+            .task_lease("cleanup", "")
+            .await
+            .unwrap()
+            .map(|l| l.holder),
+        Some("b".to_owned())
+    );
+    // Released, it is free at once.
+    assert!(other.release_task_lease("cleanup", "", "b").await.unwrap());
+    assert_eq!(store.task_lease("cleanup", "").await.unwrap(), None);
+    assert!(
+        store
+            .acquire_task_lease("cleanup", "", "a", 201, 261)
+            .await
+            .unwrap()
+    );
+    // A lease must end after it starts.
+    assert!(matches!(
+        store.acquire_task_lease("x", "", "a", 100, 100).await,
+        Err(StoreError::Invalid(_))
+    ));
+    other.close().await;
+}
+
+/// Many hosts racing for one free (or expired) lease: exactly one wins each round.
+async fn task_lease_concurrent_acquirers(store: &Store, url: &str) {
+    let other = Store::connect(url).await.expect("second host");
+    for round in 0..5i64 {
+        let now = 1_000 + round * 100;
+        let mut racers = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let s = if i % 2 == 0 {
+                store.clone()
+            } else {
+                other.clone()
+            };
+            racers.spawn(async move {
+                s.acquire_task_lease("users", "okta", &format!("host-{i}"), now, now + 60)
+                    .await
+            });
+        }
+        let mut winners = 0;
+        while let Some(won) = racers.join_next().await {
+            if won.expect("task").expect("acquire") {
+                winners += 1;
+            }
+        }
+        // Each round's lease expires before the next round (60 < 100), so it is free again.
+        assert_eq!(
+            winners, 1,
+            "round {round}: exactly one host may hold the lease"
+        );
+    }
+    other.close().await;
+}
+
+async fn task_runs_record_and_read(store: &Store, _url: &str) {
+    assert_eq!(store.last_task_run("cleanup", None).await.unwrap(), None);
+    let mut failed = task_run("cleanup", None, 50);
+    failed.outcome = TaskOutcome::Failed;
+    failed.error = Some("database is locked".into());
+    let id = store.record_task_run(&failed).await.unwrap();
+    store
+        .record_task_run(&task_run("cleanup", None, 40))
+        .await
+        .unwrap();
+    store
+        .record_task_run(&task_run("cleanup", Some("okta"), 60))
+        .await
+        .unwrap();
+    let mut skipped = task_run("users", Some("okta"), 70);
+    skipped.outcome = TaskOutcome::Skipped;
+    store.record_task_run(&skipped).await.unwrap();
+
+    let last = store
+        .last_task_run("cleanup", None)
+        .await
+        .unwrap()
+        .expect("a run");
+    assert_eq!(last.id, id, "the latest start, not the latest insertion");
+    assert_eq!(last.run, failed);
+    let runs = store.task_runs("cleanup", None, 10).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.run.started_at).collect::<Vec<_>>(),
+        [50, 40]
+    );
+    assert_eq!(
+        store
+            .last_task_run("cleanup", Some("okta"))
+            .await
+            .unwrap()
+            .map(|r| r.run.started_at),
+        Some(60)
+    );
+    assert_eq!(
+        store
+            .last_task_run("users", Some("okta"))
+            .await
+            .unwrap()
+            .map(|r| r.run.outcome),
+        Some(TaskOutcome::Skipped)
+    );
+    assert!(
+        store
+            .task_runs("cleanup", None, 0)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
