@@ -7,8 +7,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use gatehouse_store::{
-    AuditEvent, Backend, FieldChange, FieldProvenance, NewUser, PendingLogin, Session, Store,
-    StoreError,
+    AuditEvent, Backend, FieldChange, FieldProvenance, NewUser, PendingLogin, Session,
+    SignInPurpose, Store, StoreError,
 };
 
 const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
@@ -214,7 +214,7 @@ fn pending(token_hash: &str, expires_at: i64) -> PendingLogin {
         plugin_state: vec![0, 1, 2, 255],
         browser_binding_hash: "binding".into(),
         return_to: "/course/view.php?id=3".into(),
-        test_mode: true,
+        purpose: SignInPurpose::TestSignIn,
         created_at: 100,
         expires_at,
     }
@@ -731,7 +731,7 @@ async fn sessions_create_read_expire_delete(store: &Store, _url: &str) {
 async fn take_pending_is_single_use(store: &Store, _url: &str) {
     let live = pending("tok-live", 1000);
     let mut expired = pending("tok-old", 50);
-    expired.test_mode = false;
+    expired.purpose = SignInPurpose::SignIn;
     expired.plugin_state = Vec::new();
     store.insert_pending(&live).await.expect("insert");
     store.insert_pending(&expired).await.expect("insert");
