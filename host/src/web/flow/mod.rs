@@ -202,6 +202,24 @@ pub async fn finish(
         at: now,
     };
     let pending = take_pending(state, idp, browser, &answer, &auditor, now).await?;
+    // A test sign-in's pending row is bound to this browser; it must still be an
+    // administrator's, and that is checked before the plugin is asked anything.
+    let tester = match pending.purpose {
+        SignInPurpose::SignIn => None,
+        SignInPurpose::TestSignIn => match session::administrator(state, browser.headers).await {
+            Ok((_, admin)) => Some(admin),
+            Err(refusal) => {
+                auditor
+                    .refused(
+                        None,
+                        "",
+                        "a test sign-in came back to a browser without an administrator's session",
+                    )
+                    .await?;
+                return Err(refusal);
+            }
+        },
+    };
     let request = CallbackRequest {
         callback_url: answer.callback_url.into(),
         query: pairs(answer.query).into(),
@@ -222,26 +240,12 @@ pub async fn finish(
         }
     };
 
-    match pending.purpose {
-        SignInPurpose::TestSignIn => {
-            // The pending sign-in is bound to this browser; it must still be an admin's.
-            let admin = match session::administrator(state, browser.headers).await {
-                Ok((_, admin)) => admin,
-                Err(refusal) => {
-                    auditor
-                        .refused(
-                            None,
-                            "",
-                            "a test sign-in came back to a browser without an administrator's session",
-                        )
-                        .await?;
-                    return Err(refusal);
-                }
-            };
+    match tester {
+        Some(admin) => {
             let report = test_sign_in::report(state, domain, idp, &identity, &admin, now).await?;
             Ok(Finished::Tested(report))
         }
-        SignInPurpose::SignIn => {
+        None => {
             let user_id = match provision::provision(state, domain, idp, &identity, now).await? {
                 Ok(user_id) => user_id,
                 Err((username, reason)) => {
