@@ -1,5 +1,5 @@
 //! The admin's routes through the real router: reload without downtime (a broken file keeps
-//! the running configuration, a good one replaces it) and the test sign-in (dry run).
+//! the running configuration, a good one replaces it) and the test sign-in (nothing saved).
 
 use axum::http::StatusCode;
 use gatehouse_tests::TestHost;
@@ -206,7 +206,10 @@ async fn a_test_sign_in_of_an_existing_user_shows_the_field_by_field_diff() {
     assert_eq!(changes[0]["old"], "Typed");
     assert_eq!(changes[0]["new"], "Example");
     let unchanged = host.store.user_by_id(user.id).await.unwrap().unwrap();
-    assert_eq!(unchanged.firstname, "Typed", "a dry run writes nothing");
+    assert_eq!(
+        unchanged.firstname, "Typed",
+        "a test sign-in writes nothing"
+    );
 }
 
 #[tokio::test]

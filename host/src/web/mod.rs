@@ -86,3 +86,80 @@ pub fn app(state: AppState) -> Router {
 async fn unknown_route() -> AppError {
     AppError::not_found("There is nothing at this address.")
 }
+
+#[cfg(test)]
+mod tests {
+    /// The handler modules and their source.
+    const HANDLERS: [(&str, &str); 5] = [
+        ("account", include_str!("account.rs")),
+        ("admin", include_str!("admin.rs")),
+        ("login", include_str!("login.rs")),
+        ("profile", include_str!("profile.rs")),
+        ("sso", include_str!("sso.rs")),
+    ];
+
+    /// What a module names from `super`: its `use super::{…}` block and `super::x` paths.
+    fn names_from_super(source: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for (index, _) in source.match_indices("super::") {
+            let rest = &source[index + "super::".len()..];
+            let text = match rest.strip_prefix('{') {
+                Some(block) => block.split("};").next().unwrap_or_default(),
+                None => rest
+                    .split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .next()
+                    .unwrap_or_default(),
+            };
+            // Only what starts a path names a module: `flow::{self, Begin}` names `flow`.
+            let mut depth = 0usize;
+            let mut at_start = true;
+            let mut word = String::new();
+            for c in text.chars().chain(std::iter::once(',')) {
+                if c.is_alphanumeric() || c == '_' {
+                    word.push(c);
+                    continue;
+                }
+                if !word.is_empty() {
+                    if depth == 0 && at_start {
+                        names.push(word.clone());
+                    }
+                    at_start = false;
+                    word.clear();
+                }
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth = depth.saturating_sub(1),
+                    ',' if depth == 0 => at_start = true,
+                    _ => {}
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn imports_from_super_are_found() {
+        let source = "use super::{\n    error::{A, B},\n    sso::{self, X},\n    pages, session,\n};\nfn f() { super::login::g() }";
+        assert_eq!(
+            names_from_super(source),
+            ["error", "sso", "pages", "session", "login"]
+        );
+    }
+
+    #[test]
+    fn no_handler_module_imports_another() {
+        for (name, source) in HANDLERS {
+            let imported = names_from_super(source);
+            assert!(
+                imported.iter().any(|n| n == "error"),
+                "{name}: {imported:?}"
+            );
+            for (other, _) in HANDLERS {
+                assert!(
+                    !imported.iter().any(|n| n == other),
+                    "handler module `{name}` imports handler module `{other}`: {imported:?}"
+                );
+            }
+        }
+    }
+}

@@ -58,7 +58,7 @@ async fn candidate(state: &AppState, user: &User) -> AppResult<Candidate> {
 }
 
 /// Looks up the accounts `claims` could match on `domain` and plans the sign-in.
-/// Reads only; the real sign-in and the admin's dry run share it.
+/// Reads only; the real sign-in and the test sign-in share it.
 pub async fn plan_sign_in(
     state: &AppState,
     domain: SiteDomain<'_>,
