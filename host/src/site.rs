@@ -82,6 +82,39 @@ impl<'s> SiteDomain<'s> {
     }
 }
 
+/// One domain of a shared site, owned: what a request extracts and keeps for its whole
+/// life, while a reload may swap in another site for later requests.
+#[derive(Debug, Clone)]
+pub struct SharedDomain {
+    site: Arc<Site>,
+    /// A position valid in `site` (checked when made; the site never changes).
+    index: usize,
+}
+
+impl SharedDomain {
+    /// The domain of `site` serving `host`, if any.
+    pub fn for_host(site: Arc<Site>, host: &str) -> Option<Self> {
+        let index = site.resolution.index_for_host(host)?;
+        site.at(index)?;
+        Some(Self { site, index })
+    }
+
+    pub fn get(&self) -> SiteDomain<'_> {
+        let site = &*self.site;
+        // `index` was checked against this very (immutable) site in `for_host`.
+        SiteDomain {
+            config: &site.configs[self.index],
+            plan: &site.resolution.domains()[self.index],
+            idps: &site.idps[self.index],
+        }
+    }
+
+    /// The site the domain belongs to (the one the request started with).
+    pub fn site(&self) -> &Site {
+        &self.site
+    }
+}
+
 /// Everything the request path needs, immutable once built.
 #[derive(Debug)]
 pub struct Site {

@@ -1,5 +1,5 @@
 //! The admin's routes through the real router: reload without downtime (a broken file keeps
-//! the running configuration, a good one replaces it) and the test sign-in (dry run).
+//! the running configuration, a good one replaces it) and the test sign-in (nothing saved).
 
 use axum::http::StatusCode;
 use gatehouse_tests::TestHost;
@@ -206,7 +206,10 @@ async fn a_test_sign_in_of_an_existing_user_shows_the_field_by_field_diff() {
     assert_eq!(changes[0]["old"], "Typed");
     assert_eq!(changes[0]["new"], "Example");
     let unchanged = host.store.user_by_id(user.id).await.unwrap().unwrap();
-    assert_eq!(unchanged.firstname, "Typed", "a dry run writes nothing");
+    assert_eq!(
+        unchanged.firstname, "Typed",
+        "a test sign-in writes nothing"
+    );
 }
 
 #[tokio::test]
@@ -231,4 +234,100 @@ fn test_result(body: &str) -> serde_json::Value {
     let start = body.find(start_marker).expect("test result") + start_marker.len();
     let end = body[start..].find("</script>").expect("end of test result") + start;
     serde_json::from_str(&body[start..end]).expect("test result is JSON")
+}
+
+fn sets_session(page: &gatehouse_tests::Page) -> bool {
+    page.set_cookies
+        .iter()
+        .any(|c| c.starts_with("gh_session=") && !c.contains("Max-Age=0"))
+}
+
+/// A test sign-in's state token comes back at the ordinary callback, and the pending
+/// sign-in's purpose, not the route, decides: it shows the plan and never signs in, and
+/// without an administrator's session it is refused (audited) with nothing written.
+#[tokio::test]
+async fn a_test_sign_in_token_at_the_callback_never_signs_in() {
+    let host = TestHost::start(&button("Example")).await;
+    let mut admin = host.admin_browser("localhost").await;
+    let admin_session = admin.cookies["gh_session"].clone();
+    let users_before = host.store.count_users().await.unwrap();
+
+    let page = admin.round_trip("/admin/test-login/example").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert_eq!(test_result(&page.body)["saved"], false);
+    assert!(!sets_session(&page), "{:?}", page.set_cookies);
+    assert_eq!(admin.cookies["gh_session"], admin_session);
+    assert_eq!(host.store.count_users().await.unwrap(), users_before);
+
+    // The same browser, no longer signed in as an administrator, brings a test sign-in's
+    // answer back: refused, nothing saved, no session.
+    let begun = admin.get("/admin/test-login/example").await;
+    assert_eq!(begun.status, StatusCode::SEE_OTHER, "{begun:?}");
+    admin.cookies.remove("gh_session");
+    let page = admin.follow(&begun).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{page:?}");
+    assert!(!sets_session(&page), "{:?}", page.set_cookies);
+    assert!(!page.body.contains("test-result"), "{}", page.body);
+    assert_eq!(host.store.count_users().await.unwrap(), users_before);
+    let audit = host.store.recent_audit(1).await.unwrap();
+    assert_eq!(audit[0].outcome, "refused", "{audit:?}");
+    assert!(audit[0].reason.contains("test sign-in"), "{audit:?}");
+}
+
+/// The other way round: a real sign-in begun by an administrator's browser is a sign-in
+/// (provisions, starts a session), never a test sign-in's report.
+#[tokio::test]
+async fn a_sign_in_token_is_never_ended_as_a_test_sign_in() {
+    let host = TestHost::start(&button("Example")).await;
+    let mut admin = host.admin_browser("localhost").await;
+    let page = admin.round_trip("/sso/example/start?return_to=%2F").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{page:?}");
+    assert!(sets_session(&page), "{:?}", page.set_cookies);
+    assert!(!page.body.contains("test-result"));
+    assert!(
+        host.store
+            .user_by_username("example.user@example.test")
+            .await
+            .unwrap()
+            .is_some(),
+        "the sign-in provisioned its user"
+    );
+    let audit = host.store.recent_audit(1).await.unwrap();
+    assert_eq!(
+        (audit[0].method.as_str(), audit[0].outcome.as_str()),
+        ("sso", "success")
+    );
+}
+
+/// The `Admin` extractor refuses as the handlers did: 401 signed out, 403 for anyone who is
+/// not an administrator, on JSON routes in JSON.
+#[tokio::test]
+async fn admin_routes_refuse_non_admins_with_the_same_statuses_in_json() {
+    let host = TestHost::start(&button("Example")).await;
+    let id = host.create_user("learner", false).await;
+    let mut learner = host.signed_in_browser("localhost", id).await;
+    let mut anonymous = host.browser("localhost");
+    for path in [
+        format!("/admin/users/{id}/links"),
+        format!("/admin/users/{id}/profile"),
+    ] {
+        let page = learner.get(&path).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}: {page:?}");
+        assert_eq!(page.json()["code"], "forbidden", "{path}");
+        let page = anonymous.get(&path).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{path}: {page:?}");
+        assert_eq!(page.json()["code"], "unauthorized", "{path}");
+    }
+    let page = learner
+        .send_json(
+            "POST",
+            &format!("/admin/users/{id}/links"),
+            &serde_json::json!({ "idp": "example" }),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{page:?}");
+    assert!(
+        host.store.linked_idps(id).await.unwrap().is_empty(),
+        "nothing linked"
+    );
 }

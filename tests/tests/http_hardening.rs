@@ -173,3 +173,109 @@ async fn hsts_is_sent_when_the_public_url_is_https() {
         "max-age=31536000"
     );
 }
+
+// --- One error path ------------------------------------------------------------------------
+
+fn is_html(page: &gatehouse_tests::Page) -> bool {
+    page.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
+fn is_json(page: &gatehouse_tests::Page) -> bool {
+    page.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// A malformed JSON body to a JSON route is our 400, as JSON with a message, never axum's
+/// plain text (or its 422 for a body of the wrong shape).
+#[tokio::test]
+async fn a_malformed_json_body_gets_a_json_400_with_a_message() {
+    let host = TestHost::start(EXAMPLE_CONFIG).await;
+    let id = host.create_user("grace", false).await;
+    let mut grace = host.signed_in_browser("localhost", id).await;
+    let csrf = grace.csrf().await;
+    for (body, what) in [
+        (r#"{"fields": {"firstname": "#, "syntax error"),
+        (r#"{"fields": ["not", "a", "map"]}"#, "wrong shape"),
+        (r#"{"fields": {}, "surprise": 1}"#, "unknown member"),
+    ] {
+        let request = Request::builder()
+            .method("PATCH")
+            .uri("/me/profile")
+            .header(header::HOST, "localhost")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-csrf-token", &csrf)
+            .header(
+                header::COOKIE,
+                format!("gh_session={}; gh_csrf={csrf}", grace.cookies["gh_session"]),
+            )
+            .body(Body::from(body))
+            .expect("request");
+        let page = grace.send(request).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{what}: {page:?}");
+        assert!(is_json(&page), "{what}: {page:?}");
+        let json = page.json();
+        assert_eq!(json["code"], "invalid_body", "{what}: {json}");
+        let message = json["error"].as_str().unwrap_or_default();
+        assert!(message.contains("body"), "{what}: {message}");
+    }
+    // A user id that is not a number is a JSON 400 too, after the admin check.
+    let mut admin = host.admin_browser("localhost").await;
+    let page = admin.get("/admin/users/not-a-number/links").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{page:?}");
+    assert_eq!(page.json()["code"], "invalid_path");
+}
+
+/// A malformed form to a page is our HTML 400 (the error page), not axum's plain text.
+#[tokio::test]
+async fn a_malformed_form_to_a_page_gets_an_html_400() {
+    let host = TestHost::start(EXAMPLE_CONFIG).await;
+    let mut browser = host.browser("localhost");
+    let csrf = browser.csrf().await;
+    let page = browser
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "grace"),
+                ("username", "ada"),
+                ("password", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{page:?}");
+    assert!(is_html(&page), "{page:?}");
+    assert!(page.body.contains("<h1>Bad Request</h1>"), "{}", page.body);
+    assert!(page.body.contains("form"), "{}", page.body);
+    assert!(host.store.recent_audit(1).await.expect("audit").is_empty());
+}
+
+/// The JSON routes answer refusals in JSON (`{"error": message, "code": …}`, the shape `/me`
+/// always had); pages and unknown paths answer with the HTML error page.
+#[tokio::test]
+async fn json_routes_refuse_in_json_and_pages_in_html() {
+    let host = TestHost::start(EXAMPLE_CONFIG).await;
+    let mut anonymous = host.browser("localhost");
+    let me = anonymous.get("/me").await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    assert!(is_json(&me), "{me:?}");
+    assert_eq!(me.json()["code"], "unauthorized");
+    assert!(me.json()["error"].is_string(), "{}", me.body);
+
+    let page = anonymous.get("/admin/test-login/example").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(is_html(&page), "{page:?}");
+
+    let unknown = anonymous.get("/no/such/page").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(is_html(&unknown), "{unknown:?}");
+
+    let mut stranger = host.browser("unknown.test");
+    let elsewhere = stranger.get("/login").await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND, "{elsewhere:?}");
+    assert!(is_html(&elsewhere));
+}

@@ -7,7 +7,9 @@ use std::{collections::HashSet, path::Path, process::Command, time::Duration};
 use gatehouse::{
     config::codes,
     startup,
-    store::{AuditEvent, PendingLogin, Session, THROTTLE_RETENTION_SECS, TaskOutcome},
+    store::{
+        AuditEvent, PendingLogin, Session, SignInPurpose, THROTTLE_RETENTION_SECS, TaskOutcome,
+    },
     tasks::{Scheduler, TaskError, TaskSettings, quiet},
 };
 use gatehouse_tests::{EXAMPLE_CONFIG, TestHost, config_text, parse_config, plugin_dir};
@@ -28,6 +30,7 @@ fn session(id_hash: &str, user_id: i64, expires_at: i64) -> Session {
         user_id,
         domain: "root".into(),
         idp_id: None,
+        subject: None,
         logout_state: Vec::new(),
         csrf_token: format!("csrf-{id_hash}"),
         created_at: expires_at - 3_600,
@@ -42,7 +45,7 @@ fn pending(token_hash: &str, expires_at: i64) -> PendingLogin {
         plugin_state: Vec::new(),
         browser_binding_hash: "binding".into(),
         return_to: "/".into(),
-        test_mode: false,
+        purpose: SignInPurpose::SignIn,
         created_at: expires_at - 600,
         expires_at,
     }

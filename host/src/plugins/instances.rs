@@ -239,6 +239,7 @@ mod tests {
                 attributes: Vec::new(),
                 tasks: Vec::new(),
                 state_parameter: "state".into(),
+                routes: Vec::new(),
                 path: PathBuf::new(),
             },
             object: IdpFfi_TO::from_value(Inert, TD_Opaque),

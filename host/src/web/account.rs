@@ -2,7 +2,6 @@
 //! and the health check.
 
 use axum::{
-    Form, Json,
     extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
@@ -16,10 +15,10 @@ use crate::state::AppState;
 
 use super::{
     error::{AppError, AppResult},
+    extract::{Domain, Form, Json, SignedIn},
     http_util::{ClientIp, SESSION_COOKIE, clear_cookie},
-    login::domain_of,
     pages, session,
-    sso::base_url,
+    urls::base_url,
 };
 
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
@@ -41,14 +40,11 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> AppResul
 }
 
 /// The signed-in user as JSON; 401 when signed out.
-pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    let Some((session, user)) = session::current(&state, &headers).await? else {
-        return Ok((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "not signed in" })),
-        )
-            .into_response());
-    };
+pub async fn me(
+    State(state): State<AppState>,
+    SignedIn { session, user }: SignedIn,
+    headers: HeaderMap,
+) -> AppResult<Response> {
     // Scripts cannot read the HttpOnly CSRF cookie, so the token a JSON client sends in
     // `X-CSRF-Token` comes from here.
     let (csrf, set_csrf) = session::csrf_token(&state, &headers).await?;
@@ -86,6 +82,7 @@ pub async fn logout(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
+    domain: Domain,
     Form(form): Form<LogoutForm>,
 ) -> AppResult<Response> {
     if !session::csrf_ok(&state, &headers, &form.csrf).await? {
@@ -94,8 +91,7 @@ pub async fn logout(
         )
         .with_detail("CSRF token missing or wrong on POST /logout"));
     }
-    let site = state.site();
-    let domain = domain_of(&site, &headers)?;
+    let domain = domain.get();
     let current = session::current(&state, &headers).await?;
     let mut destination = "/logged-out".to_owned();
     let mut post_form = None;

@@ -1,13 +1,24 @@
-//! The one error type of the web layer and its conversion to an HTTP response: the
-//! user sees a plain sentence, the log gets the detail.
+//! The one error type of the web layer and its one path to an HTTP response: the user
+//! sees a plain sentence (an HTML page, or JSON on the JSON routes), the log gets the
+//! detail. It is not where requests are logged (`trace`) nor where bodies are parsed
+//! (`extract`, whose rejections arrive here).
+//!
+//! An [`AppError`] always renders as the HTML error page and carries its [`ErrorBody`] in
+//! the response's extensions; [`json_errors`], layered on the JSON routes only, re-renders
+//! that body as `{"error": message, "code": code, …}`. So a handler, an extractor or a
+//! rejection never has to know which kind of route it serves.
 
 use std::time::Duration;
 
 use axum::{
+    Json,
+    extract::Request,
     http::{HeaderValue, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
 use gatehouse_plugin_api::{ErrorKind, PluginError};
+use serde_json::{Map, Value};
 
 use crate::plugins::CallError;
 
@@ -22,6 +33,50 @@ pub struct AppError {
     pub detail: String,
     /// Sent as `Retry-After` (seconds), for refusals that pass with time.
     pub retry_after: Option<u64>,
+    /// A stable machine-readable name for JSON clients; by default named after the status.
+    pub code: &'static str,
+    /// More members of the JSON body (e.g. the refused fields of a profile edit).
+    pub extra: Map<String, Value>,
+}
+
+/// What a JSON client is told about an error: the public sentence, the code and any
+/// extra members. Kept in the response's extensions for [`json_errors`].
+#[derive(Debug, Clone)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    pub extra: Map<String, Value>,
+}
+
+impl ErrorBody {
+    /// `{"error": message, "code": code, …extra}`. `error` stays the sentence because
+    /// that is the shape JSON clients already read (`/me`, profile edits).
+    pub fn to_json(&self) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("error".into(), Value::String(self.message.clone()));
+        body.insert("code".into(), Value::String(self.code.to_owned()));
+        Value::Object(body)
+    }
+}
+
+/// The default code of a status.
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::BAD_GATEWAY => "bad_gateway",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "timeout",
+        status if status.is_server_error() => "internal",
+        _ => "error",
+    }
 }
 
 impl AppError {
@@ -32,7 +87,19 @@ impl AppError {
             detail: public.clone(),
             public,
             retry_after: None,
+            code: code_for(status),
+            extra: Map::new(),
         }
+    }
+    /// Names the error for JSON clients (instead of the status's default code).
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+    /// Adds a member to the JSON body.
+    pub fn with_json(mut self, name: &str, value: Value) -> Self {
+        self.extra.insert(name.to_owned(), value);
+        self
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
@@ -52,6 +119,9 @@ impl AppError {
     }
     pub fn forbidden(public: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, public)
+    }
+    pub fn unauthorized(public: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, public)
     }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self::new(
@@ -144,8 +214,31 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        response.extensions_mut().insert(ErrorBody {
+            code: self.code,
+            message: self.public,
+            extra: self.extra,
+        });
         response
     }
+}
+
+/// Middleware of the JSON routes: an error response (one that carries an [`ErrorBody`],
+/// whether a handler, an extractor or a rejection made it) is sent as JSON with the same
+/// status and headers (`Retry-After`, cookies) instead of the HTML page.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let Some(body) = response.extensions_mut().remove::<ErrorBody>() else {
+        return response;
+    };
+    let (parts, _html) = response.into_parts();
+    let mut json = (parts.status, Json(body.to_json())).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().append(name, value.clone());
+        }
+    }
+    json
 }
 
 pub type AppResult<T> = Result<T, AppError>;

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 
 use axum::{
-    Form,
-    extract::{Query, State},
+    extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
@@ -19,42 +18,24 @@ use gatehouse_resolver::{
     loop_breaker,
 };
 
-use crate::{
-    passwords,
-    site::{Site, SiteDomain},
-    state::AppState,
-};
+use crate::{passwords, site::SiteDomain, state::AppState};
 
 use super::{
     error::{AppError, AppResult},
-    http_util::{ClientIp, LOOP_COOKIE, cookie, request_host, safe_return_to, set_cookie},
+    extract::{Domain, Form, Query},
+    http_util::{ClientIp, LOOP_COOKIE, cookie, safe_return_to, set_cookie},
     pages::{self, Button, LoginPage},
     session, throttle,
+    urls::start_url,
 };
-
-/// Finds the domain a request is for, by its `Host` header.
-pub(super) fn domain_of<'s>(site: &'s Site, headers: &HeaderMap) -> AppResult<SiteDomain<'s>> {
-    let host = request_host(headers);
-    site.domain_for_host(host).ok_or_else(|| {
-        AppError::not_found("This address is not served here.")
-            .with_detail(format!("no domain has host `{host}`"))
-    })
-}
-
-pub(super) fn start_url(idp_id: &str, return_to: &str) -> String {
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("return_to", return_to)
-        .finish();
-    format!("/sso/{idp_id}/start?{query}")
-}
 
 pub async fn show(
     State(state): State<AppState>,
+    domain: Domain,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> AppResult<Response> {
-    let site = state.site();
-    let domain = domain_of(&site, &headers)?;
+    let domain = domain.get();
     let return_to = safe_return_to(query.get("return_to").map(String::as_str));
     if session::current(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(&return_to).into_response());
@@ -223,13 +204,13 @@ fn form_not_offered(domain: SiteDomain<'_>, nosso: bool) -> Option<&'static str>
 
 pub async fn submit(
     State(state): State<AppState>,
+    domain: Domain,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
-    let site = state.site();
-    let domain = domain_of(&site, &headers)?;
+    let domain = domain.get();
     if !session::csrf_ok(&state, &headers, &form.csrf).await? {
         return Err(AppError::forbidden(
             "This form has expired. Please reload the page and try again.",

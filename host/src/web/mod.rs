@@ -2,13 +2,22 @@
 //! a socket and `serve` binds to one. Handlers translate HTTP to calls on the
 //! store, the site and the plugins; the decisions live elsewhere.
 //!
-//! Around every route: a malformed `Host` is refused before routing (`host_header`), and
-//! every response carries the browser hardening headers (`headers`).
+//! Handler modules (`account`, `admin`, `login`, `profile`, `sso`) never import one
+//! another: what they share lives in modules that are not handlers — the sign-in flow
+//! (`flow`), the preconditions (`extract`), the error path (`error`), `session`, `pages`,
+//! `urls` and `http_util`.
+//!
+//! Around every route: the request log (`trace`), a malformed `Host` refused
+//! (`host_header`), and the browser hardening headers on every response (`headers`). The
+//! JSON routes also send their errors as JSON (`error::json_errors`); every other route is
+//! a page and sends the HTML error page.
 
 mod account;
 mod admin;
 pub mod browser_tokens;
 mod error;
+pub mod extract;
+pub mod flow;
 pub mod headers;
 pub mod host_header;
 pub mod http_util;
@@ -18,6 +27,8 @@ mod profile;
 mod session;
 mod sso;
 mod throttle;
+pub mod trace;
+pub mod urls;
 
 use axum::{
     Router, middleware,
@@ -26,13 +37,13 @@ use axum::{
 
 use crate::state::AppState;
 
-pub use error::{AppError, status_for};
+pub use error::{AppError, ErrorBody, status_for};
 
 /// The whole router, with its state.
 pub fn app(state: AppState) -> Router {
     // Secure cookies are on exactly when the public URL is https, which is when HSTS is due.
     let https = state.settings().secure_cookies;
-    let routes = Router::new()
+    let pages = Router::new()
         .route("/", get(account::home))
         .route("/login", get(login::show).post(login::submit))
         .route("/sso/{idp}/start", get(sso::start))
@@ -42,13 +53,16 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/logout", post(account::logout))
         .route("/logged-out", get(account::logged_out))
+        // The route is a user contract; the code calls it a test sign-in.
+        .route("/admin/test-login/{idp}", get(admin::test_sign_in))
+        .fallback(unknown_route);
+    let json = Router::new()
         .route("/me", get(account::me))
         .route(
             "/me/profile",
             get(profile::my_profile).patch(profile::edit_my_profile),
         )
         .route("/admin/reload", post(admin::reload))
-        .route("/admin/test-login/{idp}", get(admin::test_login))
         .route(
             "/admin/users/{id}/profile",
             get(profile::user_profile).patch(profile::edit_user_profile),
@@ -59,7 +73,93 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/admin/users/{id}/links/{idp}", delete(admin::unlink_idp))
         .route("/healthz", get(account::healthz))
+        .route_layer(middleware::from_fn(error::json_errors));
+    let routes = pages
+        .merge(json)
         .with_state(state)
         .layer(middleware::from_fn(host_header::require_valid_host));
-    headers::harden(routes, https)
+    // Outermost, so the latency and status it records are the ones the client gets.
+    headers::harden(routes, https).layer(trace::layer())
+}
+
+/// No route has this path: the HTML not-found page, as every other refusal.
+async fn unknown_route() -> AppError {
+    AppError::not_found("There is nothing at this address.")
+}
+
+#[cfg(test)]
+mod tests {
+    /// The handler modules and their source.
+    const HANDLERS: [(&str, &str); 5] = [
+        ("account", include_str!("account.rs")),
+        ("admin", include_str!("admin.rs")),
+        ("login", include_str!("login.rs")),
+        ("profile", include_str!("profile.rs")),
+        ("sso", include_str!("sso.rs")),
+    ];
+
+    /// What a module names from `super`: its `use super::{…}` block and `super::x` paths.
+    fn names_from_super(source: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for (index, _) in source.match_indices("super::") {
+            let rest = &source[index + "super::".len()..];
+            let text = match rest.strip_prefix('{') {
+                Some(block) => block.split("};").next().unwrap_or_default(),
+                None => rest
+                    .split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .next()
+                    .unwrap_or_default(),
+            };
+            // Only what starts a path names a module: `flow::{self, Begin}` names `flow`.
+            let mut depth = 0usize;
+            let mut at_start = true;
+            let mut word = String::new();
+            for c in text.chars().chain(std::iter::once(',')) {
+                if c.is_alphanumeric() || c == '_' {
+                    word.push(c);
+                    continue;
+                }
+                if !word.is_empty() {
+                    if depth == 0 && at_start {
+                        names.push(word.clone());
+                    }
+                    at_start = false;
+                    word.clear();
+                }
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth = depth.saturating_sub(1),
+                    ',' if depth == 0 => at_start = true,
+                    _ => {}
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn imports_from_super_are_found() {
+        let source = "use super::{\n    error::{A, B},\n    sso::{self, X},\n    pages, session,\n};\nfn f() { super::login::g() }";
+        assert_eq!(
+            names_from_super(source),
+            ["error", "sso", "pages", "session", "login"]
+        );
+    }
+
+    #[test]
+    fn no_handler_module_imports_another() {
+        for (name, source) in HANDLERS {
+            let imported = names_from_super(source);
+            assert!(
+                imported.iter().any(|n| n == "error"),
+                "{name}: {imported:?}"
+            );
+            for (other, _) in HANDLERS {
+                assert!(
+                    !imported.iter().any(|n| n == other),
+                    "handler module `{name}` imports handler module `{other}`: {imported:?}"
+                );
+            }
+        }
+    }
 }

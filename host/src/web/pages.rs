@@ -187,7 +187,7 @@ pub fn post_form_page(step: &LoginStep) -> impl IntoResponse + use<> {
 
 /// The result of an admin's test sign-in: a summary and the whole result as JSON, which
 /// scripts (and tests) read from the `test-result` element.
-pub fn test_login_page(idp: &str, summary: &str, result: &serde_json::Value) -> Html<String> {
+pub fn test_sign_in_page(idp: &str, summary: &str, result: &serde_json::Value) -> Html<String> {
     let pretty = serde_json::to_string_pretty(result).unwrap_or_default();
     // Inside <script>, only `<` can end the element early; JSON allows it escaped.
     let embedded = pretty.replace('<', "\\u003c");

@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 
 use axum::{
-    Json,
-    extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    extract::State,
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use gatehouse_resolver::locks::{self, EditRefusal, Editor, FieldLock};
@@ -19,9 +18,8 @@ use serde_json::{Value, json};
 use crate::{site::Site, state::AppState};
 
 use super::{
-    admin::{require_admin, require_csrf_header},
     error::{AppError, AppResult},
-    session,
+    extract::{Admin, CsrfHeader, Json, Path, SignedIn},
 };
 
 /// A profile edit: field → new value.
@@ -31,48 +29,40 @@ pub struct Edit {
     fields: BTreeMap<String, String>,
 }
 
-pub async fn my_profile(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    let user = signed_in(&state, &headers).await?;
+pub async fn my_profile(
+    State(state): State<AppState>,
+    SignedIn { user, .. }: SignedIn,
+) -> AppResult<Response> {
     profile_response(&state, &user, Editor::Owner).await
 }
 
 pub async fn edit_my_profile(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: CsrfHeader,
+    SignedIn { user, .. }: SignedIn,
     Json(edit): Json<Edit>,
 ) -> AppResult<Response> {
-    require_csrf_header(&state, &headers).await?;
-    let user = signed_in(&state, &headers).await?;
     apply(&state, &user, Editor::Owner, edit).await
 }
 
 pub async fn user_profile(
     State(state): State<AppState>,
+    _: Admin,
     Path(user_id): Path<i64>,
-    headers: HeaderMap,
 ) -> AppResult<Response> {
-    require_admin(&state, &headers).await?;
     let user = user_or_404(&state, user_id).await?;
     profile_response(&state, &user, Editor::Admin).await
 }
 
 pub async fn edit_user_profile(
     State(state): State<AppState>,
+    _: CsrfHeader,
+    _: Admin,
     Path(user_id): Path<i64>,
-    headers: HeaderMap,
     Json(edit): Json<Edit>,
 ) -> AppResult<Response> {
-    require_csrf_header(&state, &headers).await?;
-    require_admin(&state, &headers).await?;
     let user = user_or_404(&state, user_id).await?;
     apply(&state, &user, Editor::Admin, edit).await
-}
-
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> AppResult<User> {
-    session::current(state, headers)
-        .await?
-        .map(|(_, user)| user)
-        .ok_or_else(|| AppError::new(StatusCode::UNAUTHORIZED, "Please sign in first."))
 }
 
 async fn user_or_404(state: &AppState, user_id: i64) -> AppResult<User> {
@@ -166,14 +156,12 @@ async fn apply(state: &AppState, user: &User, editor: Editor, edit: Edit) -> App
                 json!({ "field": field, "reason": r.to_string(), "locked_by": locked_by })
             })
             .collect();
-        return Ok((
+        return Err(AppError::new(
             StatusCode::CONFLICT,
-            Json(json!({
-                "error": "nothing was changed: some fields cannot be edited",
-                "refused": refused,
-            })),
+            "nothing was changed: some fields cannot be edited",
         )
-            .into_response());
+        .with_code("not_editable")
+        .with_json("refused", Value::Array(refused)));
     }
     if edit
         .fields

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use gatehouse_store::{Session, User};
 
 use crate::state::AppState;
 
 use super::{
     browser_tokens::Purpose,
-    error::AppResult,
+    error::{AppError, AppResult},
     http_util::{
         CSRF_COOKIE, SESSION_COOKIE, cookie, request_host, set_cookie, token_hash, tokens_match,
     },
@@ -43,6 +43,22 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<
     }
     let user = state.store().user_by_id(session.user_id).await?;
     Ok(user.filter(|u| !u.suspended).map(|user| (session, user)))
+}
+
+/// The signed-in administrator, or why the request is refused: 401 when signed out, 403
+/// for anyone else. The `Admin` extractor and the end of a test sign-in both ask here.
+pub async fn administrator(state: &AppState, headers: &HeaderMap) -> AppResult<(Session, User)> {
+    match current(state, headers).await? {
+        None => Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "Please sign in as an administrator first.",
+        )),
+        Some((_, user)) if !user.is_admin => {
+            Err(AppError::forbidden("This page is for administrators.")
+                .with_detail(format!("user `{}` is not an administrator", user.username)))
+        }
+        Some(found) => Ok(found),
+    }
 }
 
 /// Starts a session for `user_id` on `domain` under a new random id, ending the one the

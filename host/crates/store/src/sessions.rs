@@ -38,10 +38,38 @@ pub struct PendingLogin {
     /// Hash of the value of the browser-binding cookie set when the sign-in started.
     pub browser_binding_hash: String,
     pub return_to: String,
-    /// A "test this IdP" run rather than a real sign-in.
-    pub test_mode: bool,
+    /// What the sign-in is for; the callback ends it accordingly and never as the other.
+    pub purpose: SignInPurpose,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// What a pending sign-in was begun for.
+///
+/// Stored in the `test_mode` column (0 or 1): the mapping lives here, at the store's
+/// boundary, so no caller sees the flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInPurpose {
+    /// A real sign-in: provisions and starts a session.
+    SignIn,
+    /// An administrator's test sign-in of an IdP: shows the plan and saves nothing.
+    TestSignIn,
+}
+
+impl SignInPurpose {
+    fn to_column(self) -> i64 {
+        match self {
+            Self::SignIn => 0,
+            Self::TestSignIn => 1,
+        }
+    }
+    fn from_column(test_mode: bool) -> Self {
+        if test_mode {
+            Self::TestSignIn
+        } else {
+            Self::SignIn
+        }
+    }
 }
 
 fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
@@ -65,7 +93,7 @@ fn pending_from_row(row: &AnyRow) -> Result<PendingLogin, StoreError> {
         plugin_state: row.try_get("plugin_state")?,
         browser_binding_hash: row.try_get("browser_binding_hash")?,
         return_to: row.try_get("return_to")?,
-        test_mode: get_bool(row, "test_mode")?,
+        purpose: SignInPurpose::from_column(get_bool(row, "test_mode")?),
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
     })
@@ -200,7 +228,7 @@ impl Store {
         .bind(p.plugin_state.as_slice())
         .bind(&p.browser_binding_hash)
         .bind(&p.return_to)
-        .bind(i64::from(p.test_mode))
+        .bind(p.purpose.to_column())
         .bind(p.created_at)
         .bind(p.expires_at)
         .execute(&self.pool)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use gatehouse_store::{
     AuditEvent, Backend, CleanupCounts, FieldChange, FieldProvenance, NewTaskRun, NewUser,
-    PendingLogin, Session, Store, StoreError, TaskOutcome,
+    PendingLogin, Session, SignInPurpose, Store, StoreError, TaskOutcome,
 };
 
 const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
@@ -218,7 +218,7 @@ fn pending(token_hash: &str, expires_at: i64) -> PendingLogin {
         plugin_state: vec![0, 1, 2, 255],
         browser_binding_hash: "binding".into(),
         return_to: "/course/view.php?id=3".into(),
-        test_mode: true,
+        purpose: SignInPurpose::TestSignIn,
         created_at: 100,
         expires_at,
     }
@@ -735,7 +735,7 @@ async fn sessions_create_read_expire_delete(store: &Store, _url: &str) {
 async fn take_pending_is_single_use(store: &Store, _url: &str) {
     let live = pending("tok-live", 1000);
     let mut expired = pending("tok-old", 50);
-    expired.test_mode = false;
+    expired.purpose = SignInPurpose::SignIn;
     expired.plugin_state = Vec::new();
     store.insert_pending(&live).await.expect("insert");
     store.insert_pending(&expired).await.expect("insert");

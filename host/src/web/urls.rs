@@ -1,0 +1,35 @@
+//! The host's own URLs that more than one handler writes: where a sign-in starts and where
+//! an IdP sends the browser back. The one place that knows those route shapes besides the
+//! router (`web::app`); not a handler, and the sign-in flow takes these URLs as inputs
+//! rather than knowing them.
+
+use axum::http::HeaderMap;
+
+use crate::state::AppState;
+
+use super::http_util::request_host;
+
+/// The scheme of the public URL with the host the browser used (already matched against a
+/// configured domain), so cookies and callbacks stay on that host.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    let scheme = if state.settings().public_url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", request_host(headers))
+}
+
+/// `/sso/{idp}/callback` on this host: where IdP `idp_id` answers, for sign-ins and test
+/// sign-ins alike.
+pub fn callback_url(state: &AppState, headers: &HeaderMap, idp_id: &str) -> String {
+    format!("{}/sso/{idp_id}/callback", base_url(state, headers))
+}
+
+/// `/sso/{idp}/start?return_to=…`, the login page's buttons and automatic redirect.
+pub fn start_url(idp_id: &str, return_to: &str) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .finish();
+    format!("/sso/{idp_id}/start?{query}")
+}
