@@ -38,6 +38,16 @@ impl SiteIdp {
             .iter()
             .find(|r| r.mount == RouteMount::BELOW_IDP && r.path.as_str() == path)
     }
+    /// Where the browser lands after signing out through this IdP.
+    pub fn logout_landing(&self) -> String {
+        self.config
+            .logout
+            .landing_url
+            .as_deref()
+            .filter(|l| !l.is_empty())
+            .unwrap_or("/logged-out")
+            .to_owned()
+    }
     pub fn has(&self, capability: Capabilities) -> bool {
         self.instance.plugin.capabilities.contains(capability)
     }

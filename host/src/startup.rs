@@ -47,6 +47,7 @@ pub fn web_settings(config: &Config) -> WebSettings {
         max_failures_per_ip: i64::from(host.login_throttle.max_failures_per_ip),
         throttle_window: Duration::from_secs(u64::from(host.login_throttle.window_minutes) * 60),
         trusted_proxies: host.trusted_proxies.clone(),
+        inbound_max_body_bytes: host.inbound_max_body_bytes as usize,
     }
 }
 

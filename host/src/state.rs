@@ -28,6 +28,8 @@ pub struct WebSettings {
     pub max_failures_per_account: i64,
     pub max_failures_per_ip: i64,
     pub throttle_window: Duration,
+    /// The host's cap on bodies sent to plugins' inbound routes.
+    pub inbound_max_body_bytes: usize,
     /// Reverse proxies whose forwarding headers name the client (`[host] trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }

@@ -25,8 +25,11 @@ use crate::{Browser, Page};
 
 /// The `Host` header the tests' browsers send; callbacks are on this host.
 pub const HOST: &str = "localhost";
-/// Where the host sends the browser after signing out (the post-logout redirect).
-pub const LOGGED_OUT_URL: &str = "http://localhost/logged-out";
+/// The post-logout redirect the host gives a provider for IdP instance `idp`: its
+/// `/sso/{idp}/logout`, which goes on to the logout landing page.
+pub fn logout_url(idp: &str) -> String {
+    format!("http://{HOST}/sso/{idp}/logout")
+}
 /// How long a node peer may take to start on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Per-request limit for the IdP-side client.
@@ -136,7 +139,7 @@ pub fn client(idp: &str, client_id: &str, client_secret: &str, auth_method: &str
         "client_id": client_id,
         "client_secret": client_secret,
         "redirect_uris": [callback_url(idp)],
-        "post_logout_redirect_uris": [LOGGED_OUT_URL],
+        "post_logout_redirect_uris": [logout_url(idp)],
         "grant_types": ["authorization_code"],
         "response_types": ["code"],
         "token_endpoint_auth_method": auth_method,

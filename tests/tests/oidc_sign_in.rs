@@ -9,8 +9,8 @@ use base64::Engine as _;
 use gatehouse_tests::{
     TestHost,
     oidc::{
-        self, HOST, IdpAgent, LOGGED_OUT_URL, OidcProvider, ProviderOptions, callback_url,
-        local_path, param, sets_session, sign_in,
+        self, HOST, IdpAgent, OidcProvider, ProviderOptions, callback_url, local_path, param,
+        sets_session, sign_in,
     },
 };
 use serde_json::{Value, json};
@@ -321,8 +321,8 @@ async fn logout_at_the_idp_ends_the_provider_session_and_comes_back_to_the_host(
         "{end_session}"
     );
     assert_eq!(
-        param(&url, "post_logout_redirect_uri").as_deref(),
-        Some(LOGGED_OUT_URL)
+        param(&url, "post_logout_redirect_uri"),
+        Some(oidc::logout_url("corp"))
     );
     let hint = param(&url, "id_token_hint").expect("id_token_hint");
     let claims = jwt_claims(&hint);
@@ -332,8 +332,11 @@ async fn logout_at_the_idp_ends_the_provider_session_and_comes_back_to_the_host(
 
     // Confirm at the provider, which sends the browser back to the host.
     let back = agent.end_session(&end_session).await;
-    assert!(back.starts_with(LOGGED_OUT_URL), "{back}");
-    let landing = browser.get(&local_path(&back)).await;
+    assert!(back.starts_with(&oidc::logout_url("corp")), "{back}");
+    let returned = browser.get(&local_path(&back)).await;
+    assert_eq!(returned.status, StatusCode::SEE_OTHER, "{returned:?}");
+    assert_eq!(returned.location.as_deref(), Some("/logged-out"));
+    let landing = browser.follow(&returned).await;
     assert_eq!(landing.status, StatusCode::OK, "{landing:?}");
     assert!(landing.body.contains("Sign in again"), "{}", landing.body);
 

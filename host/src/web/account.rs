@@ -17,8 +17,7 @@ use super::{
     error::{AppError, AppResult},
     extract::{Domain, Form, Json, SignedIn},
     http_util::{ClientIp, SESSION_COOKIE, clear_cookie},
-    pages, session,
-    urls::base_url,
+    pages, session, urls,
 };
 
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
@@ -113,23 +112,14 @@ pub async fn logout(
             .await?;
         let idp = session.idp_id.as_deref().and_then(|id| domain.idp(id));
         if let Some(idp) = idp {
-            if let Some(landing) = idp
-                .config
-                .logout
-                .landing_url
-                .as_deref()
-                .filter(|l| !l.is_empty())
-            {
-                destination = landing.to_owned();
-            }
+            destination = idp.logout_landing();
             if idp.config.logout.at_idp && idp.can_logout_at_idp() {
-                let return_url = if destination.starts_with('/') {
-                    format!("{}{destination}", base_url(&state, &headers))
-                } else {
-                    destination.clone()
-                };
+                // The IdP sends the browser back to /sso/{idp}/logout, which reaches the
+                // plugin (or goes on to the landing page).
+                let return_url = urls::logout_url(&state, &headers, idp.id());
+                let subject = session.subject.clone().unwrap_or(user.username.clone());
                 let request = LogoutRequest {
-                    subject: user.username.as_str().into(),
+                    subject: subject.into(),
                     logout_state: session.logout_state.clone().into(),
                     return_url: return_url.into(),
                 };

@@ -21,6 +21,7 @@ pub mod flow;
 pub mod headers;
 pub mod host_header;
 pub mod http_util;
+mod inbound;
 mod login;
 mod pages;
 mod profile;
@@ -32,7 +33,7 @@ pub mod urls;
 
 use axum::{
     Router, middleware,
-    routing::{delete, get, post},
+    routing::{any, delete, get, post},
 };
 
 use crate::state::AppState;
@@ -51,11 +52,20 @@ pub fn app(state: AppState) -> Router {
             "/sso/{idp}/callback",
             get(sso::callback_get).post(sso::callback_post),
         )
+        .route("/sso/{idp}/metadata", get(inbound::metadata))
+        .route(
+            "/sso/{idp}/logout",
+            get(inbound::logout).post(inbound::logout),
+        )
+        // Routes plugins declare below their mount; the host's own above win.
+        .route("/sso/{idp}/{*path}", any(inbound::below_idp))
         .route("/logout", post(account::logout))
         .route("/logged-out", get(account::logged_out))
         // The route is a user contract; the code calls it a test sign-in.
         .route("/admin/test-login/{idp}", get(admin::test_sign_in))
-        .fallback(unknown_route);
+        // Plugins' fixed protocol paths, looked up in the current site (so a reload
+        // changes them), else the not-found page.
+        .fallback(inbound::fixed_or_not_found);
     let json = Router::new()
         .route("/me", get(account::me))
         .route(
@@ -82,17 +92,13 @@ pub fn app(state: AppState) -> Router {
     headers::harden(routes, https).layer(trace::layer())
 }
 
-/// No route has this path: the HTML not-found page, as every other refusal.
-async fn unknown_route() -> AppError {
-    AppError::not_found("There is nothing at this address.")
-}
-
 #[cfg(test)]
 mod tests {
     /// The handler modules and their source.
-    const HANDLERS: [(&str, &str); 5] = [
+    const HANDLERS: [(&str, &str); 6] = [
         ("account", include_str!("account.rs")),
         ("admin", include_str!("admin.rs")),
+        ("inbound", include_str!("inbound.rs")),
         ("login", include_str!("login.rs")),
         ("profile", include_str!("profile.rs")),
         ("sso", include_str!("sso.rs")),

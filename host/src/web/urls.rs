@@ -26,6 +26,12 @@ pub fn callback_url(state: &AppState, headers: &HeaderMap, idp_id: &str) -> Stri
     format!("{}/sso/{idp_id}/callback", base_url(state, headers))
 }
 
+/// `/sso/{idp}/logout` on this host: where IdP `idp_id` sends the browser back after
+/// signing out there (OIDC's `post_logout_redirect_uri`, SAML's single logout).
+pub fn logout_url(state: &AppState, headers: &HeaderMap, idp_id: &str) -> String {
+    format!("{}/sso/{idp_id}/logout", base_url(state, headers))
+}
+
 /// `/sso/{idp}/start?return_to=…`, the login page's buttons and automatic redirect.
 pub fn start_url(idp_id: &str, return_to: &str) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())

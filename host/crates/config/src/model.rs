@@ -169,6 +169,9 @@ pub struct HostSettings {
     /// Plugins' outgoing HTTP.
     pub http_timeout_seconds: u32,
     pub http_max_response_bytes: u32,
+    /// The largest body an IdP or peer may send to a plugin's inbound route (a route may
+    /// declare less, never more).
+    pub inbound_max_body_bytes: u32,
     /// Plugin calls running at once for one IdP; more are refused as busy.
     pub plugin_calls_per_idp: u32,
     /// Plugin calls running at once in the whole host (each holds a thread).
@@ -207,6 +210,7 @@ impl Default for HostSettings {
             plugin_call_timeout_seconds: 15,
             http_timeout_seconds: 10,
             http_max_response_bytes: 1_048_576,
+            inbound_max_body_bytes: 262_144,
             plugin_calls_per_idp: 64,
             plugin_calls_max: 256,
             idp_breaker_failures: 5,

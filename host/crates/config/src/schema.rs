@@ -37,6 +37,7 @@ const HOST_KEYS: &[&str] = &[
     "plugin_call_timeout_seconds",
     "http_timeout_seconds",
     "http_max_response_bytes",
+    "inbound_max_body_bytes",
     "plugin_calls_per_idp",
     "plugin_calls_max",
     "idp_breaker_failures",
@@ -846,6 +847,8 @@ impl<'a> Schema<'a> {
         h.http_timeout_seconds = self.number(&tab, &mut keys, "http_timeout_seconds", 10, 1);
         h.http_max_response_bytes =
             self.number(&tab, &mut keys, "http_max_response_bytes", 1_048_576, 1);
+        h.inbound_max_body_bytes =
+            self.number(&tab, &mut keys, "inbound_max_body_bytes", 262_144, 1);
         h.plugin_calls_per_idp = self.number(&tab, &mut keys, "plugin_calls_per_idp", 64, 1);
         h.plugin_calls_max = self.number(&tab, &mut keys, "plugin_calls_max", 256, 1);
         h.idp_breaker_failures = self.number(&tab, &mut keys, "idp_breaker_failures", 5, 1);
