@@ -4,8 +4,8 @@
 //! taken in one statement), and recorded with its outcome, duration and summary.
 //!
 //! It is not a job queue (nothing is enqueued; a task is due or not, from its last recorded
-//! start) and not where plugins' results are acted on beyond recording them: that is
-//! [`apply_task_output`]'s job, which applies nothing yet.
+//! start). A plugin task's output is recorded (its `summary`) and its host actions are
+//! carried out by [`apply_task_output`] through `actions`, like an inbound reply's.
 
 mod runner;
 pub mod schedule;
@@ -15,7 +15,14 @@ use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 use gatehouse_config::{Config, TaskSchedule};
 use gatehouse_store::StoreError;
 
-use crate::{plugins::IdpInstance, site::Site, state::AppState};
+use gatehouse_plugin_api::{HostAction, SessionSelector};
+
+use crate::{
+    actions::{self, ActionSource},
+    plugins::IdpInstance,
+    site::Site,
+    state::AppState,
+};
 
 pub use runner::{Progress, RunReport, Scheduler, TaskStatus, quiet, statuses};
 pub use schedule::{DEFAULT_EVERY_MINUTES, Schedule};
@@ -198,17 +205,62 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
-/// Applies what a plugin task returned to the host's data.
+/// Applies what a plugin task returned: the host actions in its `actions` array, the same
+/// ones an inbound reply carries, confined to the task's IdP and audited by `actions`.
+/// An output the host cannot read fails the run; nothing else in it is applied.
 ///
-/// The hook where host actions from plugin output belong (the inbound-request actions the
-/// host will offer): today the host records the output's summary and applies nothing, so
-/// this accepts every output. An output the host cannot apply will fail the run from here.
+/// ```text
+/// {"summary": "…", "actions": [{"kind": "end_sessions", "subject": "…"}]}
+/// ```
 pub async fn apply_task_output(
-    _state: &AppState,
-    _task: &TaskId,
-    _output: &serde_json::Value,
+    state: &AppState,
+    task: &TaskId,
+    output: &serde_json::Value,
 ) -> Result<(), String> {
-    Ok(())
+    let actions = actions_in(output)?;
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let Some(idp) = task.idp.as_deref() else {
+        return Err("a host task cannot return actions".into());
+    };
+    let origin = format!("task `{}`", task.name);
+    let source = ActionSource {
+        idp_id: idp,
+        domain: "",
+        ip: "",
+        origin: &origin,
+    };
+    actions::apply(state.store(), state.now(), source, &actions)
+        .await
+        .map(|_| ())
+        .map_err(|error| format!("applying the task's actions failed: {error}"))
+}
+
+/// The host actions of a task's output (none when it has no `actions`).
+fn actions_in(output: &serde_json::Value) -> Result<Vec<HostAction>, String> {
+    let Some(list) = output.get("actions") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or("`actions` in the task's output is not an array")?;
+    list.iter()
+        .enumerate()
+        .map(|(index, action)| {
+            let kind = action.get("kind").and_then(|k| k.as_str());
+            match kind {
+                Some("end_sessions") => {
+                    let subject = action.get("subject").and_then(|s| s.as_str()).unwrap_or("");
+                    if subject.is_empty() {
+                        return Err(format!("action {index}: end_sessions needs a subject"));
+                    }
+                    Ok(HostAction::end_sessions(SessionSelector::subject(subject)))
+                }
+                other => Err(format!("action {index}: unknown kind {other:?}")),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -216,6 +268,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn task_output_actions_are_read_strictly() {
+        assert_eq!(actions_in(&json!({"summary": "x"})), Ok(Vec::new()));
+        assert_eq!(
+            actions_in(&json!({"actions": [{"kind": "end_sessions", "subject": "ada"}]})),
+            Ok(vec![HostAction::end_sessions(SessionSelector::subject(
+                "ada"
+            ))])
+        );
+        for bad in [
+            json!({"actions": {"kind": "end_sessions"}}),
+            json!({"actions": [{"kind": "end_sessions"}]}),
+            json!({"actions": [{"kind": "end_sessions", "subject": ""}]}),
+            json!({"actions": [{"kind": "drop_tables"}]}),
+        ] {
+            assert!(actions_in(&bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_summary_is_the_outputs_summary_or_the_compact_json() {
