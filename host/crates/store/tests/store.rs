@@ -132,6 +132,7 @@ on_both_backends!(
     password_and_suspension,
     users_matching_case_and_branch,
     sessions_create_read_expire_delete,
+    idp_sessions_by_subject_and_logout_state,
     take_pending_is_single_use,
     take_pending_concurrent_takers,
     kv_ttl_and_only_if_absent,
@@ -730,6 +731,65 @@ async fn sessions_create_read_expire_delete(store: &Store, _url: &str) {
         .await
         .expect("delete twice is fine");
     assert_eq!(store.session("hash-2", 0).await.expect("read"), Some(s2));
+}
+
+async fn idp_sessions_by_subject_and_logout_state(store: &Store, _url: &str) {
+    let uid = store
+        .create_user(&new_user("ada", "b"), &[], 1)
+        .await
+        .expect("user");
+    let at_idp = |hash: &str, idp: &str, subject: &str, state: &[u8], expires_at| {
+        let mut s = session(hash, uid, expires_at);
+        s.idp_id = Some(idp.into());
+        s.subject = Some(subject.into());
+        s.logout_state = state.to_vec();
+        s
+    };
+    for s in [
+        at_idp("a1", "saml", "ada", b"index-1", 1000),
+        at_idp("a2", "saml", "ada", b"index-2", 1000),
+        at_idp("a3", "saml", "ada", b"index-3", 50),
+        at_idp("g1", "saml", "grace", b"index-1", 1000),
+        at_idp("o1", "oidc", "ada", b"index-1", 1000),
+    ] {
+        store.create_session(&s).await.expect("session");
+    }
+    let count = |subject, state| store.count_idp_sessions("saml", subject, state, 100);
+    assert_eq!(
+        count(Some("ada"), None).await.expect("count"),
+        2,
+        "live only"
+    );
+    assert_eq!(count(None, Some(&b"index-1"[..])).await.expect("count"), 2);
+    assert_eq!(
+        count(Some("ada"), Some(&b"index-2"[..]))
+            .await
+            .expect("count"),
+        1
+    );
+    assert!(matches!(
+        count(None, None).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.delete_idp_sessions("saml", None, None).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    // Only that IdP's sessions of that subject: the other IdP's and subject's stay.
+    let ended = store
+        .delete_idp_sessions("saml", Some("ada"), None)
+        .await
+        .expect("delete");
+    assert_eq!(ended, 3, "expired ones too");
+    assert!(store.session("g1", 0).await.expect("read").is_some());
+    assert!(store.session("o1", 0).await.expect("read").is_some());
+    let ended = store
+        .delete_idp_sessions("saml", None, Some(&b"index-1"[..]))
+        .await
+        .expect("delete");
+    assert_eq!(ended, 1);
+    assert!(store.session("g1", 0).await.expect("read").is_none());
 }
 
 async fn take_pending_is_single_use(store: &Store, _url: &str) {
