@@ -452,6 +452,7 @@ fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCod
             "version": info.map(|i| i.version.clone()),
             "api_version": info.map(|i| i.api_version.to_string()),
             "capabilities": info.map(|i| i.capabilities.names()),
+            "routes": info.map(|i| i.routes.iter().map(route_text).collect::<Vec<_>>()),
             "status": status,
             "reason": (!detail.is_empty()).then_some(detail),
         }));
@@ -477,6 +478,9 @@ fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCod
                 if let Some(reason) = row["reason"].as_str() {
                     println!("    {reason}");
                 }
+                for route in row["routes"].as_array().into_iter().flatten() {
+                    println!("    serves {}", route.as_str().unwrap_or_default());
+                }
             }
         }
     }
@@ -485,6 +489,23 @@ fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCod
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A declared plugin route as `gatehouse plugins` shows it: `POST /sso/{idp}/notify`.
+fn route_text(route: &gatehouse_plugin_api::RouteDecl) -> String {
+    use gatehouse_plugin_api::{RouteHandling, RouteMount};
+    let methods: Vec<&str> = route.methods.iter().map(|m| m.as_str()).collect();
+    let path = if route.mount == RouteMount::BELOW_IDP {
+        format!("/sso/{{idp}}/{}", route.path)
+    } else {
+        route.path.to_string()
+    };
+    let kind = if route.handling == RouteHandling::BROWSER_CALLBACK {
+        " (browser callback)"
+    } else {
+        ""
+    };
+    format!("{} {path}{kind}", methods.join("|"))
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {

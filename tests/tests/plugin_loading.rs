@@ -162,6 +162,14 @@ fn gatehouse_plugins_lists_every_library_with_its_status() {
         "{stdout}"
     );
     assert!(stdout.contains("plugin API 2.0"), "{stdout}");
+    // The routes a plugin serves besides start and callback (plugin API 1.1).
+    for route in [
+        "serves POST /sso/{idp}/notify",
+        "serves POST /example/sep.php",
+        "serves GET /example/sso_finish.php (browser callback)",
+    ] {
+        assert!(stdout.contains(route), "{route}: {stdout}");
+    }
     assert!(
         stdout
             .lines()
