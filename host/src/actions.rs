@@ -48,9 +48,7 @@ pub async fn apply(
                         .push("end-sessions without a subject or logout state".into());
                     continue;
                 }
-                let subject = (!selector.subject.is_empty()).then_some(selector.subject.as_str());
-                let state =
-                    (!selector.logout_state.is_empty()).then_some(selector.logout_state.as_slice());
+                let (subject, state) = selector.filters();
                 let ended = store
                     .delete_idp_sessions(source.idp_id, subject, state)
                     .await?;

@@ -253,6 +253,14 @@ impl SessionSelector {
     pub fn is_empty(&self) -> bool {
         self.subject.is_empty() && self.logout_state.is_empty()
     }
+
+    /// The subject and the logout state to match, `None` where either part is "any".
+    pub fn filters(&self) -> (Option<&str>, Option<&[u8]>) {
+        (
+            (!self.subject.is_empty()).then_some(self.subject.as_str()),
+            (!self.logout_state.is_empty()).then_some(self.logout_state.as_slice()),
+        )
+    }
 }
 
 /// The kind of a [`HostAction`]: an integer newtype, so later versions add kinds without

@@ -290,9 +290,8 @@ impl HostFfi for CallCapabilities<'_> {
     }
 
     fn sessions_alive(&self, sessions: SessionSelector) -> RResult<u32, PluginError> {
-        let subject = (!sessions.subject.is_empty()).then_some(sessions.subject.as_str());
-        let state = (!sessions.logout_state.is_empty()).then_some(sessions.logout_state.as_slice());
-        if subject.is_none() && state.is_none() {
+        let (subject, state) = sessions.filters();
+        if sessions.is_empty() {
             return RResult::RErr(PluginError::internal(
                 "a session selector needs a subject or a logout state",
             ));

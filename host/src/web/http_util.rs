@@ -198,6 +198,22 @@ pub fn request_host(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+/// `application/x-www-form-urlencoded` bytes (a body or a query string) as name/value
+/// pairs, read leniently: what an IdP or peer sent is the plugin's to judge.
+pub fn decode_pairs(encoded: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(encoded)
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+/// Name/value pairs as the plugin ABI carries them.
+pub fn abi_pairs(pairs: Vec<(String, String)>) -> Vec<gatehouse_plugin_api::Pair> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| gatehouse_plugin_api::Pair::new(name, value))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

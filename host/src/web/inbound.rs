@@ -27,7 +27,7 @@ use super::{
     error::{AppError, AppResult},
     extract::{Domain, Path},
     flow::{self, Answer, BrowserRequest},
-    http_util::ClientIp,
+    http_util::{ClientIp, abi_pairs, decode_pairs},
     urls,
 };
 
@@ -180,13 +180,17 @@ async fn serve(
             format!("an inbound body over {cap} bytes to `{}`", route.path),
         )
     })?;
-    let query = pairs(request.uri.query().unwrap_or_default().as_bytes());
+    let query = decode_pairs(request.uri.query().unwrap_or_default().as_bytes());
     let is_form = request
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let form = if is_form { pairs(&body) } else { Vec::new() };
+    let form = if is_form {
+        decode_pairs(&body)
+    } else {
+        Vec::new()
+    };
 
     if route.handling == RouteHandling::BROWSER_CALLBACK {
         let answer = Answer {
@@ -209,8 +213,8 @@ async fn serve(
         route: route.path.clone(),
         host: super::http_util::request_host(&request.headers).into(),
         headers: passed_headers(&request.headers).into(),
-        query: to_pairs(query).into(),
-        form: to_pairs(form).into(),
+        query: abi_pairs(query).into(),
+        form: abi_pairs(form).into(),
         body: body.to_vec().into(),
     };
     let reply = state
@@ -280,16 +284,6 @@ fn respond(reply: gatehouse_plugin_api::InboundReply) -> AppResult<Response> {
         headers.append(name, value);
     }
     Ok(response)
-}
-
-fn pairs(encoded: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(encoded)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn to_pairs(pairs: Vec<(String, String)>) -> Vec<Pair> {
-    pairs.into_iter().map(|(k, v)| Pair::new(k, v)).collect()
 }
 
 #[cfg(test)]

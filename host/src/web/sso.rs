@@ -14,7 +14,7 @@ use super::{
     error::{AppError, AppResult},
     extract::{Domain, Path, Query},
     flow::{self, Answer, Begin, Begun, BrowserRequest, Finished},
-    http_util::{ClientIp, safe_return_to},
+    http_util::{ClientIp, decode_pairs, safe_return_to},
     urls,
 };
 
@@ -68,9 +68,7 @@ pub async fn callback_post(
     body: Bytes,
 ) -> AppResult<Finished> {
     // Read leniently (not a typed form): the IdP's fields are the plugin's to judge.
-    let form = form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = decode_pairs(&body);
     callback(state, domain, idp, ip, headers, query, form).await
 }
 

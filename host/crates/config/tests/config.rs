@@ -1287,3 +1287,25 @@ cleanup = {{ every_minutes = 0 }}
         loaded.diagnostics
     );
 }
+
+#[test]
+fn inbound_max_body_bytes_defaults_to_256_kib_and_refuses_zero_or_a_string() {
+    let defaults = check(&format!("[host]\n{BASE}")).config.expect("valid");
+    assert_eq!(defaults.host.inbound_max_body_bytes, 262_144);
+    let set = check(&format!("[host]\ninbound_max_body_bytes = 4096\n{BASE}"))
+        .config
+        .expect("valid");
+    assert_eq!(set.host.inbound_max_body_bytes, 4096);
+    for bad in ["0", "\"1MB\""] {
+        let text = format!("[host]\ninbound_max_body_bytes = {bad}\n{BASE}");
+        let loaded = check(&text);
+        let found = with_code(&loaded, codes::INVALID_VALUE);
+        assert_eq!(found.len(), 1, "{bad}: {:#?}", loaded.diagnostics);
+        assert_eq!(found[0].location, at(&text, bad));
+        assert!(
+            found[0].message.contains("inbound_max_body_bytes"),
+            "{}",
+            found[0].message
+        );
+    }
+}

@@ -18,7 +18,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
-use gatehouse_plugin_api::{BeginRequest, CallbackRequest, LoginStep, Pair, StepMethod};
+use gatehouse_plugin_api::{BeginRequest, CallbackRequest, LoginStep, StepMethod};
 use gatehouse_store::{PendingLogin, SignInPurpose};
 
 use crate::{
@@ -30,7 +30,8 @@ use super::{
     browser_tokens::Purpose as TokenPurpose,
     error::{AppError, AppResult},
     http_util::{
-        LOOP_COOKIE, PENDING_COOKIE, clear_cookie, cookie, set_cookie, token_hash, tokens_match,
+        LOOP_COOKIE, PENDING_COOKIE, abi_pairs, clear_cookie, cookie, set_cookie, token_hash,
+        tokens_match,
     },
     pages, session,
 };
@@ -222,8 +223,8 @@ pub async fn finish(
     };
     let request = CallbackRequest {
         callback_url: answer.callback_url.into(),
-        query: pairs(answer.query).into(),
-        form: pairs(answer.form).into(),
+        query: abi_pairs(answer.query).into(),
+        form: abi_pairs(answer.form).into(),
         state: pending.plugin_state.into(),
     };
     let identity = match state
@@ -363,10 +364,4 @@ async fn take_pending(
         ));
     }
     Ok(pending)
-}
-
-fn pairs(list: Vec<(String, String)>) -> Vec<Pair> {
-    list.into_iter()
-        .map(|(name, value)| Pair::new(name, value))
-        .collect()
 }
