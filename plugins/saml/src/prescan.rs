@@ -114,6 +114,12 @@ pub fn scan(document: &Document<'_>, ns: &str, root_name: &str) -> Result<Shape,
             n.is_element() && matches!(n.tag_name().name(), "Assertion" | "EncryptedAssertion")
         })
         .collect();
+    if assertions.len() > 1 {
+        return Err(Check::AssertionCount.refuse(format!(
+            "the message carries {} assertions; exactly one is accepted",
+            assertions.len()
+        )));
+    }
     let assertion = match assertions.as_slice() {
         [one]
             if one.parent() == Some(root)
