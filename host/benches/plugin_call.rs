@@ -40,11 +40,8 @@ fn plugin_call(c: &mut Criterion) {
     let across_abi = (loaded.module.new_idp())(RStr::from("example"), RStr::from("{}"))
         .into_result()
         .expect("instance");
-    let direct = ExampleIdp::new(&InstanceConfig {
-        instance_id: "example".into(),
-        settings: serde_json::json!({}),
-    })
-    .expect("instance");
+    let direct =
+        ExampleIdp::new(&InstanceConfig::new("example", serde_json::json!({}))).expect("instance");
     let fake = FakeHost::new();
 
     let mut group = c.benchmark_group("begin_login");

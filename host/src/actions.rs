@@ -23,6 +23,9 @@ pub struct ActionSource<'a> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub sessions_ended: u64,
+    /// The plugin asked for the browser to go on to the IdP's logout landing page
+    /// (1.2's `SHOW_LOGOUT_LANDING`); only an inbound reply to a browser can honour it.
+    pub show_logout_landing: bool,
     /// Actions refused or of a kind this host does not know, each with the reason.
     pub skipped: Vec<String>,
 }
@@ -67,6 +70,7 @@ pub async fn apply(
                     })
                     .await?;
             }
+            ActionKind::SHOW_LOGOUT_LANDING => applied.show_logout_landing = true,
             ActionKind(other) => applied.skipped.push(format!("unknown action kind {other}")),
         }
     }

@@ -11,7 +11,7 @@ use std::{
 use gatehouse_config::{
     Config, Diagnostic, DomainConfig, FieldDef, IdpConfig, Location, Severity, codes,
 };
-use gatehouse_plugin_api::{Capabilities, RouteDecl, RouteMount};
+use gatehouse_plugin_api::{Capabilities, Placement, RouteDecl, RouteMount};
 use gatehouse_resolver::{
     DomainPlan, Facts, PluginFacts, Resolution, locks::FieldKind, provisioning::Policy,
 };
@@ -148,6 +148,31 @@ pub struct Built {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// Where a domain's IdPs are served: its name and the origin of each of its hosts, with
+/// `public_url`'s scheme, and its port for hosts written without one.
+pub fn placement(config: &Config, domain: &DomainConfig) -> Placement {
+    let public = &config.host.public_url;
+    let (scheme, port) = (public.scheme(), public.port());
+    let origins: Vec<String> = domain
+        .hosts
+        .iter()
+        .map(|host| match port {
+            Some(port) if !host_has_port(host) => format!("{scheme}://{host}:{port}"),
+            _ => format!("{scheme}://{host}"),
+        })
+        .collect();
+    let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
+    Placement::new(&domain.name, &origins)
+}
+
+/// `host:port` or `[v6]:port`, as a domain's `hosts` may be written.
+fn host_has_port(host: &str) -> bool {
+    match host.rfind(']') {
+        Some(bracket) => host[bracket..].contains(':'),
+        None => host.contains(':'),
+    }
+}
+
 impl Site {
     /// Builds the site from a configuration, the loaded plugins and the IdPs with a recorded
     /// successful sign-in. IdPs whose plugin refuses the settings are reported and left out.
@@ -183,7 +208,8 @@ impl Site {
                 let Some(plugin) = plugins.iter().find(|p| p.info.id == idp.plugin) else {
                     continue;
                 };
-                match IdpInstance::build(plugin, &idp.id, &idp.settings) {
+                let placement = placement(config, &config.domains[index]);
+                match IdpInstance::build(plugin, &idp.id, &idp.settings, &placement) {
                     Ok(instance) => {
                         diagnostics.extend(unknown_tasks(config, idp, &instance));
                         idps[index].push(Arc::new(SiteIdp {

@@ -55,6 +55,11 @@ pub const RESERVED_PREFIXES: [&str; 9] = [
     "/static",
 ];
 
+/// Paths below an IdP's mount the host serves itself (`/sso/{idp}/start`, …); a plugin
+/// route may not be one of them (`logout` is the plugin's to take: see the host's docs).
+/// `finish` was added in 1.2.
+pub const RESERVED_BELOW_IDP: [&str; 4] = ["start", "callback", "finish", "metadata"];
+
 /// One route a plugin serves.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
@@ -126,6 +131,9 @@ impl RouteDecl {
         match self.mount {
             RouteMount::BELOW_IDP if !segments_ok(path) => problems.push(format!(
                 "route {path:?} below the IdP must be relative segments of [A-Za-z0-9._-]"
+            )),
+            RouteMount::BELOW_IDP if RESERVED_BELOW_IDP.contains(&path) => problems.push(format!(
+                "route {path:?} below the IdP is one the host serves itself"
             )),
             RouteMount::FIXED if !path.starts_with('/') || !segments_ok(&path[1..]) => {
                 problems.push(format!(
@@ -272,6 +280,10 @@ pub struct ActionKind(pub u32);
 impl ActionKind {
     /// End the selected sessions of this IdP (IdP-initiated logout, a peer's "kill").
     pub const END_SESSIONS: Self = Self(1);
+    /// (1.2) Send the browser on to this IdP's logout landing page (`logout.landing_url`,
+    /// else `/logged-out`) instead of the reply: the end of a single logout the plugin
+    /// began (a SAML LogoutResponse), which only the host knows where to take.
+    pub const SHOW_LOGOUT_LANDING: Self = Self(2);
 }
 
 /// Something the plugin asks the host to do, as data: the host validates and carries it
@@ -290,6 +302,15 @@ impl HostAction {
         Self {
             kind: ActionKind::END_SESSIONS,
             sessions,
+            params: RVec::new(),
+        }
+    }
+
+    /// (1.2) Replace the reply with a redirect to the IdP's logout landing page.
+    pub fn show_logout_landing() -> Self {
+        Self {
+            kind: ActionKind::SHOW_LOGOUT_LANDING,
+            sessions: SessionSelector::default(),
             params: RVec::new(),
         }
     }
@@ -341,5 +362,43 @@ impl InboundReply {
     pub fn with_action(mut self, action: HostAction) -> Self {
         self.actions.push(action);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_below_the_idp_may_not_be_one_the_host_serves() {
+        for path in RESERVED_BELOW_IDP {
+            let problems = RouteDecl::below_idp(path, &["GET"]).problems();
+            assert_eq!(problems.len(), 1, "{path}: {problems:?}");
+            assert!(
+                problems[0].contains("the host serves itself"),
+                "{problems:?}"
+            );
+        }
+        assert!(
+            RouteDecl::below_idp("logout", &["GET", "POST"])
+                .problems()
+                .is_empty()
+        );
+        assert!(
+            RouteDecl::below_idp("slo/soap", &["POST"])
+                .problems()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_fixed_route_may_not_be_inside_the_hosts_paths() {
+        let problems = RouteDecl::fixed("/sso/x", &["GET"]).problems();
+        assert!(problems[0].contains("host's own paths"), "{problems:?}");
+        assert!(
+            RouteDecl::fixed("/auth/connect/sep.php", &["POST"])
+                .problems()
+                .is_empty()
+        );
     }
 }

@@ -13,6 +13,7 @@
 //!
 //! See `plugins/example` for a complete plugin to copy.
 
+mod context;
 mod error;
 mod ffi;
 mod host;
@@ -25,6 +26,7 @@ mod util;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use context::{InstanceContext, Placement};
 pub use error::{ErrorKind, PluginError};
 pub use ffi::{HostFfi, HostFfi_TO, HostRef, IdpBox, IdpFfi, IdpFfi_TO};
 pub use host::Host;

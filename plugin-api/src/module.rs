@@ -22,12 +22,13 @@ use abi_stable::{
     library::RootModule,
     package_version_strings,
     prefix_type::PrefixTypeTrait,
-    sabi_types::VersionStrings,
+    sabi_types::{RRef, VersionStrings},
     std_types::{ROption, RResult, RStr, RString},
     type_level::downcasting::TD_Opaque,
 };
 
 use crate::{
+    context::{InstanceContext, Placement},
     error::PluginError,
     ffi::{HostRef, IdpBox, IdpFfi, IdpFfi_TO},
     host::Host,
@@ -42,7 +43,7 @@ use crate::{
 /// The plugin API version this crate defines. It follows the crate's own major and
 /// minor version: a host accepts plugins of its major version and any minor version
 /// up to its own.
-pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 1 };
+pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 2 };
 
 /// The name abi_stable records for the root module; test fixtures that imitate a
 /// plugin must use it too.
@@ -70,6 +71,15 @@ pub struct PluginModule {
     /// the accessor for a 1.0 library, which declares none.
     #[sabi(missing_field(option))]
     pub manifest_extension: extern "C" fn() -> RResult<ManifestExtension_Ref, PluginError>,
+    /// (1.2) Builds an IdP instance like `new_idp`, also telling it where it is served
+    /// (its domain and origins). `None` from the accessor for a library older than 1.2,
+    /// which the host builds with `new_idp`.
+    #[sabi(missing_field(option))]
+    pub new_idp_in_context: extern "C" fn(
+        instance_id: RStr<'_>,
+        settings_json: RStr<'_>,
+        context: RRef<'_, InstanceContext>,
+    ) -> RResult<IdpBox, PluginError>,
 }
 
 impl RootModule for PluginModule_Ref {
@@ -87,6 +97,7 @@ pub fn root_module<P: Plugin>() -> PluginModule_Ref {
         manifest: manifest::<P>,
         new_idp: new_idp::<P>,
         manifest_extension: manifest_extension::<P>,
+        new_idp_in_context: new_idp_in_context::<P>,
     };
     module.leak_into_prefix()
 }
@@ -133,17 +144,35 @@ extern "C" fn new_idp<P: Plugin>(
     instance_id: RStr<'_>,
     settings_json: RStr<'_>,
 ) -> RResult<IdpBox, PluginError> {
+    guard(|| build::<P>(instance_id, settings_json, None))
+}
+
+extern "C" fn new_idp_in_context<P: Plugin>(
+    instance_id: RStr<'_>,
+    settings_json: RStr<'_>,
+    context: RRef<'_, InstanceContext>,
+) -> RResult<IdpBox, PluginError> {
     guard(|| {
-        let settings = serde_json::from_str(settings_json.as_str()).map_err(|error| {
-            PluginError::invalid_settings(format!("settings are not valid JSON: {error}"))
-        })?;
-        let config = InstanceConfig {
-            instance_id: instance_id.as_str().to_owned(),
-            settings,
-        };
-        let provider = P::new(&config)?;
-        Ok(IdpFfi_TO::from_value(Adapter(provider), TD_Opaque))
+        let placement = Placement::from_ffi(context.get());
+        build::<P>(instance_id, settings_json, Some(placement))
     })
+}
+
+fn build<P: Plugin>(
+    instance_id: RStr<'_>,
+    settings_json: RStr<'_>,
+    placement: Option<Placement>,
+) -> Result<IdpBox, PluginError> {
+    let settings = serde_json::from_str(settings_json.as_str()).map_err(|error| {
+        PluginError::invalid_settings(format!("settings are not valid JSON: {error}"))
+    })?;
+    let config = InstanceConfig {
+        instance_id: instance_id.as_str().to_owned(),
+        settings,
+        placement,
+    };
+    let provider = P::new(&config)?;
+    Ok(IdpFfi_TO::from_value(Adapter(provider), TD_Opaque))
 }
 
 /// Adapts a plain-Rust [`IdentityProvider`] to the FFI trait, catching panics.

@@ -3,6 +3,7 @@
 //! optional abilities). The FFI adaptation lives in `module`, not here.
 
 use crate::{
+    context::Placement,
     error::PluginError,
     host::Host,
     inbound::{InboundReply, InboundRequest, RouteDecl},
@@ -19,9 +20,38 @@ pub struct InstanceConfig {
     pub instance_id: String,
     /// The instance's `[idp.settings]` as JSON, with secrets already resolved.
     pub settings: serde_json::Value,
+    /// (1.2) The domain the instance serves and its origins. Set by every 1.2+ host;
+    /// `None` only where a caller builds the instance without one (the 1.0 entry point).
+    pub placement: Option<Placement>,
 }
 
 impl InstanceConfig {
+    /// A configuration for instance `instance_id` with these settings and no placement.
+    pub fn new(instance_id: &str, settings: serde_json::Value) -> Self {
+        Self {
+            instance_id: instance_id.to_owned(),
+            settings,
+            placement: None,
+        }
+    }
+
+    /// The same configuration, placed on a domain.
+    pub fn placed(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
+        self
+    }
+
+    /// The placement, or an `invalid-settings` error for plugins that cannot work
+    /// without knowing their URLs.
+    pub fn require_placement(&self) -> Result<&Placement, PluginError> {
+        self.placement.as_ref().ok_or_else(|| {
+            PluginError::invalid_settings(format!(
+                "`{}` needs to know its domain's URLs: this host is older than plugin API 1.2",
+                self.instance_id
+            ))
+        })
+    }
+
     /// Deserialises the settings into the plugin's own type, turning serde's
     /// message into an `invalid-settings` error that names the IdP.
     pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError> {

@@ -80,26 +80,37 @@ fn target_dir() -> PathBuf {
 /// workspace of its own), built once per test run with its own lock file.
 pub fn api_1_0_plugin() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let fixture = workspace_root().join("tests/fixtures/api-1.0");
-        let target = target_dir().join("fixture-api-1.0");
-        let status = Command::new(cargo)
-            .current_dir(&fixture)
-            .args(["build", "--quiet", "--locked", "--target-dir"])
-            .arg(&target)
-            .status()
-            .expect("run cargo build for the plugin API 1.0 fixture");
-        assert!(
-            status.success(),
-            "building the plugin API 1.0 fixture failed"
-        );
-        target.join("debug").join(format!(
-            "{}gatehouse_fixture_api_1_0{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        ))
-    })
+    LIBRARY.get_or_init(|| frozen_api_plugin("1.0"))
+}
+
+/// The plugin built against the frozen plugin API 1.1 (`tests/fixtures/api-1.1`).
+pub fn api_1_1_plugin() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| frozen_api_plugin("1.1"))
+}
+
+/// Builds the fixture workspace `tests/fixtures/api-{version}` (with `--locked`) and
+/// returns its plugin library.
+fn frozen_api_plugin(version: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let fixture = workspace_root().join(format!("tests/fixtures/api-{version}"));
+    let target = target_dir().join(format!("fixture-api-{version}"));
+    let status = Command::new(cargo)
+        .current_dir(&fixture)
+        .args(["build", "--quiet", "--locked", "--target-dir"])
+        .arg(&target)
+        .status()
+        .expect("run cargo build for a frozen plugin API fixture");
+    assert!(
+        status.success(),
+        "building the plugin API {version} fixture failed"
+    );
+    target.join("debug").join(format!(
+        "{}gatehouse_fixture_api_{}{}",
+        std::env::consts::DLL_PREFIX,
+        version.replace('.', "_"),
+        std::env::consts::DLL_SUFFIX
+    ))
 }
 
 /// The path of a built plugin library by its crate name.

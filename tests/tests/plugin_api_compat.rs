@@ -1,14 +1,15 @@
-//! The stability promise of the plugin ABI, proven with real libraries: a plugin built
-//! against the frozen plugin API 1.0 (`tests/fixtures/api-1.0`) loads into this host,
-//! signs in, and answers "unsupported" to the abilities it predates; a plugin declaring
-//! a newer minor version than the host's is refused in one line.
+//! The stability promise of the plugin ABI, proven with real libraries: plugins built
+//! against the frozen plugin APIs 1.0 and 1.1 (`tests/fixtures/api-1.0`, `api-1.1`) load
+//! into this host, sign in, serve what they declared, and answer "unsupported" to (or are
+//! built without) the abilities they predate; a plugin declaring a newer minor version
+//! than the host's is refused in one line.
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use gatehouse::plugins::{IdpInstance, LoadFailureReason, loader::load_one};
 use gatehouse_plugin_api::{API_VERSION, ApiVersion, ErrorKind, InboundRequest, SessionSelector};
-use gatehouse_tests::{TestHost, api_1_0_plugin, library};
+use gatehouse_tests::{TestHost, api_1_0_plugin, api_1_1_plugin, library};
 
 #[test]
 fn the_1_0_plugin_loads_under_this_host_with_the_1_0_abilities() {
@@ -151,4 +152,81 @@ async fn the_1_0_plugin_signs_in_and_answers_unsupported_to_what_it_predates() {
         .await
         .expect("answered");
     assert_eq!(counted, 1);
+}
+
+#[test]
+fn the_1_1_plugin_loads_and_is_built_without_the_1_2_context() {
+    const {
+        assert!(
+            API_VERSION.minor >= 2,
+            "this test is about a host newer than 1.1"
+        )
+    };
+    let loaded = load_one(api_1_1_plugin()).expect("a 1.1 plugin loads under every 1.x host");
+    assert_eq!(loaded.info.id, "fixture11");
+    assert_eq!(loaded.info.api_version, ApiVersion { major: 1, minor: 1 });
+    assert!(
+        loaded.module.manifest_extension().is_some(),
+        "1.1 declares its routes in the manifest extension"
+    );
+    assert!(
+        loaded.module.new_idp_in_context().is_none(),
+        "a 1.1 root module has no new_idp_in_context field: the host builds it with new_idp"
+    );
+    let placement = gatehouse_plugin_api::Placement::new("root", &["http://localhost:8080"]);
+    IdpInstance::build(&loaded, "fixture11", &serde_json::json!({}), &placement)
+        .expect("built through the 1.0 constructor");
+}
+
+const FIXTURE_1_1_CONFIG: &str = r#"
+[host]
+public_url = "http://localhost:8080"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+dev_mode = true
+
+[[plugin]]
+id = "fixture11"
+library = "{library}"
+
+[[domain]]
+name = "root"
+hosts = ["localhost"]
+
+[[idp]]
+id = "f11"
+domain = "root"
+plugin = "fixture11"
+name = "Sign in with the 1.1 plugin"
+username_attribute = "sub"
+trust_email = true
+
+[idp.provisioning]
+create_users = true
+fields = { email = "email", firstname = "sub", lastname = "email_verified" }
+
+[idp.settings]
+subject = "hopper"
+"#;
+
+#[tokio::test]
+async fn the_1_1_plugin_signs_in_and_serves_its_inbound_route_with_its_actions() {
+    let config = FIXTURE_1_1_CONFIG.replace("{library}", &api_1_1_plugin().display().to_string());
+    let host = TestHost::start(&config).await;
+    let mut browser = host.browser("localhost");
+    let done = browser.round_trip("/sso/f11/start?return_to=%2F").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
+    assert_eq!(browser.get("/me").await.json()["username"], "hopper");
+
+    let mut peer = host.browser("localhost");
+    let alive = peer.post_form("/sso/f11/ping", &[]).await;
+    assert_eq!(alive.status, StatusCode::OK, "{alive:?}");
+    assert_eq!(alive.body, "alive 1");
+    let ended = peer.post_form("/sso/f11/ping", &[("end", "1")]).await;
+    assert_eq!(ended.body, "alive 1", "counted before the action ran");
+    assert_eq!(
+        browser.get("/me").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the 1.1 plugin's end-sessions action ended the session"
+    );
 }

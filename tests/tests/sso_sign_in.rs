@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use gatehouse::web::http_util::token_hash;
+use gatehouse::{store::PendingStage, web::http_util::token_hash};
 use gatehouse_tests::{Browser, EXAMPLE_CONFIG, Page, TestHost};
 
 /// Starts a sign-in at the example IdP and returns the callback URL it redirects to.
@@ -180,7 +180,7 @@ async fn an_expired_pending_sign_in_is_refused() {
     assert_eq!(users(&host).await, 0);
     assert!(
         host.store
-            .take_pending(&hash)
+            .take_pending(&hash, PendingStage::Begun)
             .await
             .expect("take")
             .is_none(),

@@ -8,7 +8,8 @@ use gatehouse::{
     config::codes,
     startup,
     store::{
-        AuditEvent, PendingLogin, Session, SignInPurpose, THROTTLE_RETENTION_SECS, TaskOutcome,
+        AuditEvent, PendingLogin, PendingStage, Session, SignInPurpose, THROTTLE_RETENTION_SECS,
+        TaskOutcome,
     },
     tasks::{Scheduler, TaskError, TaskSettings, quiet},
 };
@@ -46,6 +47,7 @@ fn pending(token_hash: &str, expires_at: i64) -> PendingLogin {
         browser_binding_hash: "binding".into(),
         return_to: "/".into(),
         purpose: SignInPurpose::SignIn,
+        stage: PendingStage::Begun,
         created_at: expires_at - 600,
         expires_at,
     }
@@ -122,8 +124,20 @@ async fn cleanup_deletes_what_expired_and_keeps_what_lives() {
     // `now = 0` reads rows whatever their expiry: what is asked is whether the row is there.
     assert!(store.session("gone", 0).await.unwrap().is_none());
     assert!(store.session("live", 0).await.unwrap().is_some());
-    assert!(store.take_pending("gone").await.unwrap().is_none());
-    assert!(store.take_pending("live").await.unwrap().is_some());
+    assert!(
+        store
+            .take_pending("gone", PendingStage::Begun)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .take_pending("live", PendingStage::Begun)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(store.kv_get("example", "gone", 0).await.unwrap(), None);
     assert!(store.kv_get("example", "live", 0).await.unwrap().is_some());
     assert!(store.kv_get("example", "kept", 0).await.unwrap().is_some());

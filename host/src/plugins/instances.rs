@@ -5,8 +5,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use abi_stable::{std_types::RStr, type_level::downcasting::TD_Opaque};
-use gatehouse_plugin_api::{ErrorKind, HostFfi_TO, HostRef, IdpBox, PluginError};
+use abi_stable::{sabi_types::RRef, std_types::RStr, type_level::downcasting::TD_Opaque};
+use gatehouse_plugin_api::{ErrorKind, HostFfi_TO, HostRef, IdpBox, Placement, PluginError};
 use gatehouse_store::Store;
 use tokio::runtime::Handle;
 
@@ -41,14 +41,24 @@ impl std::fmt::Debug for IdpInstance {
 impl IdpInstance {
     /// Asks `plugin` to build the instance `id` from its settings. This is where the
     /// plugin validates `[idp.settings]`. Constructors do no I/O, so it runs inline.
+    ///
+    /// A 1.2+ library is told where the instance is served (`placement`); an older one
+    /// is built with the 1.0 constructor, which has no place for it.
     pub fn build(
         plugin: &LoadedPlugin,
         id: &str,
         settings: &serde_json::Value,
+        placement: &Placement,
     ) -> Result<Self, PluginError> {
         let json = settings.to_string();
-        let object =
-            (plugin.module.new_idp())(RStr::from(id), RStr::from(json.as_str())).into_result()?;
+        let (id_arg, settings_arg) = (RStr::from(id), RStr::from(json.as_str()));
+        let object = match plugin.module.new_idp_in_context() {
+            Some(new_idp_in_context) => {
+                let context = placement.to_ffi();
+                new_idp_in_context(id_arg, settings_arg, RRef::new(&context)).into_result()?
+            }
+            None => (plugin.module.new_idp())(id_arg, settings_arg).into_result()?,
+        };
         Ok(Self {
             id: id.to_owned(),
             plugin: plugin.info.clone(),

@@ -202,6 +202,12 @@ async fn serve(
             headers: &request.headers,
             client_ip: &ip,
         };
+        if request.method == Method::POST {
+            // Posted from the IdP's site: no binding cookie comes with it (see
+            // `flow::accept_posted`).
+            let answered = flow::accept_posted(&state, domain, idp, browser, answer).await?;
+            return Ok(Redirect::to(&urls::finish_url(idp.id(), &answered.handle)).into_response());
+        }
         return Ok(flow::finish(&state, domain, idp, browser, answer)
             .await?
             .into_response());
@@ -229,7 +235,12 @@ async fn serve(
         ip: &ip,
         origin: &origin,
     };
-    actions::apply(state.store(), state.now(), source, &reply.actions).await?;
+    let applied = actions::apply(state.store(), state.now(), source, &reply.actions).await?;
+    if applied.show_logout_landing {
+        // The end of a single logout the plugin began: only the host knows where the
+        // IdP's logout lands.
+        return Ok(Redirect::to(&idp.logout_landing()).into_response());
+    }
     respond(reply)
 }
 

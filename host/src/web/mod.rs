@@ -52,6 +52,7 @@ pub fn app(state: AppState) -> Router {
             "/sso/{idp}/callback",
             get(sso::callback_get).post(sso::callback_post),
         )
+        .route("/sso/{idp}/finish", get(sso::finish))
         .route("/sso/{idp}/metadata", get(inbound::metadata))
         .route(
             "/sso/{idp}/logout",

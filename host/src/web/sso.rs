@@ -5,7 +5,12 @@
 
 use std::collections::HashMap;
 
-use axum::{body::Bytes, extract::State, http::HeaderMap};
+use axum::{
+    body::{Body, to_bytes},
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::Redirect,
+};
 use gatehouse_store::SignInPurpose;
 
 use crate::state::AppState;
@@ -58,18 +63,64 @@ pub async fn callback_get(
     callback(state, domain, idp, ip, headers, query, Vec::new()).await
 }
 
+/// `POST /sso/{idp}/callback`: an answer POSTed from the IdP's site (SAML's ACS). It is
+/// validated here and finished at `/sso/{idp}/finish`, where the browser's binding cookie
+/// is sent (see [`flow::accept_posted`]).
 pub async fn callback_post(
-    state: State<AppState>,
+    State(state): State<AppState>,
     domain: Domain,
-    idp: Path<String>,
-    ip: ClientIp,
+    Path(idp_id): Path<String>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
-    body: Bytes,
+    body: Body,
+) -> AppResult<Redirect> {
+    let idp = domain.idp(&idp_id)?;
+    let form = read_form(&state, body).await?;
+    let answer = Answer {
+        callback_url: urls::callback_url(&state, &headers, &idp_id),
+        query,
+        form,
+    };
+    let browser = BrowserRequest {
+        headers: &headers,
+        client_ip: &ip,
+    };
+    let answered = flow::accept_posted(&state, domain.get(), idp, browser, answer).await?;
+    Ok(Redirect::to(&urls::finish_url(&idp_id, &answered.handle)))
+}
+
+/// `GET /sso/{idp}/finish?handle=…`: the same-site step of a POSTed answer.
+pub async fn finish(
+    State(state): State<AppState>,
+    domain: Domain,
+    Path(idp_id): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
 ) -> AppResult<Finished> {
-    // Read leniently (not a typed form): the IdP's fields are the plugin's to judge.
-    let form = decode_pairs(&body);
-    callback(state, domain, idp, ip, headers, query, form).await
+    let idp = domain.idp(&idp_id)?;
+    let Some(handle) = query.get("handle").filter(|h| !h.is_empty()) else {
+        return Err(AppError::bad_request(
+            "The sign-in answer is incomplete. Please start again.",
+        ));
+    };
+    let browser = BrowserRequest {
+        headers: &headers,
+        client_ip: &ip,
+    };
+    flow::finish_answered(&state, domain.get(), idp, browser, handle).await
+}
+
+/// A POSTed form, read up to `[host] inbound_max_body_bytes` (a SAML response is far
+/// smaller) and leniently: the IdP's fields are the plugin's to judge.
+pub async fn read_form(state: &AppState, body: Body) -> AppResult<Vec<(String, String)>> {
+    let cap = state.settings().inbound_max_body_bytes;
+    let bytes = to_bytes(body, cap).await.map_err(|_| {
+        AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.")
+            .with_detail(format!("a POSTed sign-in answer over {cap} bytes"))
+    })?;
+    Ok(decode_pairs(&bytes))
 }
 
 async fn callback(

@@ -32,6 +32,14 @@ pub fn logout_url(state: &AppState, headers: &HeaderMap, idp_id: &str) -> String
     format!("{}/sso/{idp_id}/logout", base_url(state, headers))
 }
 
+/// `/sso/{idp}/finish?handle=…`: the same-site step of an answer the IdP POSTed.
+pub fn finish_url(idp_id: &str, handle: &str) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("handle", handle)
+        .finish();
+    format!("/sso/{idp_id}/finish?{query}")
+}
+
 /// `/sso/{idp}/start?return_to=…`, the login page's buttons and automatic redirect.
 pub fn start_url(idp_id: &str, return_to: &str) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())

@@ -200,10 +200,7 @@ mod tests {
     }
 
     fn build(settings: Value) -> Result<Auth0Idp, PluginError> {
-        Auth0Idp::new(&InstanceConfig {
-            instance_id: "auth0".into(),
-            settings,
-        })
+        Auth0Idp::new(&InstanceConfig::new("auth0", settings))
     }
 
     fn harness(edit: impl FnOnce(&mut Value), discovery: Option<Value>) -> Harness<Auth0Idp> {

@@ -26,11 +26,15 @@
 //! - `GET /example/sso_finish.php`: with `finish_at_fixed_path = true`, the browser
 //!   returns there instead of `/sso/{idp}/callback`, and the host finishes the sign-in
 //!   exactly as at the callback.
+//!
+//! With `answer_by_post = true` it answers as SAML's HTTP-POST binding does (an
+//! auto-submitting form to the callback), and with `allow_unsolicited = true` it accepts
+//! an answer to no sign-in, as an IdP-initiated SAML sign-in would be.
 
 use gatehouse_plugin_api::{
     BeginRequest, Begun, CallbackRequest, Capabilities, Document, Host, HostAction, Identity,
     IdentityProvider, InboundReply, InboundRequest, InstanceConfig, LoginStep, LogoutRequest,
-    Manifest, Plugin, PluginError, RouteDecl, SessionSelector, constant_time_eq,
+    Manifest, Pair, Plugin, PluginError, RouteDecl, SessionSelector, constant_time_eq,
 };
 use std::collections::BTreeMap;
 
@@ -52,6 +56,12 @@ pub struct ExampleSettings {
     pub inbound_secret: String,
     /// Send the browser back to `/example/sso_finish.php` rather than the callback.
     pub finish_at_fixed_path: bool,
+    /// Answer as SAML's HTTP-POST binding does: an auto-submitting form POSTs `state` and
+    /// `code` to the callback (the host then finishes at `/sso/{idp}/finish`).
+    pub answer_by_post: bool,
+    /// Accept an unsolicited POSTed answer (no state; its `code` must equal
+    /// `inbound_secret`), as an IdP-initiated SAML sign-in would be.
+    pub allow_unsolicited: bool,
 }
 
 impl Default for ExampleSettings {
@@ -64,6 +74,8 @@ impl Default for ExampleSettings {
             extra: BTreeMap::new(),
             inbound_secret: String::new(),
             finish_at_fixed_path: false,
+            answer_by_post: false,
+            allow_unsolicited: false,
         }
     }
 }
@@ -150,13 +162,23 @@ impl IdentityProvider for ExampleIdp {
         } else {
             request.callback_url.to_string()
         };
-        let url = format!(
-            "{return_to}{}state={}&code={code}",
-            if return_to.contains('?') { '&' } else { '?' },
-            request.state_token,
-        );
+        let step = if self.settings.answer_by_post {
+            LoginStep::post_form(
+                return_to,
+                vec![
+                    Pair::new("state", request.state_token.as_str()),
+                    Pair::new("code", code.as_str()),
+                ],
+            )
+        } else {
+            LoginStep::redirect(format!(
+                "{return_to}{}state={}&code={code}",
+                if return_to.contains('?') { '&' } else { '?' },
+                request.state_token,
+            ))
+        };
         Ok(Begun {
-            step: LoginStep::redirect(url),
+            step,
             state: code.into_bytes().into(),
         })
     }
@@ -174,7 +196,18 @@ impl IdentityProvider for ExampleIdp {
         let code = request
             .param("code")
             .ok_or_else(|| PluginError::invalid_response("the callback has no `code` parameter"))?;
-        if !constant_time_eq(code.as_bytes(), &request.state) {
+        // Empty state: the host found no state parameter, so the answer is unsolicited.
+        let expected = if request.state.is_empty() {
+            if !self.settings.allow_unsolicited || self.settings.inbound_secret.is_empty() {
+                return Err(PluginError::invalid_response(
+                    "unsolicited: an answer to no sign-in, and `allow_unsolicited` is off",
+                ));
+            }
+            self.settings.inbound_secret.as_bytes()
+        } else {
+            request.state.as_slice()
+        };
+        if !constant_time_eq(code.as_bytes(), expected) {
             return Err(PluginError::invalid_response(
                 "the callback's `code` does not match this sign-in",
             ));
@@ -311,10 +344,10 @@ mod tests {
     #[test]
     fn round_trip_signs_in_the_configured_identity() {
         let fake = FakeHost::new();
-        let idp = ExampleIdp::new(&InstanceConfig {
-            instance_id: "example".into(),
-            settings: json!({ "subject": "u-1", "email": "ada@example.test" }),
-        })
+        let idp = ExampleIdp::new(&InstanceConfig::new(
+            "example",
+            json!({ "subject": "u-1", "email": "ada@example.test" }),
+        ))
         .expect("valid settings");
 
         let begun = fake
@@ -343,11 +376,8 @@ mod tests {
     #[test]
     fn a_code_from_another_sign_in_is_refused() {
         let fake = FakeHost::new();
-        let idp = ExampleIdp::new(&InstanceConfig {
-            instance_id: "example".into(),
-            settings: json!({}),
-        })
-        .expect("valid settings");
+        let idp =
+            ExampleIdp::new(&InstanceConfig::new("example", json!({}))).expect("valid settings");
         let begun = fake
             .call(|host| idp.begin_login(host, &begin_request()))
             .expect("begins");
@@ -385,10 +415,10 @@ mod tests {
     fn inbound_requests_need_the_secret_and_end_sessions_as_data() {
         let fake = FakeHost::new();
         fake.add_session("u-1", b"");
-        let idp = ExampleIdp::new(&InstanceConfig {
-            instance_id: "example".into(),
-            settings: json!({ "inbound_secret": "s3cret" }),
-        })
+        let idp = ExampleIdp::new(&InstanceConfig::new(
+            "example",
+            json!({ "inbound_secret": "s3cret" }),
+        ))
         .expect("valid settings");
         let call = |route: &str, form: &[(&str, &str)]| {
             fake.call(|host| idp.handle_inbound(host, &inbound(route, form)))
@@ -423,10 +453,10 @@ mod tests {
 
     #[test]
     fn finishing_at_the_fixed_path_keeps_the_callbacks_host() {
-        let idp = ExampleIdp::new(&InstanceConfig {
-            instance_id: "example".into(),
-            settings: json!({ "finish_at_fixed_path": true }),
-        })
+        let idp = ExampleIdp::new(&InstanceConfig::new(
+            "example",
+            json!({ "finish_at_fixed_path": true }),
+        ))
         .expect("valid settings");
         let begun = FakeHost::new()
             .call(|host| idp.begin_login(host, &begin_request()))
@@ -443,11 +473,7 @@ mod tests {
     #[test]
     fn the_heartbeat_task_returns_a_summary_and_other_tasks_are_refused() {
         let fake = FakeHost::new();
-        let idp = ExampleIdp::new(&InstanceConfig {
-            instance_id: "dev".into(),
-            settings: json!({}),
-        })
-        .expect("valid settings");
+        let idp = ExampleIdp::new(&InstanceConfig::new("dev", json!({}))).expect("valid settings");
         let out = fake
             .call(|host| idp.run_task(host, "heartbeat"))
             .expect("runs");
@@ -464,11 +490,8 @@ mod tests {
 
     #[test]
     fn seeded_randomness_makes_begin_login_deterministic() {
-        let idp = ExampleIdp::new(&InstanceConfig {
-            instance_id: "example".into(),
-            settings: json!({}),
-        })
-        .expect("valid settings");
+        let idp =
+            ExampleIdp::new(&InstanceConfig::new("example", json!({}))).expect("valid settings");
         let first = FakeHost::with_seed(7)
             .call(|host| idp.begin_login(host, &begin_request()))
             .expect("begins");

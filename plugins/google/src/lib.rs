@@ -163,10 +163,7 @@ mod tests {
     }
 
     fn build(settings: Value) -> Result<GoogleIdp, PluginError> {
-        GoogleIdp::new(&InstanceConfig {
-            instance_id: "google".into(),
-            settings,
-        })
+        GoogleIdp::new(&InstanceConfig::new("google", settings))
     }
 
     /// Google's discovery document has no RFC 9207 `iss` and no end_session_endpoint.

@@ -406,10 +406,7 @@ pub fn refused(
 /// contain) as `invalid-settings`: the check every OIDC plugin's settings tests share.
 pub fn assert_settings_refused<P: Plugin>(instance_id: &str, cases: &[(Value, &str)]) {
     for (settings, words) in cases {
-        let built = P::new(&InstanceConfig {
-            instance_id: instance_id.into(),
-            settings: settings.clone(),
-        });
+        let built = P::new(&InstanceConfig::new(instance_id, settings.clone()));
         let Err(error) = built else {
             panic!("accepted: {settings}");
         };

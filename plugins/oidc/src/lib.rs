@@ -117,10 +117,7 @@ mod tests {
     }
 
     fn build(settings: Value) -> Result<OidcIdp, PluginError> {
-        OidcIdp::new(&InstanceConfig {
-            instance_id: "okta".into(),
-            settings,
-        })
+        OidcIdp::new(&InstanceConfig::new("okta", settings))
     }
 
     fn with(edit: impl FnOnce(&mut Value)) -> Value {

@@ -24,7 +24,7 @@ use sqlx::{AnyPool, Row};
 
 pub use error::StoreError;
 pub use logins::AuditEvent;
-pub use sessions::{PendingLogin, Session, SignInPurpose};
+pub use sessions::{PendingLogin, PendingStage, Session, SignInPurpose};
 pub use tasks::{NewTaskRun, TaskLease, TaskOutcome, TaskRun};
 pub use throttle::THROTTLE_RETENTION_SECS;
 pub use users::{ADMIN_PROVENANCE, FieldChange, FieldProvenance, NewUser, User};

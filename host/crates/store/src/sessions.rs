@@ -40,8 +40,39 @@ pub struct PendingLogin {
     pub return_to: String,
     /// What the sign-in is for; the callback ends it accordingly and never as the other.
     pub purpose: SignInPurpose,
+    /// Begun (waiting for the IdP) or answered (waiting for the browser's finish step).
+    pub stage: PendingStage,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// Where a pending sign-in is: each stage is taken only by its own step, so a token of
+/// one stage is never accepted by the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingStage {
+    /// The browser left for the IdP; `plugin_state` is the plugin's.
+    Begun,
+    /// The IdP's cross-site POST was validated; `plugin_state` is the identity it gave,
+    /// kept until the browser's same-site finish step.
+    Answered,
+}
+
+impl PendingStage {
+    fn to_column(self) -> &'static str {
+        match self {
+            Self::Begun => "begun",
+            Self::Answered => "answered",
+        }
+    }
+    fn from_column(stage: &str) -> Result<Self, StoreError> {
+        match stage {
+            "begun" => Ok(Self::Begun),
+            "answered" => Ok(Self::Answered),
+            other => Err(StoreError::Invalid(format!(
+                "unknown pending sign-in stage {other:?}"
+            ))),
+        }
+    }
 }
 
 /// What a pending sign-in was begun for.
@@ -94,6 +125,7 @@ fn pending_from_row(row: &AnyRow) -> Result<PendingLogin, StoreError> {
         browser_binding_hash: row.try_get("browser_binding_hash")?,
         return_to: row.try_get("return_to")?,
         purpose: SignInPurpose::from_column(get_bool(row, "test_mode")?),
+        stage: PendingStage::from_column(&row.try_get::<String, _>("stage")?)?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
     })
@@ -220,8 +252,8 @@ impl Store {
     pub async fn insert_pending(&self, p: &PendingLogin) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO pending_logins (token_hash, idp_id, plugin_state, browser_binding_hash, \
-             return_to, test_mode, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             return_to, test_mode, stage, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&p.token_hash)
         .bind(&p.idp_id)
@@ -229,6 +261,7 @@ impl Store {
         .bind(&p.browser_binding_hash)
         .bind(&p.return_to)
         .bind(p.purpose.to_column())
+        .bind(p.stage.to_column())
         .bind(p.created_at)
         .bind(p.expires_at)
         .execute(&self.pool)
@@ -236,16 +269,23 @@ impl Store {
         Ok(())
     }
 
-    /// Removes and returns a pending sign-in, atomically (one `DELETE ... RETURNING`): of any
-    /// number of concurrent callers, on any number of hosts, exactly one gets `Some`. An
-    /// expired row is returned too (the caller checks `expires_at` to report "expired"); it
-    /// is deleted either way.
-    pub async fn take_pending(&self, token_hash: &str) -> Result<Option<PendingLogin>, StoreError> {
+    /// Removes and returns a pending sign-in of `stage`, atomically (one `DELETE ...
+    /// RETURNING`): of any number of concurrent callers, on any number of hosts, exactly one
+    /// gets `Some`. A row of the other stage is neither returned nor deleted. An expired row
+    /// is returned too (the caller checks `expires_at` to report "expired"); it is deleted
+    /// either way.
+    pub async fn take_pending(
+        &self,
+        token_hash: &str,
+        stage: PendingStage,
+    ) -> Result<Option<PendingLogin>, StoreError> {
         let row = sqlx::query(
-            "DELETE FROM pending_logins WHERE token_hash = $1 RETURNING token_hash, idp_id, \
-             plugin_state, browser_binding_hash, return_to, test_mode, created_at, expires_at",
+            "DELETE FROM pending_logins WHERE token_hash = $1 AND stage = $2 RETURNING \
+             token_hash, idp_id, plugin_state, browser_binding_hash, return_to, test_mode, \
+             stage, created_at, expires_at",
         )
         .bind(token_hash)
+        .bind(stage.to_column())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(pending_from_row).transpose()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use gatehouse_store::{
     AuditEvent, Backend, CleanupCounts, FieldChange, FieldProvenance, NewTaskRun, NewUser,
-    PendingLogin, Session, SignInPurpose, Store, StoreError, TaskOutcome,
+    PendingLogin, PendingStage, Session, SignInPurpose, Store, StoreError, TaskOutcome,
 };
 
 const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
@@ -135,6 +135,7 @@ on_both_backends!(
     idp_sessions_by_subject_and_logout_state,
     take_pending_is_single_use,
     take_pending_concurrent_takers,
+    take_pending_only_in_its_stage,
     kv_ttl_and_only_if_absent,
     kv_concurrent_put_if_absent,
     audit_newest_first,
@@ -220,6 +221,7 @@ fn pending(token_hash: &str, expires_at: i64) -> PendingLogin {
         browser_binding_hash: "binding".into(),
         return_to: "/course/view.php?id=3".into(),
         purpose: SignInPurpose::TestSignIn,
+        stage: PendingStage::Begun,
         created_at: 100,
         expires_at,
     }
@@ -803,23 +805,84 @@ async fn take_pending_is_single_use(store: &Store, _url: &str) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     assert_eq!(
-        store.take_pending("tok-live").await.expect("take"),
+        store
+            .take_pending("tok-live", PendingStage::Begun)
+            .await
+            .expect("take"),
         Some(live)
     );
     assert_eq!(
-        store.take_pending("tok-live").await.expect("take again"),
+        store
+            .take_pending("tok-live", PendingStage::Begun)
+            .await
+            .expect("take again"),
         None
     );
     // Expired: still handed back once (the caller says "expired"), and gone afterwards.
     assert_eq!(
-        store.take_pending("tok-old").await.expect("take"),
+        store
+            .take_pending("tok-old", PendingStage::Begun)
+            .await
+            .expect("take"),
         Some(expired)
     );
     assert_eq!(
-        store.take_pending("tok-old").await.expect("take again"),
+        store
+            .take_pending("tok-old", PendingStage::Begun)
+            .await
+            .expect("take again"),
         None
     );
-    assert_eq!(store.take_pending("never").await.expect("take"), None);
+    assert_eq!(
+        store
+            .take_pending("never", PendingStage::Begun)
+            .await
+            .expect("take"),
+        None
+    );
+}
+
+/// A token is taken only by the step of its own stage: an answered sign-in's handle is no
+/// state token, and a begun sign-in's state token no finish handle.
+async fn take_pending_only_in_its_stage(store: &Store, _url: &str) {
+    store
+        .insert_pending(&pending("tok-begun", i64::MAX))
+        .await
+        .expect("insert");
+    let answered = PendingLogin {
+        stage: PendingStage::Answered,
+        ..pending("tok-answered", i64::MAX)
+    };
+    store.insert_pending(&answered).await.expect("insert");
+    assert_eq!(
+        store
+            .take_pending("tok-begun", PendingStage::Answered)
+            .await
+            .expect("take"),
+        None
+    );
+    assert_eq!(
+        store
+            .take_pending("tok-answered", PendingStage::Begun)
+            .await
+            .expect("take"),
+        None
+    );
+    assert_eq!(
+        store
+            .take_pending("tok-answered", PendingStage::Answered)
+            .await
+            .expect("take"),
+        Some(answered),
+        "the wrong stage neither took nor deleted it"
+    );
+    assert!(
+        store
+            .take_pending("tok-begun", PendingStage::Begun)
+            .await
+            .expect("take")
+            .is_some()
+    );
 }
 
 async fn take_pending_concurrent_takers(store: &Store, url: &str) {
@@ -840,7 +903,9 @@ async fn take_pending_concurrent_takers(store: &Store, url: &str) {
                 other.clone()
             };
             let token = Arc::clone(&token);
-            tasks.push(tokio::spawn(async move { s.take_pending(&token).await }));
+            tasks.push(tokio::spawn(async move {
+                s.take_pending(&token, PendingStage::Begun).await
+            }));
         }
         let mut winners = 0;
         for task in tasks {
@@ -1283,8 +1348,20 @@ async fn cleanup_cleans_every_table(store: &Store, _url: &str) {
         store.kv_get("s", "live", 500).await.unwrap(),
         Some(b"x".to_vec())
     );
-    assert_eq!(store.take_pending("old").await.unwrap(), None);
-    assert!(store.take_pending("live").await.unwrap().is_some());
+    assert_eq!(
+        store
+            .take_pending("old", PendingStage::Begun)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .take_pending("live", PendingStage::Begun)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(store.recent_audit(10).await.unwrap().len(), 1);
     let cleanup_runs = store.task_runs("cleanup", None, 10).await.unwrap();
     assert_eq!(cleanup_runs.len(), 1, "the latest run of a task stays");

@@ -10,6 +10,7 @@
 //! IdP insists on) finishes a sign-in the same way. Every refusal writes an audit row and
 //! nothing else.
 
+mod answered;
 mod audit;
 mod provision;
 mod test_sign_in;
@@ -18,8 +19,8 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
-use gatehouse_plugin_api::{BeginRequest, CallbackRequest, LoginStep, StepMethod};
-use gatehouse_store::{PendingLogin, SignInPurpose};
+use gatehouse_plugin_api::{BeginRequest, CallbackRequest, Identity, LoginStep, StepMethod};
+use gatehouse_store::{PendingLogin, PendingStage, SignInPurpose, User};
 
 use crate::{
     site::{SiteDomain, SiteIdp},
@@ -125,6 +126,7 @@ pub async fn begin(
             browser_binding_hash: token_hash(&binding),
             return_to: begin.return_to,
             purpose: begin.purpose,
+            stage: PendingStage::Begun,
             created_at: now,
             expires_at: now + session::seconds(state.settings().pending_login_lifetime),
         })
@@ -182,11 +184,11 @@ impl IntoResponse for Finished {
     }
 }
 
-/// Finishes a sign-in begun by [`begin`]: takes the pending sign-in named by the answer's
-/// state parameter (single use), checks it belongs to `idp`, has not expired and comes
-/// back in the browser that began it, asks the plugin for the identity, and ends it as
-/// the pending sign-in's purpose says (never as the other). Refusals are audited and
-/// returned as errors.
+/// Finishes a sign-in begun by [`begin`] whose answer came back as a same-site request
+/// (an OAuth redirect, a GET): takes the pending sign-in named by the answer's state
+/// parameter (single use), checks it belongs to `idp`, has not expired and comes back in
+/// the browser that began it, asks the plugin for the identity, and ends it as the pending
+/// sign-in's purpose says (never as the other). Refusals are audited and returned as errors.
 pub async fn finish(
     state: &AppState,
     domain: SiteDomain<'_>,
@@ -195,20 +197,172 @@ pub async fn finish(
     answer: Answer,
 ) -> AppResult<Finished> {
     let now = state.now();
-    let auditor = Auditor {
+    let auditor = auditor(state, domain, idp, browser, now);
+    let Some(token) = state_token(idp, &answer) else {
+        auditor
+            .refused(None, "", "the callback carries no state")
+            .await?;
+        return Err(AppError::bad_request(
+            "The sign-in answer is incomplete. Please start again.",
+        ));
+    };
+    let pending = take_pending(state, idp, token, PendingStage::Begun, &auditor, now).await?;
+    check_binding(state, browser, &pending, &auditor).await?;
+    // A test sign-in's pending row is bound to this browser; it must still be an
+    // administrator's, and that is checked before the plugin is asked anything.
+    let tester = tester(state, browser, &pending, &auditor).await?;
+    let identity =
+        complete_login(state, idp, &answer, pending.plugin_state.clone(), &auditor).await?;
+    conclude(
+        state, domain, idp, browser, &pending, identity, tester, &auditor,
+    )
+    .await
+}
+
+/// A POSTed answer that was checked and is waiting for the browser's finish step.
+#[derive(Debug)]
+pub struct Answered {
+    /// The one-time handle [`finish_answered`] takes it by (256 random bits; only its hash
+    /// is stored).
+    pub handle: String,
+}
+
+/// How long an answered sign-in waits for the browser's finish step, which follows at
+/// once (a `303` the browser acts on).
+const ANSWERED_LIFETIME_SECONDS: i64 = 60;
+
+/// Accepts an IdP's answer POSTed across sites (SAML's HTTP-POST binding to the ACS).
+///
+/// A browser does not send its `SameSite=Lax` binding cookie with another site's POST,
+/// so the binding cannot be checked here. Instead the answer is validated now — the
+/// pending sign-in taken (single use; not expired; this IdP's), the plugin asked for the
+/// identity — and kept as an *answered* pending sign-in with the binding of the begun one
+/// under a fresh one-time handle, which the caller sends the browser to the same-site
+/// finish step with ([`finish_answered`]), where the cookie is sent and checked. A
+/// response stolen and posted from another browser (login CSRF) is validated, then
+/// refused there.
+///
+/// An answer without the state parameter is unsolicited (SAML IdP-initiated sign-in): the
+/// plugin is asked with empty state and refuses unless it is configured to accept such
+/// answers; one it accepts is bound to no browser and lands on `/`.
+pub async fn accept_posted(
+    state: &AppState,
+    domain: SiteDomain<'_>,
+    idp: &SiteIdp,
+    browser: BrowserRequest<'_>,
+    answer: Answer,
+) -> AppResult<Answered> {
+    let now = state.now();
+    let auditor = auditor(state, domain, idp, browser, now);
+    let begun = match state_token(idp, &answer) {
+        Some(token) => {
+            Some(take_pending(state, idp, token, PendingStage::Begun, &auditor, now).await?)
+        }
+        None => None,
+    };
+    let plugin_state = begun
+        .as_ref()
+        .map(|pending| pending.plugin_state.clone())
+        .unwrap_or_default();
+    let identity = complete_login(state, idp, &answer, plugin_state, &auditor).await?;
+    let handle = state.token();
+    let (browser_binding_hash, return_to, purpose) = match begun {
+        Some(pending) => (
+            pending.browser_binding_hash,
+            pending.return_to,
+            pending.purpose,
+        ),
+        // Unsolicited: bound to no browser (there was no request to bind).
+        None => (String::new(), "/".to_owned(), SignInPurpose::SignIn),
+    };
+    state
+        .store()
+        .insert_pending(&PendingLogin {
+            token_hash: token_hash(&handle),
+            idp_id: idp.id().to_owned(),
+            plugin_state: answered::encode(&identity),
+            browser_binding_hash,
+            return_to,
+            purpose,
+            stage: PendingStage::Answered,
+            created_at: now,
+            expires_at: now + ANSWERED_LIFETIME_SECONDS,
+        })
+        .await?;
+    Ok(Answered { handle })
+}
+
+/// The same-site step after [`accept_posted`]: takes the answered sign-in by its handle
+/// (single use; this IdP's; not expired), checks this is the browser that began it (an
+/// unsolicited answer was bound to none), and ends it as its purpose says.
+pub async fn finish_answered(
+    state: &AppState,
+    domain: SiteDomain<'_>,
+    idp: &SiteIdp,
+    browser: BrowserRequest<'_>,
+    handle: &str,
+) -> AppResult<Finished> {
+    let now = state.now();
+    let auditor = auditor(state, domain, idp, browser, now);
+    let pending = take_pending(state, idp, handle, PendingStage::Answered, &auditor, now).await?;
+    if !pending.browser_binding_hash.is_empty() {
+        check_binding(state, browser, &pending, &auditor).await?;
+    }
+    let tester = tester(state, browser, &pending, &auditor).await?;
+    let Some(identity) = answered::decode(&pending.plugin_state) else {
+        auditor
+            .failed("an answered sign-in holds no identity this host can read")
+            .await?;
+        return Err(AppError::bad_request(
+            "Your sign-in could not be completed. Please start again.",
+        ));
+    };
+    conclude(
+        state, domain, idp, browser, &pending, identity, tester, &auditor,
+    )
+    .await
+}
+
+fn auditor<'a>(
+    state: &'a AppState,
+    domain: SiteDomain<'a>,
+    idp: &'a SiteIdp,
+    browser: BrowserRequest<'a>,
+    now: i64,
+) -> Auditor<'a> {
+    Auditor {
         state,
         domain: domain.name(),
         idp: idp.id(),
         ip: browser.client_ip,
         at: now,
-    };
-    let pending = take_pending(state, idp, browser, &answer, &auditor, now).await?;
-    // A test sign-in's pending row is bound to this browser; it must still be an
-    // administrator's, and that is checked before the plugin is asked anything.
-    let tester = match pending.purpose {
-        SignInPurpose::SignIn => None,
+    }
+}
+
+/// The value of the plugin's state parameter in the answer (form first), if any.
+fn state_token<'a>(idp: &SiteIdp, answer: &'a Answer) -> Option<&'a str> {
+    let state_param = &idp.instance.plugin.state_parameter;
+    answer
+        .form
+        .iter()
+        .chain(answer.query.iter())
+        .find(|(k, _)| k == state_param)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// The administrator running a test sign-in, checked before it goes on; `None` for a real
+/// sign-in.
+async fn tester(
+    state: &AppState,
+    browser: BrowserRequest<'_>,
+    pending: &PendingLogin,
+    auditor: &Auditor<'_>,
+) -> AppResult<Option<User>> {
+    match pending.purpose {
+        SignInPurpose::SignIn => Ok(None),
         SignInPurpose::TestSignIn => match session::administrator(state, browser.headers).await {
-            Ok((_, admin)) => Some(admin),
+            Ok((_, admin)) => Ok(Some(admin)),
             Err(refusal) => {
                 auditor
                     .refused(
@@ -217,107 +371,117 @@ pub async fn finish(
                         "a test sign-in came back to a browser without an administrator's session",
                     )
                     .await?;
-                return Err(refusal);
+                Err(refusal)
             }
         },
-    };
+    }
+}
+
+/// Asks the plugin for the identity in the answer; a refusal or failure is audited.
+async fn complete_login(
+    state: &AppState,
+    idp: &SiteIdp,
+    answer: &Answer,
+    plugin_state: Vec<u8>,
+    auditor: &Auditor<'_>,
+) -> AppResult<Identity> {
     let request = CallbackRequest {
-        callback_url: answer.callback_url.into(),
-        query: abi_pairs(answer.query).into(),
-        form: abi_pairs(answer.form).into(),
-        state: pending.plugin_state.into(),
+        callback_url: answer.callback_url.as_str().into(),
+        query: abi_pairs(answer.query.clone()).into(),
+        form: abi_pairs(answer.form.clone()).into(),
+        state: plugin_state.into(),
     };
-    let identity = match state
+    match state
         .caller()
         .call(idp.instance.clone(), move |host, idp| {
             idp.complete_login(host, request).into_result()
         })
         .await
     {
-        Ok(identity) => identity,
+        Ok(identity) => Ok(identity),
         Err(error) => {
             auditor.failed(&error.to_string()).await?;
-            return Err(error.into());
-        }
-    };
-
-    match tester {
-        Some(admin) => {
-            let report = test_sign_in::report(state, domain, idp, &identity, &admin, now).await?;
-            Ok(Finished::Tested(report))
-        }
-        None => {
-            let user_id = match provision::provision(state, domain, idp, &identity, now).await? {
-                Ok(user_id) => user_id,
-                Err((username, reason)) => {
-                    auditor.refused(None, &username, &reason).await?;
-                    return Err(AppError::new(
-                        StatusCode::FORBIDDEN,
-                        format!("You cannot be signed in: {reason}."),
-                    ));
-                }
-            };
-            state.store().record_idp_success(idp.id(), now).await?;
-            let session_cookie = session::start(
-                state,
-                browser.headers,
-                domain.name(),
-                user_id,
-                Some(idp.id().to_owned()),
-                Some(identity.subject.to_string()),
-                identity.logout_state.into_vec(),
-            )
-            .await?;
-            let username = state
-                .store()
-                .user_by_id(user_id)
-                .await?
-                .map(|u| u.username)
-                .unwrap_or_default();
-            auditor.succeeded(user_id, &username).await?;
-            let secure = state.settings().secure_cookies;
-            let mut cookies = vec![session_cookie];
-            // A completed sign-in ends any redirect-loop count.
-            if cookie(browser.headers, LOOP_COOKIE, secure).is_some() {
-                cookies.push(clear_cookie(LOOP_COOKIE, secure));
-            }
-            Ok(Finished::SignedIn(SignedIn {
-                user_id,
-                username,
-                return_to: pending.return_to,
-                cookies,
-            }))
+            Err(error.into())
         }
     }
 }
 
-/// The pending sign-in the answer names, taken (deleted) and checked: for `idp`, not
-/// expired, back in the browser that began it.
+/// Ends a checked sign-in with its identity: a test sign-in's report, or a real sign-in
+/// (plan, provision, session).
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the one ending
+async fn conclude(
+    state: &AppState,
+    domain: SiteDomain<'_>,
+    idp: &SiteIdp,
+    browser: BrowserRequest<'_>,
+    pending: &PendingLogin,
+    identity: Identity,
+    tester: Option<User>,
+    auditor: &Auditor<'_>,
+) -> AppResult<Finished> {
+    let now = auditor.at;
+    if let Some(admin) = tester {
+        let report = test_sign_in::report(state, domain, idp, &identity, &admin, now).await?;
+        return Ok(Finished::Tested(report));
+    }
+    let user_id = match provision::provision(state, domain, idp, &identity, now).await? {
+        Ok(user_id) => user_id,
+        Err((username, reason)) => {
+            auditor.refused(None, &username, &reason).await?;
+            return Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                format!("You cannot be signed in: {reason}."),
+            ));
+        }
+    };
+    state.store().record_idp_success(idp.id(), now).await?;
+    let session_cookie = session::start(
+        state,
+        browser.headers,
+        domain.name(),
+        user_id,
+        Some(idp.id().to_owned()),
+        Some(identity.subject.to_string()),
+        identity.logout_state.into_vec(),
+    )
+    .await?;
+    let username = state
+        .store()
+        .user_by_id(user_id)
+        .await?
+        .map(|u| u.username)
+        .unwrap_or_default();
+    auditor.succeeded(user_id, &username).await?;
+    let secure = state.settings().secure_cookies;
+    let mut cookies = vec![session_cookie];
+    // A completed sign-in ends any redirect-loop count.
+    if cookie(browser.headers, LOOP_COOKIE, secure).is_some() {
+        cookies.push(clear_cookie(LOOP_COOKIE, secure));
+    }
+    Ok(Finished::SignedIn(SignedIn {
+        user_id,
+        username,
+        return_to: pending.return_to.clone(),
+        cookies,
+    }))
+}
+
+/// The pending sign-in of `stage` named by `token`, taken (deleted) and checked: for `idp`
+/// and not expired.
 async fn take_pending(
     state: &AppState,
     idp: &SiteIdp,
-    browser: BrowserRequest<'_>,
-    answer: &Answer,
+    token: &str,
+    stage: PendingStage,
     auditor: &Auditor<'_>,
     now: i64,
 ) -> AppResult<PendingLogin> {
-    let state_param = &idp.instance.plugin.state_parameter;
-    let token = answer
-        .form
-        .iter()
-        .chain(answer.query.iter())
-        .find(|(k, _)| k == state_param)
-        .map(|(_, v)| v.as_str());
-    let Some(token) = token else {
-        auditor
-            .refused(None, "", "the callback carries no state")
-            .await?;
-        return Err(AppError::bad_request(
-            "The sign-in answer is incomplete. Please start again.",
-        ));
-    };
     // Taking the pending sign-in deletes it: a replayed callback finds nothing.
-    let Some(pending) = state.store().take_pending(&token_hash(token)).await? else {
+    let Some(pending) = state
+        .store()
+        .take_pending(&token_hash(token), stage)
+        .await?
+    else {
         auditor
             .refused(None, "", "unknown, tampered or already used state")
             .await?;
@@ -345,23 +509,33 @@ async fn take_pending(
             "The sign-in took too long. Please start again.",
         ));
     }
+    Ok(pending)
+}
+
+/// Refuses unless this browser carries the binding the sign-in was begun with.
+async fn check_binding(
+    state: &AppState,
+    browser: BrowserRequest<'_>,
+    pending: &PendingLogin,
+    auditor: &Auditor<'_>,
+) -> AppResult<()> {
     let binding_ok = cookie(
         browser.headers,
         PENDING_COOKIE,
         state.settings().secure_cookies,
     )
     .is_some_and(|b| tokens_match(&token_hash(b), &pending.browser_binding_hash));
-    if !binding_ok {
-        auditor
-            .refused(
-                None,
-                "",
-                "callback arrived in a browser other than the one that started",
-            )
-            .await?;
-        return Err(AppError::bad_request(
-            "This sign-in was started in another browser. Please start again here.",
-        ));
+    if binding_ok {
+        return Ok(());
     }
-    Ok(pending)
+    auditor
+        .refused(
+            None,
+            "",
+            "callback arrived in a browser other than the one that started",
+        )
+        .await?;
+    Err(AppError::bad_request(
+        "This sign-in was started in another browser. Please start again here.",
+    ))
 }
