@@ -57,7 +57,7 @@ pub struct SamlSp {
 
 impl Plugin for SamlSp {
     fn manifest() -> Manifest {
-        Manifest::new("saml", "saml2", "SAML 2.0", env!("CARGO_PKG_VERSION"))
+        Manifest::new("saml", "saml", "SAML 2.0", env!("CARGO_PKG_VERSION"))
             .with_capabilities(Capabilities::LOGOUT | Capabilities::METADATA | Capabilities::TASKS)
             .with_attributes(&ATTRIBUTES)
             .with_tasks(&TASKS)

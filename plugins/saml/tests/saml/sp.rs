@@ -14,7 +14,7 @@ use crate::support::*;
 fn manifest_declares_the_saml_plugin() {
     let manifest = SamlSp::manifest();
     assert_eq!(manifest.id.as_str(), "saml");
-    assert_eq!(manifest.protocol.as_str(), "saml2");
+    assert_eq!(manifest.protocol.as_str(), "saml");
     assert_eq!(manifest.state_parameter.as_str(), "RelayState");
     assert_eq!(manifest.tasks.len(), 1);
     assert_eq!(manifest.tasks[0].as_str(), "refresh_metadata");
