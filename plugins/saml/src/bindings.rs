@@ -21,7 +21,10 @@ pub const MAX_ENCODED_BYTES: usize = 256 * 1024;
 pub const MAX_INFLATED_BYTES: usize = 256 * 1024;
 
 pub const SIG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
-const ALLOWED_SIG_ALGS: [(&str, fn() -> MessageDigest); 6] = [
+/// A SigAlg URI and the digest it signs with.
+type SigAlg = (&'static str, fn() -> MessageDigest);
+
+const ALLOWED_SIG_ALGS: [SigAlg; 6] = [
     (SIG_RSA_SHA256, MessageDigest::sha256),
     (
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",

@@ -83,7 +83,8 @@ fn any_of_several_signing_certificates_verifies() {
 
 #[test]
 fn wrong_audience_recipient_destination_issuer_and_request_are_refused() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Spec)>)> = vec![
+    type Change = Box<dyn Fn(&mut Spec)>;
+    let cases: Vec<(&str, Change)> = vec![
         (
             "audience",
             Box::new(|s| s.audience = Some("https://other-sp.test/metadata".into())),
