@@ -218,6 +218,18 @@ fn a_signed_redirect_verifies_with_the_sp_certificate_over_the_exact_query() {
     );
 }
 
+/// Scripts one answer of the IdP's metadata endpoint with these signing certificates.
+fn serve_metadata(fake: &FakeHost, certs: &[&str]) {
+    let body = idp_metadata(certs, true);
+    fake.expect(
+        Expectation::new("GET", "https://idp.example.test/md").reply(
+            200,
+            "application/xml",
+            body.as_bytes(),
+        ),
+    );
+}
+
 fn url_sp() -> SamlSp {
     build(json!({ "idp_metadata_url": "https://idp.example.test/md" })).expect("valid")
 }
@@ -226,13 +238,7 @@ fn url_sp() -> SamlSp {
 fn metadata_from_a_url_is_fetched_lazily_cached_and_kept_while_the_idp_is_down() {
     let sp = url_sp();
     let fake = FakeHost::new();
-    fake.expect(
-        Expectation::new("GET", "https://idp.example.test/md").reply(
-            200,
-            "application/xml",
-            idp_metadata(&[IDP_CERT], true).as_bytes(),
-        ),
-    );
+    serve_metadata(&fake, &[IDP_CERT]);
     fake.call(|host| sp.begin_login(host, &begin_request("a")))
         .expect("fetches and begins");
     fake.call(|host| sp.begin_login(host, &begin_request("b")))
@@ -255,13 +261,7 @@ fn metadata_from_a_url_is_fetched_lazily_cached_and_kept_while_the_idp_is_down()
     );
 
     // The task fetches again, and reports what it got.
-    fake.expect(
-        Expectation::new("GET", "https://idp.example.test/md").reply(
-            200,
-            "application/xml",
-            idp_metadata(&[IDP_CERT, IDP2_CERT], true).as_bytes(),
-        ),
-    );
+    serve_metadata(&fake, &[IDP_CERT, IDP2_CERT]);
     let out = fake
         .call(|host| sp.run_task(host, "refresh_metadata"))
         .expect("refreshes");
@@ -276,13 +276,7 @@ fn metadata_from_a_url_is_fetched_lazily_cached_and_kept_while_the_idp_is_down()
 fn fetched_metadata_without_a_signing_certificate_is_refused() {
     let sp = url_sp();
     let fake = FakeHost::new();
-    fake.expect(
-        Expectation::new("GET", "https://idp.example.test/md").reply(
-            200,
-            "application/xml",
-            idp_metadata(&[], true).as_bytes(),
-        ),
-    );
+    serve_metadata(&fake, &[]);
     let error = fake
         .call(|host| sp.begin_login(host, &begin_request("a")))
         .expect_err("refused");
