@@ -1,0 +1,62 @@
+//! ACS verifications per second: `complete_login` on one real signed response (signed
+//! assertion, RSA-SHA256) on a FakeHost whose store is fresh each iteration (so the
+//! replay cache never refuses), next to the bare libxml2+xmlsec verification samael does
+//! inside it (the floor). Run: `cargo bench -p gatehouse-saml --bench acs`.
+
+#[allow(dead_code)]
+#[path = "../tests/saml/support.rs"]
+mod support;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gatehouse_plugin_api::testkit::FakeHost;
+use gatehouse_plugin_api::{CallbackRequest, IdentityProvider, Pair};
+use samael::crypto::{
+    AllowedSignatureAlgorithm, CertificateDer, CryptoProvider, ReduceMode, XmlSec,
+};
+use serde_json::json;
+
+use support::*;
+
+fn acs(c: &mut Criterion) {
+    let flow = Flow::begin(json!({}));
+    let response = flow.spec().response();
+    let request = CallbackRequest {
+        callback_url: ACS.into(),
+        query: Vec::new().into(),
+        form: vec![Pair::new("SAMLResponse", b64(&response))].into(),
+        state: flow.state.clone().into(),
+    };
+    let der = openssl::x509::X509::from_pem(IDP_CERT.as_bytes())
+        .and_then(|c| c.to_der())
+        .expect("cert");
+    let certs = [CertificateDer::from(der)];
+
+    let mut group = c.benchmark_group("saml-acs");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("complete_login (all checks, replay cache)", |b| {
+        b.iter(|| {
+            // A fresh store each time: same clock, same seed, so the same pending state.
+            let fake = FakeHost::new();
+            let identity = fake
+                .call(|host| flow.sp.complete_login(host, &request))
+                .expect("verifies");
+            std::hint::black_box(identity);
+        });
+    });
+    group.bench_function("floor: samael/xmlsec verify + PreDigest reduce only", |b| {
+        b.iter(|| {
+            let reduced = XmlSec::reduce_xml_to_signed_with_allowed_algorithms(
+                &response,
+                &certs,
+                ReduceMode::PreDigest,
+                Some(&[AllowedSignatureAlgorithm::RsaSha256]),
+            )
+            .expect("verifies");
+            std::hint::black_box(reduced);
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, acs);
+criterion_main!(benches);
