@@ -37,7 +37,7 @@ pub struct Shape {
     pub root_id: String,
     /// Whether the root carries a ds:Signature (of the accepted shape, not yet verified).
     pub root_signed: bool,
-    /// How many Assertion or EncryptedAssertion elements there are, anywhere.
+    /// How many Assertion or EncryptedAssertion elements there are below the root.
     pub assertion_count: usize,
     /// The one assertion (a child of the root), when there is exactly one.
     pub assertion: Option<AssertionShape>,
@@ -111,7 +111,10 @@ pub fn scan(document: &Document<'_>, ns: &str, root_name: &str) -> Result<Shape,
     let assertions: Vec<Node<'_, '_>> = document
         .descendants()
         .filter(|n| {
-            n.is_element() && matches!(n.tag_name().name(), "Assertion" | "EncryptedAssertion")
+            // A decrypted assertion is its own root; only assertions below the root count.
+            *n != root
+                && n.is_element()
+                && matches!(n.tag_name().name(), "Assertion" | "EncryptedAssertion")
         })
         .collect();
     if assertions.len() > 1 {

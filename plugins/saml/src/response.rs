@@ -60,25 +60,36 @@ pub fn verify(encoded: &str, expected: &Expected<'_>) -> Result<Verified, Refusa
             shape.assertion_count
         )));
     };
-    if !shape.root_signed && !assertion_shape.signed {
+    // An encrypted assertion carries its signature inside: an unsigned Response around
+    // it is checked after decryption, where a signature is always required.
+    let unsigned = !shape.root_signed && !assertion_shape.signed;
+    if unsigned && !assertion_shape.encrypted {
         return Err(Check::Signature.refuse("the response carries no signature"));
     }
-    let predigest = signature::verify(&xml, &expected.idp.signing_certs)?;
-    let signed_doc = parse_canonical(&predigest)?;
-    let signed_root = signed_doc.root_element();
+    let predigest = if unsigned {
+        None
+    } else {
+        Some(signature::verify(&xml, &expected.idp.signing_certs)?)
+    };
+    let signed_doc = predigest.as_deref().map(parse_canonical).transpose()?;
+    let signed_root = signed_doc.as_ref().map(Document::root_element);
 
     // The element whose signature was returned must be the one the shape promised.
-    let response = if shape.root_signed {
-        require_root(signed_root, NS_PROTOCOL, "Response", Some(&shape.root_id))?;
-        signed_root
-    } else {
-        require_root(
-            signed_root,
-            NS_ASSERTION,
-            "Assertion",
-            assertion_shape.id.as_deref(),
-        )?;
-        root
+    let response = match signed_root {
+        Some(signed_root) if shape.root_signed => {
+            require_root(signed_root, NS_PROTOCOL, "Response", Some(&shape.root_id))?;
+            signed_root
+        }
+        Some(signed_root) => {
+            require_root(
+                signed_root,
+                NS_ASSERTION,
+                "Assertion",
+                assertion_shape.id.as_deref(),
+            )?;
+            root
+        }
+        None => root,
     };
     check_response(response, &shape, expected)?;
 
@@ -91,6 +102,9 @@ pub fn verify(encoded: &str, expected: &Expected<'_>) -> Result<Verified, Refusa
         let plain = signature::decrypt(encrypted, key)?;
         return verify_decrypted(&plain, expected);
     }
+    let Some(signed_root) = signed_root else {
+        return Err(Check::Signature.refuse("the response carries no signature"));
+    };
     let assertion = if signed_root.tag_name().name() == "Assertion" {
         signed_root
     } else {
@@ -109,6 +123,9 @@ fn verify_decrypted(plain: &str, expected: &Expected<'_>) -> Result<Verified, Re
     prescan::refuse_declarations(plain)?;
     let document = prescan::parse(plain)?;
     let shape = prescan::scan(&document, NS_ASSERTION, "Assertion")?;
+    if shape.assertion_count != 0 {
+        return Err(Check::AssertionCount.refuse("the decrypted assertion holds another assertion"));
+    }
     if !shape.root_signed {
         return Err(Check::Signature.refuse("the decrypted assertion is not signed"));
     }

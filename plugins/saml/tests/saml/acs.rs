@@ -517,3 +517,80 @@ fn a_response_for_another_sp_is_refused_by_audience() {
     spec.destination = Some("https://sso.example.test/sso/other/callback".into());
     refused(flow.post(&spec.response()), "destination");
 }
+
+/// An EncryptedAssertion of `assertion` for the SP's key (RSA-OAEP + AES-128-CBC).
+fn encrypt_for_sp(assertion: &str) -> String {
+    use base64::Engine as _;
+    use openssl::{rsa::Padding, symm::Cipher, x509::X509};
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let content_key = [7u8; 16];
+    let iv = [9u8; 16];
+    let mut data = iv.to_vec();
+    data.extend(
+        openssl::symm::encrypt(
+            Cipher::aes_128_cbc(),
+            &content_key,
+            Some(&iv),
+            assertion.as_bytes(),
+        )
+        .expect("encrypts"),
+    );
+    let rsa = X509::from_pem(SP_CERT.as_bytes())
+        .and_then(|c| c.public_key())
+        .and_then(|k| k.rsa())
+        .expect("SP key");
+    let mut wrapped = vec![0u8; rsa.size() as usize];
+    let len = rsa
+        .public_encrypt(&content_key, &mut wrapped, Padding::PKCS1_OAEP)
+        .expect("wraps");
+    wrapped.truncate(len);
+    format!(
+        "<saml:EncryptedAssertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\"><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\" Type=\"http://www.w3.org/2001/04/xmlenc#Element\"><xenc:EncryptionMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#aes128-cbc\"/><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><xenc:EncryptedKey><xenc:EncryptionMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p\"/><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>",
+        b64(&wrapped),
+        b64(&data)
+    )
+}
+
+#[test]
+fn an_encrypted_signed_assertion_is_decrypted_with_the_sp_key_and_verified() {
+    let keyed = json!({ "sp_private_key": SP_KEY, "sp_certificate": SP_CERT });
+    let flow = Flow::begin(keyed.clone());
+    let spec = flow.spec();
+    let response = spec.response_with(&encrypt_for_sp(&spec.assertion()));
+    let identity = flow.post(&response).expect("decrypts and verifies");
+    assert_eq!(identity.subject.as_str(), "ada@example.test");
+    refused(flow.post(&response), "replay");
+
+    // Decrypted but unsigned: refused, even inside a signed response.
+    let flow = Flow::begin(keyed.clone());
+    let mut spec = flow.spec();
+    spec.sign_assertion = false;
+    spec.sign_response = true;
+    let response = spec.response_with(&encrypt_for_sp(&spec.assertion()));
+    refused(flow.post(&response), "signature");
+
+    // Without the SP key nothing decrypts; a tampered ciphertext is one uniform refusal.
+    let flow = Flow::begin(json!({}));
+    let spec = flow.spec();
+    refused(
+        flow.post(&spec.response_with(&encrypt_for_sp(&spec.assertion()))),
+        "decryption",
+    );
+    let flow = Flow::begin(keyed);
+    let spec = flow.spec();
+    let encrypted = encrypt_for_sp(&spec.assertion());
+    let at = encrypted.rfind("</xenc:CipherValue>").expect("cipher") - 30;
+    let mut bytes = encrypted.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).expect("utf-8");
+    let error = flow
+        .post(&spec.response_with(&tampered))
+        .expect_err("refused");
+    assert!(
+        ["decryption:", "malformed:", "signature:"]
+            .iter()
+            .any(|c| error.message().starts_with(c)),
+        "{}",
+        error.message()
+    );
+}
