@@ -73,11 +73,3 @@ impl Check {
 
 /// A refusal of an incoming message before it is turned into an error or a 400 reply.
 pub type Refusal = PluginError;
-
-/// Whether `error` is a refusal of `check` (for tests and for callers that branch).
-pub fn is(error: &PluginError, check: Check) -> bool {
-    error
-        .message()
-        .strip_prefix(check.name())
-        .is_some_and(|rest| rest.starts_with(':'))
-}
