@@ -135,6 +135,7 @@ impl IdentityProvider for SamlSp {
                 request_id: pending.as_ref().map(|p| p.request_id.as_str()),
                 acs_url: &acs_url,
                 now_millis,
+                requested_at_millis: pending.as_ref().map(|p| p.issued_at.saturating_mul(1000)),
             },
         )?;
         remember_assertion(host, &verified, now_millis)?;

@@ -26,6 +26,8 @@ pub struct Expected<'a> {
     pub acs_url: &'a str,
     /// The host's time, in Unix milliseconds.
     pub now_millis: i64,
+    /// When the AuthnRequest was made (Unix milliseconds), for a solicited response.
+    pub requested_at_millis: Option<i64>,
 }
 
 /// A verified assertion's contents.
@@ -253,12 +255,20 @@ fn check_assertion(assertion: Node<'_, '_>, expected: &Expected<'_>) -> Result<V
     let issuer = xml::child(assertion, NS_ASSERTION, "Issuer")
         .ok_or_else(|| Check::Issuer.refuse("the assertion has no Issuer"))?;
     check_issuer(issuer, expected.idp, "Assertion")?;
-    if let Some(issued) = instant(assertion, "IssueInstant")?
-        && expected.now_millis < issued - skew
-    {
+    let issued = instant(assertion, "IssueInstant")?
+        .ok_or_else(|| Check::Malformed.refuse("the assertion has no IssueInstant"))?;
+    if expected.now_millis < issued - skew {
         return Err(
             Check::NotYetValid.refuse("the assertion is issued in the future (IssueInstant)")
         );
+    }
+    // An answer cannot be older than its question: an assertion issued before this
+    // sign-in's AuthnRequest was made for another one.
+    if let Some(requested) = expected.requested_at_millis
+        && issued < requested - skew
+    {
+        return Err(Check::Expired
+            .refuse("the assertion was issued before this sign-in's request (IssueInstant)"));
     }
 
     let conditions = xml::child(assertion, NS_ASSERTION, "Conditions")

@@ -594,3 +594,91 @@ fn an_encrypted_signed_assertion_is_decrypted_with_the_sp_key_and_verified() {
         error.message()
     );
 }
+
+#[test]
+fn an_assertion_issued_before_the_request_is_refused() {
+    let flow = Flow::begin(json!({ "clock_skew_seconds": 60 }));
+    let mut spec = flow.spec();
+    spec.now -= 61;
+    refused(flow.post(&spec.response()), "expired");
+    let flow = Flow::begin(json!({ "clock_skew_seconds": 60 }));
+    let mut spec = flow.spec();
+    spec.now -= 60;
+    flow.post(&spec.response()).expect("within the skew");
+}
+
+/// A signed response (Response and Assertion both signed) for the wrapping attacks.
+fn double_signed(flow: &Flow) -> (Spec, String) {
+    let mut spec = flow.spec();
+    spec.sign_response = true;
+    let response = spec.response();
+    (spec, response)
+}
+
+fn without_signature(xml: &str) -> String {
+    let start = xml.find("<ds:Signature").expect("signed");
+    let end = xml.find("</ds:Signature>").expect("closed") + "</ds:Signature>".len();
+    format!("{}{}", &xml[..start], &xml[end..])
+}
+
+#[test]
+fn response_wrapping_xsw1_and_xsw2_are_refused() {
+    let flow = Flow::begin(json!({}));
+    let (_, genuine) = double_signed(&flow);
+    let evil_outer = |inner: &str, inside_signature: bool| {
+        // The evil outer Response: a new ID and another NameID; the genuine one (its
+        // signature stripped) hidden in or beside the original Signature.
+        let evil = genuine
+            .replacen("ID=\"_resp0123456789abcdef\"", "ID=\"_evil_resp\"", 1)
+            .replace(
+                ">ada@example.test</saml:NameID>",
+                ">admin@example.test</saml:NameID>",
+            );
+        let clone = without_signature(inner);
+        if inside_signature {
+            evil.replacen(
+                "</ds:SignatureValue>",
+                &format!("</ds:SignatureValue><ds:Object>{clone}</ds:Object>"),
+                1,
+            )
+        } else {
+            evil.replacen("<ds:Signature", &format!("{clone}<ds:Signature"), 1)
+        }
+    };
+    for inside in [true, false] {
+        let flow = Flow::begin(json!({}));
+        let (_, genuine_here) = double_signed(&flow);
+        let attack = evil_outer(&genuine_here, inside);
+        // The hidden clone repeats the assertion's ID: two elements with one ID.
+        let error = refused(flow.post(&attack), "malformed");
+        assert!(
+            error.message().contains("share one ID"),
+            "{}",
+            error.message()
+        );
+    }
+}
+
+#[test]
+fn assertion_wrapping_xsw5_is_refused() {
+    // XSW5: the signed assertion edited in place (new ID, evil NameID, signature kept)
+    // and a clean unsigned copy with the original ID appended.
+    let flow = Flow::begin(json!({}));
+    let spec = flow.spec();
+    let signed = spec.assertion();
+    let edited = signed
+        .replacen("ID=\"_assert0123456789abcdef\"", "ID=\"_evil\"", 1)
+        .replace(
+            ">ada@example.test</saml:NameID>",
+            ">admin@example.test</saml:NameID>",
+        );
+    let clean = without_signature(&signed);
+    refused(
+        flow.post(&spec.response_with(&format!("{edited}{clean}"))),
+        "assertion-count",
+    );
+    // Edited in place alone: the reference no longer points at its parent.
+    let flow = Flow::begin(json!({}));
+    let spec = flow.spec();
+    refused(flow.post(&spec.response_with(&edited)), "signature");
+}
