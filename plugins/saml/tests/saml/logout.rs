@@ -407,3 +407,44 @@ fn forged_or_wrong_idp_logout_requests_are_refused_without_actions() {
         );
     }
 }
+
+#[test]
+fn a_deflate_bomb_is_refused_before_it_is_read() {
+    let sp = sp(json!({}));
+    let fake = FakeHost::new();
+    let bomb = deflate_b64(&"A".repeat(8 * 1024 * 1024));
+    assert!(bomb.len() < 64 * 1024, "small on the wire");
+    let reply = call(
+        &sp,
+        &fake,
+        &inbound("GET", vec![Pair::new("SAMLRequest", bomb.as_str())], vec![]),
+    );
+    assert_eq!((reply.status, reply.actions.len()), (400, 0));
+    assert!(
+        fake.logs().iter().any(|(_, l)| l.contains("too-large:")),
+        "{:?}",
+        fake.logs()
+    );
+}
+
+#[test]
+fn an_idp_with_only_a_post_slo_endpoint_gets_an_escaped_form() {
+    let metadata = idp_metadata(&[IDP_CERT], false).replace(
+        "<md:SingleSignOnService",
+        &format!("<md:SingleLogoutService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{IDP_SLO}?a=1&amp;b=2\"/><md:SingleSignOnService"),
+    );
+    let sp = sp(json!({ "idp_metadata": metadata }));
+    let fake = FakeHost::new();
+    let xml = logout_request_xml("_idp_lr_9", fake.now_unix_seconds(), IDP_ENTITY, &[], true);
+    let form = vec![
+        Pair::new("SAMLRequest", b64(&xml)),
+        Pair::new("RelayState", "\"><script>alert(1)</script>"),
+    ];
+    let reply = call(&sp, &fake, &inbound("POST", vec![], form));
+    assert_eq!(reply.status, 200, "{:?}", fake.logs());
+    assert_eq!(reply.actions.len(), 1);
+    let page = String::from_utf8(reply.body.to_vec()).expect("utf-8");
+    assert!(page.contains("name=\"SAMLResponse\""));
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(page.contains("&quot;&gt;&lt;script&gt;"));
+}
