@@ -1,7 +1,7 @@
 //! ACS verifications per second: `complete_login` on one real signed response (signed
 //! assertion, RSA-SHA256) on a FakeHost whose store is fresh each iteration (so the
 //! replay cache never refuses), next to the bare libxml2+xmlsec verification samael does
-//! inside it (the floor). Run: `cargo bench -p gatehouse-saml --bench acs`.
+//! inside it (the floor), and the strict roxmltree parse our pre-scan adds. Run: `cargo bench -p gatehouse-saml --bench acs`.
 
 #[allow(dead_code)]
 #[path = "../tests/saml/support.rs"]
@@ -53,6 +53,12 @@ fn acs(c: &mut Criterion) {
             )
             .expect("verifies");
             std::hint::black_box(reduced);
+        });
+    });
+    group.bench_function("roxmltree strict parse (the core of our pre-scan)", |b| {
+        b.iter(|| {
+            let document = roxmltree::Document::parse(&response).expect("parses");
+            std::hint::black_box(document.descendants().count());
         });
     });
     group.finish();

@@ -1,4 +1,4 @@
-//! The SAML 2.0 service-provider plugin (`saml`, protocol `saml2`), on samael with its
+//! The SAML 2.0 service-provider plugin (`saml`, protocol `saml`), on samael with its
 //! xmlsec feature, with every fail-open default of samael closed: IdP metadata without a
 //! signing certificate is refused, signatures are checked in samael's strictest reduce
 //! mode with an algorithm allow-list after a strict pre-parse of our own, every time

@@ -682,3 +682,44 @@ fn assertion_wrapping_xsw5_is_refused() {
     let spec = flow.spec();
     refused(flow.post(&spec.response_with(&edited)), "signature");
 }
+
+#[test]
+fn only_the_saml_namespace_nameid_is_read() {
+    // Elements named NameID in another namespace (or none), even signed by a sloppy IdP,
+    // are not the subject: lookups match the namespace, not just the local name.
+    for prefix in [
+        "<x:NameID xmlns:x=\"urn:example:evil\">admin@example.test</x:NameID>",
+        "<NameID xmlns=\"\">admin@example.test</NameID>",
+    ] {
+        let flow = Flow::begin(json!({}));
+        let mut spec = flow.spec();
+        spec.subject_prefix = prefix.into();
+        let identity = flow.post(&spec.response()).expect("signed");
+        assert_eq!(identity.subject.as_str(), "ada@example.test");
+    }
+    // Two SAML NameIDs: refused rather than guessed between.
+    let flow = Flow::begin(json!({}));
+    let mut spec = flow.spec();
+    spec.subject_prefix = "<saml:NameID>admin@example.test</saml:NameID>".into();
+    refused(flow.post(&spec.response()), "name-id");
+}
+
+#[test]
+fn an_idp_attribute_cannot_pass_itself_off_as_the_nameid() {
+    let flow = Flow::begin(json!({}));
+    let mut spec = flow.spec();
+    spec.attributes.push((
+        "NameID".into(),
+        Some("SessionIndex".into()),
+        vec!["admin@example.test".into()],
+    ));
+    let identity = flow.post(&spec.response()).expect("signs in");
+    let name_ids: Vec<&str> = identity
+        .attributes
+        .iter()
+        .filter(|a| a.name.as_str() == "NameID")
+        .flat_map(|a| a.values.iter().map(|v| v.as_str()))
+        .collect();
+    assert_eq!(name_ids, ["ada@example.test"]);
+    assert_eq!(identity.attribute("SessionIndex"), Some("_session42"));
+}

@@ -144,6 +144,8 @@ pub struct Spec {
     pub not_on_or_after: i64,
     pub confirmation_not_on_or_after: i64,
     pub name_id: String,
+    /// Raw XML put first in the Subject (namespace-differential tests).
+    pub subject_prefix: String,
     pub name_id_format: String,
     pub session_index: String,
     /// (Name, FriendlyName, values): raw XML text allowed in values.
@@ -173,6 +175,7 @@ impl Spec {
             not_on_or_after: now + 300,
             confirmation_not_on_or_after: now + 300,
             name_id: "ada@example.test".into(),
+            subject_prefix: String::new(),
             name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into(),
             session_index: "_session42".into(),
             attributes: vec![
@@ -234,12 +237,13 @@ impl Spec {
             String::new()
         };
         let xml = format!(
-            "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{now}\"><saml:Issuer>{issuer}</saml:Issuer>{signature}<saml:Subject><saml:NameID Format=\"{format}\">{name_id}</saml:NameID><saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\"><saml:SubjectConfirmationData{irt} NotOnOrAfter=\"{scd_end}\" Recipient=\"{recipient}\"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore=\"{nb}\" NotOnOrAfter=\"{noa}\">{audience}</saml:Conditions><saml:AuthnStatement AuthnInstant=\"{now}\" SessionIndex=\"{session}\"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement>{attributes}</saml:AttributeStatement></saml:Assertion>",
+            "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{now}\"><saml:Issuer>{issuer}</saml:Issuer>{signature}<saml:Subject>{prefix}<saml:NameID Format=\"{format}\">{name_id}</saml:NameID><saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\"><saml:SubjectConfirmationData{irt} NotOnOrAfter=\"{scd_end}\" Recipient=\"{recipient}\"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore=\"{nb}\" NotOnOrAfter=\"{noa}\">{audience}</saml:Conditions><saml:AuthnStatement AuthnInstant=\"{now}\" SessionIndex=\"{session}\"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement>{attributes}</saml:AttributeStatement></saml:Assertion>",
             id = self.assertion_id,
             now = instant(self.now),
             issuer = self.assertion_issuer,
             format = self.name_id_format,
             name_id = self.name_id,
+            prefix = self.subject_prefix,
             scd_end = instant(self.confirmation_not_on_or_after),
             recipient = self.recipient,
             nb = instant(self.not_before),
