@@ -96,13 +96,23 @@ pub fn inflate_b64(value: &str) -> Result<String, Refusal> {
             "the message inflates to over {MAX_INFLATED_BYTES} bytes"
         )));
     }
-    String::from_utf8(inflated).map_err(|_| Check::Malformed.refuse("the message is not UTF-8"))
+    utf8(inflated)
 }
 
 /// The XML of an HTTP-POST message: size cap, base64, UTF-8.
 pub fn decode_post(value: &str) -> Result<String, Refusal> {
-    let bytes = decode_b64(value)?;
-    String::from_utf8(bytes).map_err(|_| Check::Malformed.refuse("the message is not UTF-8"))
+    utf8(decode_b64(value)?)
+}
+
+/// The message as text, without a UTF-8 byte-order mark (some IdPs send one; the XML
+/// declaration must then be first).
+fn utf8(bytes: Vec<u8>) -> Result<String, Refusal> {
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Check::Malformed.refuse("the message is not UTF-8"))?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    })
 }
 
 fn decode_b64(value: &str) -> Result<Vec<u8>, Refusal> {

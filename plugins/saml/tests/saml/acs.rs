@@ -723,3 +723,13 @@ fn an_idp_attribute_cannot_pass_itself_off_as_the_nameid() {
     assert_eq!(name_ids, ["ada@example.test"]);
     assert_eq!(identity.attribute("SessionIndex"), Some("_session42"));
 }
+
+#[test]
+fn a_byte_order_mark_and_an_xml_declaration_are_accepted() {
+    let flow = Flow::begin(json!({}));
+    let response = format!(
+        "\u{feff}<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
+        flow.spec().response()
+    );
+    flow.post(&response).expect("signs in");
+}
