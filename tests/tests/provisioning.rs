@@ -391,3 +391,37 @@ async fn password_users_have_no_locks() {
         .unwrap();
     assert_eq!(no_csrf.send(request).await.status, StatusCode::FORBIDDEN);
 }
+
+/// `match_field` may name an additional field: the first sign-in creates the account with
+/// the IdP's value (and its provenance), the second finds it by that value.
+#[tokio::test]
+async fn users_are_matched_on_an_additional_field() {
+    let config = gatehouse_tests::EXAMPLE_CONFIG
+        .replace(
+            "username_attribute = \"email\"\n\n[idp.provisioning]",
+            "username_attribute = \"employee\"\nmatch_field = \"employee\"\n\n[idp.provisioning]",
+        )
+        .replace(
+            "family_name = \"Lovelace\"\n",
+            "family_name = \"Lovelace\"\nextra = { employee = \"E-1815\" }\n",
+        )
+        .replace(
+            "[[domain]]\nname = \"root\"",
+            "[[field]]\nname = \"employee\"\nuser_editable = false\n\n[[domain]]\nname = \"root\"",
+        );
+    let host = gatehouse_tests::TestHost::start(&config).await;
+    let mut first = host.browser("localhost");
+    first.round_trip("/sso/example/start").await;
+    let me = first.get("/me").await.json();
+    assert_eq!(me["username"], "E-1815", "{me}");
+    let created = me["id"].clone();
+
+    let mut second = host.browser("localhost");
+    second.round_trip("/sso/example/start").await;
+    let again = second.get("/me").await.json();
+    assert_eq!(
+        again["id"], created,
+        "matched by employee, not created twice: {again}"
+    );
+    assert_eq!(host.store.count_users().await.expect("count"), 1);
+}

@@ -237,6 +237,26 @@ pub(crate) fn check(file: &Path, draft: &Draft) -> Vec<Diagnostic> {
             )));
         }
 
+        let match_field = idp.match_field.as_str();
+        if !known_fields.contains(&match_field) {
+            let help = match closest(match_field, &known_fields) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!(
+                    "match on one of {}, or declare it with [[field]] name = \"{match_field}\"",
+                    list(&known_fields)
+                ),
+            };
+            out.push(scoped(error(
+                codes::UNKNOWN_FIELD,
+                format!(
+                    "IdP `{}` matches users by `{match_field}`, which is neither a core field nor a declared [[field]]",
+                    idp.id
+                ),
+                idp.value_location("match_field"),
+                help,
+            )));
+        }
+
         for m in &idp.provisioning.fields {
             if known_fields.contains(&m.field.as_str()) {
                 continue;

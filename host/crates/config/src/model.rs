@@ -315,10 +315,42 @@ choice!(
     /// An IdP's `behaviour`: a button (default), automatic redirect, or hidden while tested.
     Behaviour { Button = "button", Redirect = "redirect", Hidden = "hidden" }
 );
-choice!(
-    /// The platform field the username attribute is matched against.
-    MatchField { Username = "username", Email = "email", Idnumber = "idnumber" }
-);
+/// The platform field an IdP's username attribute is matched against (`match_field`):
+/// any core field (`username`, the default, `email`, `idnumber`, …) or an additional field
+/// declared with `[[field]]` (SAML admins often match on an employee number). The schema
+/// takes any string; `checks` refuses a name that is no field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchField(String);
+
+impl MatchField {
+    pub fn new(field: &str) -> Self {
+        Self(field.to_owned())
+    }
+    pub fn username() -> Self {
+        Self::new("username")
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn is_username(&self) -> bool {
+        self.0 == "username"
+    }
+    pub fn is_email(&self) -> bool {
+        self.0 == "email"
+    }
+}
+
+impl Default for MatchField {
+    fn default() -> Self {
+        Self::username()
+    }
+}
+
+impl fmt::Display for MatchField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// `[[plugin]]`.
 #[derive(Clone, Debug, Default)]
@@ -572,7 +604,7 @@ mod tests {
         for b in Behaviour::ALL {
             assert_eq!(Behaviour::from_name(b.as_str()), Some(*b));
         }
-        assert_eq!(MatchField::default(), MatchField::Username);
+        assert_eq!(MatchField::default(), MatchField::username());
         assert_eq!(LoginForm::default(), LoginForm::Shown);
     }
 }

@@ -1262,13 +1262,11 @@ impl<'a> Schema<'a> {
             "username_attribute",
             "add the IdP attribute or claim that identifies the user, e.g. `username_attribute = \"email\"`",
         );
-        let match_field = self.pick(
-            &tab,
-            &mut keys,
-            "match_field",
-            MatchField::ALL,
-            MatchField::as_str,
-        );
+        // Any field name: `checks` refuses one that is neither core nor declared.
+        let match_field = self
+            .get(&tab, "match_field", &mut keys)
+            .and_then(|v| self.string(v, "match_field", &tab.scope))
+            .map_or_else(MatchField::default, |field| MatchField::new(&field));
         let match_case_insensitive = self.flag(&tab, &mut keys, "match_case_insensitive", false);
         let trust_email = self.flag(&tab, &mut keys, "trust_email", false);
         let logout = match self.get(&tab, "logout", &mut keys) {

@@ -188,7 +188,7 @@ fn the_interfaces_example_parses() {
     assert_eq!(okta.behaviour, Behaviour::Button);
     assert!(!okta.redirect_confirmed);
     assert_eq!(okta.username_attribute, "email");
-    assert_eq!(okta.match_field, MatchField::Username);
+    assert_eq!(okta.match_field, MatchField::username());
     assert_eq!(okta.logout.landing_url, None);
     assert!(!okta.logout.at_idp);
     let p = &okta.provisioning;
@@ -284,7 +284,7 @@ fn defaults_apply() {
     let idp = &config.idps[0];
     assert_eq!(idp.name, "okta");
     assert_eq!(idp.behaviour, Behaviour::Button);
-    assert_eq!(idp.match_field, MatchField::Username);
+    assert_eq!(idp.match_field, MatchField::username());
     assert!(!idp.match_case_insensitive && !idp.redirect_confirmed);
     assert!(!idp.provisioning.create_users && !idp.provisioning.update_existing);
     assert!(!idp.provisioning.lock_fields && idp.provisioning.fields.is_empty());
@@ -490,7 +490,6 @@ hosts = ["ee2.example.com", 5, "https://x.example.com/"]
 force_external_sso_url = "not a url"
 
 {BASE}behaviour = "redirct"
-match_field = "mail"
 logout = {{ landing_url = "javascript:alert(1)" }}
 "#
     );
@@ -515,7 +514,6 @@ logout = {{ landing_url = "javascript:alert(1)" }}
             at(&text, "\"https://x"),
             at(&text, "\"not a url\""),
             at(&text, "\"redirct\""),
-            at(&text, "\"mail\""),
             at(&text, "\"javascript"),
         ],
         "{:#?}",
@@ -1308,4 +1306,37 @@ fn inbound_max_body_bytes_defaults_to_256_kib_and_refuses_zero_or_a_string() {
             found[0].message
         );
     }
+}
+
+#[test]
+fn match_field_may_be_any_core_or_declared_field_and_names_the_unknown_one() {
+    let text = format!(
+        "{BASE}match_field = \"employee\"\n\n[[field]]\nname = \"employee\"\nmandatory = false\n"
+    );
+    let loaded = check(&text);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let config = loaded.config.expect("config");
+    assert_eq!(config.idps[0].match_field.as_str(), "employee");
+
+    let text = format!("{BASE}match_field = \"lastname\"\n");
+    assert!(check(&text).diagnostics.is_empty());
+
+    let text = format!("{BASE}match_field = \"emial\"\n");
+    let loaded = check(&text);
+    let d = only(&loaded, codes::UNKNOWN_FIELD);
+    assert_eq!(d.location, at(&text, "\"emial\""));
+    assert!(
+        d.message.contains("matches users by `emial`"),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.help.as_deref(), Some("did you mean `email`?"));
+
+    let text = format!("{BASE}match_field = \"badge_number\"\n");
+    let d = only(&check(&text), codes::UNKNOWN_FIELD).clone();
+    assert!(
+        d.help
+            .unwrap_or_default()
+            .contains("[[field]] name = \"badge_number\"")
+    );
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use gatehouse_config::{IdpConfig, MatchField};
+use gatehouse_config::IdpConfig;
 
 /// The platform fields that live on the user row itself.
 pub const CORE_FIELDS: [&str; 5] = ["username", "email", "firstname", "lastname", "idnumber"];
@@ -55,7 +55,7 @@ impl Policy {
 
     /// Users are matched or created by an email address, so the IdP must vouch for it.
     pub fn identifies_by_email(&self) -> bool {
-        self.match_field == MatchField::Email.as_str() || self.username_attribute == "email"
+        self.match_field == "email" || self.username_attribute == "email"
     }
 
     /// The fields this IdP writes: the identity fields and every mapped field.

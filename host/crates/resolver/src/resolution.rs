@@ -204,7 +204,7 @@ pub(crate) fn required_on_create(config: &Config) -> Vec<String> {
 }
 
 /// The fields an IdP fills from its username attribute without a mapping entry.
-pub(crate) fn identity_fields(idp: &IdpConfig) -> Vec<&'static str> {
+pub(crate) fn identity_fields(idp: &IdpConfig) -> Vec<&str> {
     let mut fields = vec!["username"];
     let matched = idp.match_field.as_str();
     if matched != "username" {

@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 
-use gatehouse_config::{
-    Behaviour, Config, Diagnostic, DomainConfig, IdpConfig, LoginForm, MatchField, codes,
-};
+use gatehouse_config::{Behaviour, Config, Diagnostic, DomainConfig, IdpConfig, LoginForm, codes};
 
 use crate::{
     facts::Facts,
@@ -99,12 +97,14 @@ impl<'a> Rules<'a> {
                         idp.id
                     ),
                 )
-                .with_help(
-                    "set `user_editable_core` in `[registration]` without \"email\", or match by username or idnumber",
-                );
+                .with_help(if self.config.fields.iter().any(|f| f.name == field) {
+                    format!("set `user_editable = false` on the [[field]] `{field}`, or match by username")
+                } else {
+                    format!("set `user_editable_core` in `[registration]` without \"{field}\", or match by username or idnumber")
+                });
             self.push(d);
         }
-        let (by_email, key) = if idp.match_field == MatchField::Email {
+        let (by_email, key) = if idp.match_field.is_email() {
             (true, "match_field")
         } else {
             (idp.username_attribute == "email", "username_attribute")

@@ -73,11 +73,12 @@ pub struct FieldChange {
 }
 
 /// Fields stored as columns of `users` that `update_user_fields` may change.
-const CORE_FIELDS: [&str; 5] = ["username", "email", "firstname", "lastname", "idnumber"];
+pub(crate) const CORE_FIELDS: [&str; 5] =
+    ["username", "email", "firstname", "lastname", "idnumber"];
 
 /// Other `users` columns: not valid as additional-field names (they would be ambiguous) and not
 /// changeable through `update_user_fields`.
-const RESERVED_FIELDS: [&str; 8] = [
+pub(crate) const RESERVED_FIELDS: [&str; 8] = [
     "id",
     "branch",
     "auth_source",
@@ -92,17 +93,6 @@ macro_rules! user_columns {
     () => {
         "id, username, email, firstname, lastname, idnumber, branch, auth_source, \
          password_hash, suspended, is_admin, created_at, updated_at"
-    };
-}
-
-/// `users.<field>` has a recorded provenance (an IdP or an administrator set it).
-macro_rules! provenance_of {
-    ($field:literal) => {
-        concat!(
-            "EXISTS (SELECT 1 FROM field_provenance p WHERE p.user_id = users.id AND p.field = '",
-            $field,
-            "')"
-        )
     };
 }
 
@@ -125,29 +115,44 @@ fn check_additional_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The `WHERE` condition comparing a match field with `$1`, counting only values an IdP or
-/// an administrator set: a value the account's own user typed (no provenance) never makes
-/// a match, or anyone could claim another person's identity by editing their profile. The
-/// username needs no provenance: only administrators and IdPs ever set it.
-fn match_condition(field: &str, case_insensitive: bool) -> Result<&'static str, StoreError> {
-    Ok(match (field, case_insensitive) {
-        ("username", false) => "username = $1",
-        ("username", true) => "lower(username) = lower($1)",
-        ("email", false) => concat!("email = $1 AND ", provenance_of!("email")),
-        ("email", true) => concat!("lower(email) = lower($1) AND ", provenance_of!("email")),
-        ("idnumber", false) => concat!("idnumber = $1 AND ", provenance_of!("idnumber")),
-        ("idnumber", true) => {
-            concat!(
-                "lower(idnumber) = lower($1) AND ",
-                provenance_of!("idnumber")
-            )
+/// The SQL condition that matches `field` against `$1`, and whether it binds the field's
+/// name as `$3` (an additional field). Only values an IdP or an administrator set count
+/// (they have a provenance row): a value a user typed on their own profile never matches.
+/// Column names come from this fixed list, never from the caller; values are bound.
+fn match_condition(field: &str, case_insensitive: bool) -> (String, bool) {
+    let compare = |column: &str| {
+        if case_insensitive {
+            format!("lower({column}) = lower($1)")
+        } else {
+            format!("{column} = $1")
+        }
+    };
+    match field {
+        "username" => (compare("username"), false),
+        "email" | "idnumber" | "firstname" | "lastname" => {
+            let column = match field {
+                "email" => "email",
+                "idnumber" => "idnumber",
+                "firstname" => "firstname",
+                _ => "lastname",
+            };
+            let sql = format!(
+                "{} AND EXISTS (SELECT 1 FROM field_provenance p WHERE p.user_id = users.id \
+                 AND p.field = '{column}')",
+                compare(column)
+            );
+            (sql, false)
         }
         _ => {
-            return Err(StoreError::Invalid(format!(
-                "users can be matched on username, email or idnumber, not {field:?}"
-            )));
+            let sql = format!(
+                "EXISTS (SELECT 1 FROM user_fields f WHERE f.user_id = users.id AND f.name = $3 \
+                 AND {}) AND EXISTS (SELECT 1 FROM field_provenance p \
+                 WHERE p.user_id = users.id AND p.field = $3)",
+                compare("f.value")
+            );
+            (sql, true)
         }
-    })
+    }
 }
 
 fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
@@ -376,17 +381,19 @@ impl Store {
         case_insensitive: bool,
         branch: &str,
     ) -> Result<Vec<User>, StoreError> {
+        let (condition, binds_field) = match_condition(field, case_insensitive);
         let sql = format!(
-            "SELECT {} FROM users WHERE {} AND branch = $2 ORDER BY id LIMIT 2",
+            "SELECT {} FROM users WHERE {condition} AND branch = $2 ORDER BY id LIMIT 2",
             user_columns!(),
-            match_condition(field, case_insensitive)?
         );
         // The condition comes from `match_condition`'s fixed list; values are bound.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value)
-            .bind(branch)
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(branch);
+        if binds_field {
+            query = query.bind(field);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let mut users = Vec::with_capacity(rows.len());
         for row in rows {
             users.push(self.with_additional(user_from_row(&row)?).await?);
@@ -404,16 +411,16 @@ impl Store {
         case_insensitive: bool,
         branch: &str,
     ) -> Result<i64, StoreError> {
-        let sql = format!(
-            "SELECT COUNT(*) AS n FROM users WHERE {} AND branch <> $2",
-            match_condition(field, case_insensitive)?
-        );
+        let (condition, binds_field) = match_condition(field, case_insensitive);
+        let sql = format!("SELECT COUNT(*) AS n FROM users WHERE {condition} AND branch <> $2");
         // The condition comes from `match_condition`'s fixed list; values are bound.
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value)
-            .bind(branch)
-            .fetch_one(&self.pool)
-            .await?;
+            .bind(branch);
+        if binds_field {
+            query = query.bind(field);
+        }
+        let row = query.fetch_one(&self.pool).await?;
         Ok(row.try_get("n")?)
     }
 
