@@ -1,5 +1,6 @@
-//! The `gatehouse` command: `serve`, `check`, `explain`, `plugins`, `users` and `tasks`. A
-//! thin edge over the library; errors become messages and exit statuses here and nowhere else.
+//! The `gatehouse` command: `serve`, `check`, `explain`, `plugins`, `users`, `tasks` and
+//! `directory`. A thin edge over the library; errors become messages and exit statuses here
+//! and nowhere else.
 
 use std::{
     collections::HashSet,
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::{
     clock::{Clock, Randomness},
     config::{self, Config, Diagnostic, LoadError, Severity},
-    logging,
+    directory, logging,
     passwords::{self, AdminBootstrap},
     plugins::load_all,
     startup,
@@ -70,6 +71,28 @@ enum Command {
     /// Scheduled tasks (the host's expiry cleanup, and the tasks plugins declare).
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// The directory a Totara Connect server shares: users, their fields, audiences.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+}
+
+/// `gatehouse directory …`: the directory file (JSON, see the README).
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Load users, custom profile field values and audiences from a JSON file, in one
+    /// transaction: a refused record (named by index and key) leaves nothing written, and
+    /// importing the same file twice changes nothing.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The directory file.
+        file: PathBuf,
+    },
+    /// Print the whole directory as JSON in the import format.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// `gatehouse tasks …`: the scheduled tasks `serve` runs.
@@ -155,6 +178,10 @@ fn main() -> ExitCode {
         Command::Tasks(TasksCommand::Run { config, name, idp }) => {
             run_task(config.config, &name, idp.as_deref())
         }
+        Command::Directory(DirectoryCommand::Import { config, file }) => {
+            import_directory(config.config, &file)
+        }
+        Command::Directory(DirectoryCommand::Export { config }) => export_directory(config.config),
     };
     match outcome {
         Ok(code) => code,
@@ -293,6 +320,74 @@ fn link_account(
         let what = if link { "linked" } else { "unlinked" };
         store.close().await;
         eprintln!("{what}: `{username}` and IdP `{idp}`");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `gatehouse directory import FILE`: the file's records in one transaction, or nothing.
+fn import_directory(path: Option<PathBuf>, file: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = match read_config(path) {
+        Ok(read) => read.loaded,
+        Err(unreadable) => return Ok(unreadable),
+    };
+    let Some(config) = usable(&loaded) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let contents =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let parsed = match directory::parse_file(&contents) {
+        Ok(parsed) => parsed,
+        Err(refused) => {
+            eprintln!("error: {refused}\nnothing was imported");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let known_fields = config.fields.iter().map(|f| f.name.clone()).collect();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::connect(config.host.database.expose())
+            .await
+            .context("opening the database")?;
+        let now = Clock::system().now_unix_seconds();
+        let outcome =
+            directory::import(&store, parsed, &known_fields, &Randomness::system(), now).await;
+        store.close().await;
+        match outcome {
+            Ok(summary) => {
+                eprintln!(
+                    "imported {}: {}",
+                    file.display(),
+                    directory::summary_line(&summary)
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(directory::ImportError::File(refused)) => {
+                eprintln!("error: {refused}\nnothing was imported");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(other) => Err(anyhow::Error::new(other).context("nothing was imported")),
+        }
+    })
+}
+
+/// `gatehouse directory export`: the directory as JSON on standard output.
+fn export_directory(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = match read_config(path) {
+        Ok(read) => read.loaded,
+        Err(unreadable) => return Ok(unreadable),
+    };
+    let Some(config) = usable(&loaded) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::connect(config.host.database.expose())
+            .await
+            .context("opening the database")?;
+        let snapshot = store.directory_snapshot().await?;
+        store.close().await;
+        let text = serde_json::to_string_pretty(&directory::export_json(&snapshot))?;
+        println!("{text}");
         Ok(ExitCode::SUCCESS)
     })
 }

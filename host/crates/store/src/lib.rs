@@ -7,6 +7,7 @@
 //! (`now`), booleans are stored as integers 0/1, bytes as BLOB/BYTEA, and every query is a
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
+mod directory;
 mod error;
 mod host_keys;
 mod kv;
@@ -22,6 +23,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use directory::{
+    Batch, BatchSummary, Change, CoreField, DirectoryAudience, DirectorySnapshot, DirectoryUser,
+    ImportAudience, ImportDocument, ImportUser, PlanError, WrittenBy, plan,
+};
 pub use error::StoreError;
 pub use logins::AuditEvent;
 pub use sessions::{PendingLogin, PendingStage, Session, SignInPurpose};
