@@ -1,5 +1,5 @@
 //! The directory: users with their custom profile field values, audiences with their
-//! members, and Connect links. Two halves: a **pure planner** ([`plan`]) that compares an
+//! members, and Connect links (which server user a synced user is). Two halves: a **pure planner** ([`plan`]) that compares an
 //! [`ImportDocument`] with the current [`DirectorySnapshot`] and returns a [`Batch`] of
 //! changes (no database, no clock; property-tested to be idempotent), and the store side that
 //! reads the snapshot and applies one batch in **one transaction** ([`Store::apply_batch`]).
@@ -41,11 +41,22 @@ pub struct DirectoryAudience {
     pub members: BTreeSet<String>,
 }
 
-/// The directory as it is: every user and audience, by key.
+/// A user synced from a Connect server: which server (its idnumber, and the Connect IdP
+/// instance that syncs it) and the user's id there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectLink {
+    pub idp_id: String,
+    pub server_idnumber: String,
+    pub server_user_id: i64,
+}
+
+/// The directory as it is: every user and audience, by key, and the Connect links.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectorySnapshot {
     pub users: BTreeMap<String, DirectoryUser>,
     pub audiences: BTreeMap<String, DirectoryAudience>,
+    /// By username. A user has at most one; a server user is linked to at most one user.
+    pub connect_links: BTreeMap<String, ConnectLink>,
 }
 
 /// One user record of an import. `None` leaves a value as it is.
@@ -190,6 +201,16 @@ pub enum Change {
         audience: String,
         username: String,
     },
+    /// Records that `username` is a server's user (a Connect sync's creation or migration);
+    /// replaces any link the user had.
+    LinkConnectUser {
+        username: String,
+        link: ConnectLink,
+    },
+    /// Forgets a user's Connect link (the account stays).
+    UnlinkConnectUser {
+        username: String,
+    },
 }
 
 /// The changes one import or sync makes, applied together or not at all.
@@ -210,6 +231,8 @@ pub struct BatchSummary {
     pub audiences_deleted: usize,
     pub members_added: usize,
     pub members_removed: usize,
+    pub connect_links_added: usize,
+    pub connect_links_removed: usize,
 }
 
 impl Batch {
@@ -237,6 +260,8 @@ impl Batch {
                 Change::DeleteAudience { .. } => summary.audiences_deleted += 1,
                 Change::AddMember { .. } => summary.members_added += 1,
                 Change::RemoveMember { .. } => summary.members_removed += 1,
+                Change::LinkConnectUser { .. } => summary.connect_links_added += 1,
+                Change::UnlinkConnectUser { .. } => summary.connect_links_removed += 1,
             }
         }
         summary.users_updated = updated.len();
@@ -562,6 +587,7 @@ impl DirectorySnapshot {
                 }
                 Change::DeleteUser { username } => {
                     self.users.remove(username);
+                    self.connect_links.remove(username);
                     for audience in self.audiences.values_mut() {
                         audience.members.remove(username);
                     }
@@ -597,6 +623,14 @@ impl DirectorySnapshot {
                     if let Some(audience) = self.audiences.get_mut(audience) {
                         audience.members.remove(username);
                     }
+                }
+                Change::LinkConnectUser { username, link } => {
+                    if self.users.contains_key(username) {
+                        self.connect_links.insert(username.clone(), link.clone());
+                    }
+                }
+                Change::UnlinkConnectUser { username } => {
+                    self.connect_links.remove(username);
                 }
             }
         }
@@ -731,6 +765,24 @@ impl Store {
                 && let Some(audience) = snapshot.audiences.get_mut(idnumber)
             {
                 audience.members.insert(username.clone());
+            }
+        }
+        for row in sqlx::query(
+            "SELECT user_id, idp_id, server_idnumber, server_user_id FROM connect_users",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let user: i64 = row.try_get("user_id")?;
+            if let Some(username) = by_id.get(&user) {
+                snapshot.connect_links.insert(
+                    username.clone(),
+                    ConnectLink {
+                        idp_id: row.try_get("idp_id")?,
+                        server_idnumber: row.try_get("server_idnumber")?,
+                        server_user_id: row.try_get("server_user_id")?,
+                    },
+                );
             }
         }
         tx.commit().await?;
@@ -978,6 +1030,37 @@ async fn apply_change(
             let user = user_id(tx, username).await?;
             sqlx::query("DELETE FROM audience_members WHERE audience_id = $1 AND user_id = $2")
                 .bind(audience)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Change::LinkConnectUser { username, link } => {
+            let user = user_id(tx, username).await?;
+            sqlx::query(
+                "INSERT INTO connect_users (user_id, idp_id, server_idnumber, server_user_id, \
+                 created_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (user_id) DO UPDATE SET idp_id = excluded.idp_id, \
+                 server_idnumber = excluded.server_idnumber, \
+                 server_user_id = excluded.server_user_id",
+            )
+            .bind(user)
+            .bind(&link.idp_id)
+            .bind(&link.server_idnumber)
+            .bind(link.server_user_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!(
+                    "server user {} of {} is already linked to another user",
+                    link.server_user_id, link.server_idnumber
+                )),
+                other => other,
+            })?;
+        }
+        Change::UnlinkConnectUser { username } => {
+            let user = user_id(tx, username).await?;
+            sqlx::query("DELETE FROM connect_users WHERE user_id = $1")
                 .bind(user)
                 .execute(&mut **tx)
                 .await?;

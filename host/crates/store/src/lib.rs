@@ -24,8 +24,8 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 pub use directory::{
-    Batch, BatchSummary, Change, CoreField, DirectoryAudience, DirectorySnapshot, DirectoryUser,
-    ImportAudience, ImportDocument, ImportUser, PlanError, WrittenBy, plan,
+    Batch, BatchSummary, Change, ConnectLink, CoreField, DirectoryAudience, DirectorySnapshot,
+    DirectoryUser, ImportAudience, ImportDocument, ImportUser, PlanError, WrittenBy, plan,
 };
 pub use error::StoreError;
 pub use logins::AuditEvent;

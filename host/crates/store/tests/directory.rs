@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_store::{
-    Batch, Change, DirectoryUser, ImportAudience, ImportDocument, ImportUser, Store, StoreError,
-    WrittenBy, plan,
+    Batch, Change, ConnectLink, DirectoryUser, ImportAudience, ImportDocument, ImportUser, Store,
+    StoreError, WrittenBy, plan,
 };
 
 const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
@@ -72,6 +72,7 @@ on_both_backends!(
     a_failing_change_leaves_nothing_written,
     planning_the_same_import_twice_is_empty,
     deleting_a_user_removes_its_memberships,
+    connect_links_are_unique_per_server_user,
 );
 
 fn fields() -> BTreeSet<String> {
@@ -242,4 +243,83 @@ async fn deleting_a_user_removes_its_memberships(store: &Store) {
     // Deleting again: nothing to do.
     let current = store.directory_snapshot().await.unwrap();
     assert!(plan(&current, &delete_bob, &fields()).unwrap().is_empty());
+}
+
+fn link(server_user_id: i64) -> ConnectLink {
+    ConnectLink {
+        idp_id: "hq".into(),
+        server_idnumber: "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3".into(),
+        server_user_id,
+    }
+}
+
+async fn connect_links_are_unique_per_server_user(store: &Store) {
+    import(store, &document(), 10).await;
+    let linked = Batch {
+        changes: vec![Change::LinkConnectUser {
+            username: "alice".into(),
+            link: link(7),
+        }],
+    };
+    let summary = store
+        .apply_batch(&linked, WrittenBy::ADMIN_IMPORT, 11)
+        .await
+        .unwrap();
+    assert_eq!(summary.connect_links_added, 1);
+    let snapshot = store.directory_snapshot().await.unwrap();
+    assert_eq!(snapshot.connect_links.get("alice"), Some(&link(7)));
+
+    // The same server user for bob as well: refused, and the batch's other change with it.
+    let stolen = Batch {
+        changes: vec![
+            Change::SetSuspended {
+                username: "alice".into(),
+                suspended: true,
+            },
+            Change::LinkConnectUser {
+                username: "bob".into(),
+                link: link(7),
+            },
+        ],
+    };
+    let error = store
+        .apply_batch(&stolen, WrittenBy::ADMIN_IMPORT, 12)
+        .await
+        .expect_err("one local user per server user");
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    let after = store.directory_snapshot().await.unwrap();
+    assert!(!after.users["alice"].suspended);
+    assert!(!after.connect_links.contains_key("bob"));
+
+    // The link goes with its user; unlinking keeps the account.
+    let mut model = after.clone();
+    let batch = Batch {
+        changes: vec![
+            Change::LinkConnectUser {
+                username: "bob".into(),
+                link: link(8),
+            },
+            Change::UnlinkConnectUser {
+                username: "alice".into(),
+            },
+            Change::DeleteUser {
+                username: "bob".into(),
+            },
+        ],
+    };
+    store
+        .apply_batch(&batch, WrittenBy::ADMIN_IMPORT, 13)
+        .await
+        .unwrap();
+    model.apply(&batch);
+    let stored = store.directory_snapshot().await.unwrap();
+    assert!(stored.connect_links.is_empty());
+    assert!(stored.users.contains_key("alice"));
+    // The model the planner's property tests use agrees with the database.
+    assert_eq!(model.connect_links, stored.connect_links);
+    assert_eq!(
+        model.users.keys().collect::<Vec<_>>(),
+        stored.users.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(model.audiences, stored.audiences);
 }

@@ -85,7 +85,11 @@ fn snapshot() -> impl Strategy<Value = DirectorySnapshot> {
                 (idnumber.to_owned(), audience)
             })
             .collect();
-        DirectorySnapshot { users, audiences }
+        DirectorySnapshot {
+            users,
+            audiences,
+            connect_links: BTreeMap::new(),
+        }
     })
 }
 
