@@ -41,8 +41,8 @@ impl Token {
             return Err(TokenError::WrongLength { found });
         }
         if let Some(position) = text
-            .bytes()
-            .position(|b| !(b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .chars()
+            .position(|c| !(c.is_ascii_digit() || ('a'..='f').contains(&c)))
         {
             return Err(TokenError::BadCharacter { position });
         }
