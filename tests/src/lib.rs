@@ -27,6 +27,8 @@ use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
 pub mod oidc;
+pub mod peer;
+pub mod saml;
 
 /// The plugin packages the tests load, built once per test run.
 const PLUGIN_PACKAGES: [&str; 10] = [
@@ -54,21 +56,27 @@ fn workspace_root() -> PathBuf {
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command
-            .current_dir(workspace_root())
-            .arg("build")
-            .arg("--quiet");
-        for package in PLUGIN_PACKAGES {
-            command.args(["-p", package]);
-        }
-        let status = command
-            .status()
-            .expect("run cargo build for the plugin libraries");
-        assert!(status.success(), "building the plugin libraries failed");
+        build_packages(&PLUGIN_PACKAGES);
         target_dir().join("debug")
     })
+}
+
+/// Builds workspace packages (debug profile) into the shared target directory, failing
+/// the test if the build fails.
+pub fn build_packages(packages: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace_root())
+        .arg("build")
+        .arg("--quiet");
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {packages:?}: {e}"));
+    assert!(status.success(), "building {packages:?} failed");
 }
 
 fn target_dir() -> PathBuf {

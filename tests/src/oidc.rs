@@ -9,19 +9,13 @@
 //!
 //! The node peers live in `tests/support/oidc-provider` (`npm ci` there first).
 
-use std::{
-    io::{BufRead as _, BufReader},
-    path::PathBuf,
-    process::{Child, ChildStdin, Command, Stdio},
-    sync::{Mutex, mpsc},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, sync::Mutex, time::Duration};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::{Browser, Page};
+use crate::{Browser, Page, peer::PeerProcess};
 
 /// The `Host` header the tests' browsers send; callbacks are on this host.
 pub const HOST: &str = "localhost";
@@ -30,8 +24,6 @@ pub const HOST: &str = "localhost";
 pub fn logout_url(idp: &str) -> String {
     format!("http://{HOST}/sso/{idp}/logout")
 }
-/// How long a node peer may take to start on a loaded machine.
-const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Per-request limit for the IdP-side client.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,9 +52,7 @@ fn require_node_modules() {
 
 /// A node process serving one provider script; killed when dropped.
 struct NodePeer {
-    child: Child,
-    // Held open: the script exits when its stdin closes, even if we are killed.
-    _stdin: Option<ChildStdin>,
+    process: PeerProcess,
     issuer: String,
     dir: tempfile::TempDir,
 }
@@ -73,63 +63,29 @@ impl NodePeer {
         require_node_modules();
         let config_path = dir.path().join(format!("{script}.json"));
         std::fs::write(&config_path, config.to_string()).expect("write the provider config");
-        let stderr_path = dir.path().join(format!("{script}.stderr"));
-        let stderr = std::fs::File::create(&stderr_path).expect("create the provider log");
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg(support_dir().join(script))
             .arg(&config_path)
-            .current_dir(support_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start node (is Node.js installed?): {e}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Report the ready line, then keep draining so the peer never blocks.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(json) = line.strip_prefix("GATEHOUSE_OP_READY ") {
-                    let _ = ready_tx.send(json.to_owned());
-                }
-            }
-        });
-        let mut peer = Self {
-            child,
-            _stdin: stdin,
-            issuer: String::new(),
+            .current_dir(support_dir());
+        let process = PeerProcess::start(
+            command,
+            "GATEHOUSE_OP_READY ",
+            &dir.path().join(format!("{script}.stderr")),
+            &format!("{script} (node; is Node.js installed?)"),
+        );
+        let ready: Value = serde_json::from_str(&process.ready).expect("ready line is JSON");
+        let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
+        Self {
+            process,
+            issuer,
             dir,
-        };
-        match ready_rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => {
-                let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
-                peer.issuer = ready["issuer"].as_str().expect("issuer").to_owned();
-            }
-            Err(_) => {
-                let _ = peer.child.kill();
-                let _ = peer.child.wait();
-                panic!(
-                    "{script} did not become ready within {START_TIMEOUT:?}; its stderr:\n{}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
-            }
         }
-        peer
     }
 
     /// The provider's own log so far (stderr), for failure messages.
-    fn stderr(&self, script: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{script}.stderr")))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for NodePeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stderr(&self) -> String {
+        self.process.stderr()
     }
 }
 
@@ -207,7 +163,7 @@ impl OidcProvider {
 
     /// The provider's stderr so far.
     pub fn log(&self) -> String {
-        self.peer.stderr("provider.mjs")
+        self.peer.stderr()
     }
 }
 
@@ -294,7 +250,7 @@ impl HostileProvider {
             response.status(),
             reqwest::StatusCode::SEE_OTHER,
             "hostile authorize: {response:?}; stderr: {}",
-            self.peer.stderr("hostile.mjs")
+            self.peer.stderr()
         );
         location(&response).expect("authorization redirect")
     }

