@@ -57,13 +57,16 @@ impl PeerProcess {
         };
         match ready_rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => peer.ready = line,
-            Err(_) => {
+            Err(error) => {
                 let _ = peer.child.kill();
                 let _ = peer.child.wait();
-                panic!(
-                    "{what} did not become ready within {START_TIMEOUT:?}; its stderr:\n{}",
-                    peer.stderr()
-                );
+                let why = match error {
+                    mpsc::RecvTimeoutError::Timeout => {
+                        format!("did not become ready within {START_TIMEOUT:?}")
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => "ended before it was ready".to_owned(),
+                };
+                panic!("{what} {why}; its stderr:\n{}", peer.stderr());
             }
         }
         peer
