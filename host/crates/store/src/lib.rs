@@ -7,6 +7,7 @@
 //! (`now`), booleans are stored as integers 0/1, bytes as BLOB/BYTEA, and every query is a
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
+mod connect_sync;
 mod directory;
 mod error;
 mod host_keys;
@@ -23,6 +24,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use connect_sync::{
+    RemoveUser, ServerUser, SyncOptions, SyncSource, connect_username, plan_users_sync,
+};
 pub use directory::{
     Batch, BatchSummary, Change, ConnectLink, CoreField, DirectoryAudience, DirectorySnapshot,
     DirectoryUser, ImportAudience, ImportDocument, ImportUser, PlanError, WrittenBy, plan,

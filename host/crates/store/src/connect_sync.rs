@@ -1,0 +1,302 @@
+//! The pure plan of a Totara Connect users sync (reference §5.1, §4.3, §8.2–8.3): the users a
+//! server sent, compared with the directory as it is, become one [`Batch`] — server-deleted
+//! users deleted whatever the settings, users no longer sent kept, suspended or deleted as
+//! `remove_user` says, suspension copied only in suspend mode, new users created as
+//! `tc_<server user id>_<server idnumber>` and linked, custom profile fields copied by name.
+//! No database, no clock, no wire format: the client plugin turns the server's reply into
+//! [`ServerUser`]s, and the store applies the batch in one transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::directory::{Batch, Change, ConnectLink, CoreField, DirectorySnapshot, DirectoryUser};
+
+/// "Action to take when a user is removed from the restricted audience" (`removeuser`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveUser {
+    Keep,
+    Suspend,
+    Delete,
+}
+
+/// What the client's settings say about this sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncOptions {
+    pub remove_user: RemoveUser,
+    /// `sync_profile_fields` (and API v2): copy the fields the server sends.
+    pub sync_profile_fields: bool,
+    /// `[idp.provisioning] create_users`.
+    pub create_users: bool,
+    /// `[idp.provisioning] update_existing`.
+    pub update_existing: bool,
+}
+
+/// Which server, seen from this client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncSource<'a> {
+    /// The Connect IdP instance that syncs it.
+    pub idp_id: &'a str,
+    pub server_idnumber: &'a str,
+}
+
+/// A user as the server sent it, reduced to what the directory keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerUser {
+    pub server_user_id: i64,
+    pub username: String,
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub idnumber: String,
+    pub suspended: bool,
+    pub deleted: bool,
+    /// By field shortname; `None` when the server sent none (API v1, sync off there).
+    pub profile_fields: Option<BTreeMap<String, String>>,
+}
+
+/// The username a client gives a server's user.
+pub fn connect_username(server_user_id: i64, server_idnumber: &str) -> String {
+    format!("tc_{server_user_id}_{server_idnumber}")
+}
+
+/// Plans one users sync. `known_fields` are the platform's `[[field]]` names: only those are
+/// copied, and a known field the server did not send is removed (the original deletes local
+/// data of any field the server did not send). Planning again against the result is empty.
+pub fn plan_users_sync(
+    current: &DirectorySnapshot,
+    source: SyncSource<'_>,
+    users: &[ServerUser],
+    options: SyncOptions,
+    known_fields: &BTreeSet<String>,
+) -> Batch {
+    let mut changes = Vec::new();
+    // This server's users already here: server user id → local username.
+    let linked: BTreeMap<i64, &str> = current
+        .connect_links
+        .iter()
+        .filter(|(username, link)| {
+            link.server_idnumber == source.server_idnumber && current.users.contains_key(*username)
+        })
+        .map(|(username, link)| (link.server_user_id, username.as_str()))
+        .collect();
+    // The original skips the guest account. A server sends each id once; should one come
+    // twice, its first occurrence is the user, so that a second plan reads the list the same.
+    let mut sent: BTreeSet<i64> = BTreeSet::new();
+    let users: Vec<&ServerUser> = users
+        .iter()
+        .filter(|u| u.username != "guest" && sent.insert(u.server_user_id))
+        .collect();
+    // Deletions first, so that what they free (an idnumber, a username) is free for the rest
+    // of the batch, and planning again finds nothing left to do.
+    let mut deleting: BTreeSet<&str> = BTreeSet::new();
+    for user in users.iter().filter(|u| u.deleted) {
+        // Deleted on the server: deleted here whatever the settings (never created).
+        if let Some(username) = linked.get(&user.server_user_id) {
+            deleting.insert(username);
+        }
+    }
+    if options.remove_user == RemoveUser::Delete {
+        for (server_user_id, username) in &linked {
+            if !sent.contains(server_user_id) {
+                deleting.insert(username);
+            }
+        }
+    }
+    for username in &deleting {
+        changes.push(Change::DeleteUser {
+            username: (*username).to_owned(),
+        });
+    }
+    let remaining =
+        |username: &str| current.users.contains_key(username) && !deleting.contains(username);
+
+    // Idnumbers in use, by user, to keep them unique as the original does.
+    let mut idnumbers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for user in current
+        .users
+        .values()
+        .filter(|u| !u.idnumber.is_empty() && !deleting.contains(u.username.as_str()))
+    {
+        idnumbers
+            .entry(user.idnumber.clone())
+            .or_default()
+            .insert(user.username.clone());
+    }
+    let taken_by_other = |idnumbers: &BTreeMap<String, BTreeSet<String>>, value: &str, me: &str| {
+        !value.is_empty()
+            && idnumbers
+                .get(value)
+                .is_some_and(|owners| owners.iter().any(|owner| owner != me))
+    };
+
+    // The idnumbers the linked users end with: each moves to the server's value once no
+    // other user holds it, repeated until nobody moves, so the order of the list does not
+    // matter (a value freed later in the list is taken) and a second plan moves nobody.
+    let mapped_of = |user: &ServerUser| {
+        linked
+            .get(&user.server_user_id)
+            .filter(|name| remaining(name))
+            .and_then(|name| current.users.get(*name))
+    };
+    let mut assigned: BTreeMap<&str, String> = BTreeMap::new();
+    let wanted: Vec<(&str, &str)> = users
+        .iter()
+        .filter(|u| !u.deleted)
+        .filter_map(|u| mapped_of(u).map(|local| (local.username.as_str(), u.idnumber.as_str())))
+        .collect();
+    for (username, _) in &wanted {
+        if let Some(local) = current.users.get(*username) {
+            assigned.insert(username, local.idnumber.clone());
+        }
+    }
+    // Without `update_existing` nobody's idnumber moves.
+    let mut moving = options.update_existing;
+    while moving {
+        moving = false;
+        for (username, desired) in &wanted {
+            let Some(held) = assigned.get(username) else {
+                continue;
+            };
+            if held != desired && !taken_by_other(&idnumbers, desired, username) {
+                if let Some(owners) = idnumbers.get_mut(held) {
+                    owners.remove(*username);
+                }
+                if !desired.is_empty() {
+                    idnumbers
+                        .entry((*desired).to_owned())
+                        .or_default()
+                        .insert((*username).to_owned());
+                }
+                assigned.insert(username, (*desired).to_owned());
+                moving = true;
+            }
+        }
+    }
+
+    for user in users.iter().filter(|u| !u.deleted) {
+        let mapped = linked
+            .get(&user.server_user_id)
+            .filter(|name| remaining(name))
+            .and_then(|name| current.users.get(*name));
+        match mapped {
+            Some(local) => {
+                let username = &local.username;
+                if options.remove_user == RemoveUser::Suspend && local.suspended != user.suspended {
+                    changes.push(Change::SetSuspended {
+                        username: username.clone(),
+                        suspended: user.suspended,
+                    });
+                }
+                if options.update_existing {
+                    // An idnumber another local user has is not copied (§4.3): `assigned`.
+                    let idnumber = assigned.get(username.as_str()).unwrap_or(&local.idnumber);
+                    for (field, value, stored) in [
+                        (CoreField::Email, &user.email, &local.email),
+                        (CoreField::Firstname, &user.firstname, &local.firstname),
+                        (CoreField::Lastname, &user.lastname, &local.lastname),
+                        (CoreField::Idnumber, idnumber, &local.idnumber),
+                    ] {
+                        if value != stored {
+                            changes.push(Change::SetCore {
+                                username: username.clone(),
+                                field,
+                                value: value.clone(),
+                            });
+                        }
+                    }
+                    if options.sync_profile_fields
+                        && let Some(sent_fields) = &user.profile_fields
+                    {
+                        plan_fields(&mut changes, local, sent_fields, known_fields);
+                    }
+                }
+            }
+            None if options.create_users => {
+                let username = connect_username(user.server_user_id, source.server_idnumber);
+                // A local account already has that name (not linked to this server user):
+                // the original skips the user rather than take the account over.
+                if remaining(&username) {
+                    continue;
+                }
+                let idnumber = if taken_by_other(&idnumbers, &user.idnumber, &username) {
+                    String::new()
+                } else {
+                    user.idnumber.clone()
+                };
+                if !idnumber.is_empty() {
+                    idnumbers
+                        .entry(idnumber.clone())
+                        .or_default()
+                        .insert(username.clone());
+                }
+                let fields = match (&user.profile_fields, options.sync_profile_fields) {
+                    (Some(sent_fields), true) => sent_fields
+                        .iter()
+                        .filter(|(name, _)| known_fields.contains(*name))
+                        .map(|(name, value)| (name.clone(), value.clone()))
+                        .collect(),
+                    _ => BTreeMap::new(),
+                };
+                changes.push(Change::CreateUser(DirectoryUser {
+                    username: username.clone(),
+                    email: user.email.clone(),
+                    firstname: user.firstname.clone(),
+                    lastname: user.lastname.clone(),
+                    idnumber,
+                    suspended: user.suspended,
+                    password_hash: None,
+                    fields,
+                    provenance: BTreeMap::new(),
+                }));
+                changes.push(Change::LinkConnectUser {
+                    username,
+                    link: ConnectLink {
+                        idp_id: source.idp_id.to_owned(),
+                        server_idnumber: source.server_idnumber.to_owned(),
+                        server_user_id: user.server_user_id,
+                    },
+                });
+            }
+            None => {}
+        }
+    }
+
+    // Users no longer sent (they left the restricted audience, or their row vanished):
+    // "delete" was planned first; "suspend" suspends; "keep" leaves them.
+    if options.remove_user == RemoveUser::Suspend {
+        for (server_user_id, username) in &linked {
+            if let Some(local) = current.users.get(*username)
+                && !sent.contains(server_user_id)
+                && !local.suspended
+            {
+                changes.push(Change::SetSuspended {
+                    username: local.username.clone(),
+                    suspended: true,
+                });
+            }
+        }
+    }
+    Batch { changes }
+}
+
+/// The field changes that make `local`'s known fields what the server sent.
+fn plan_fields(
+    changes: &mut Vec<Change>,
+    local: &DirectoryUser,
+    sent: &BTreeMap<String, String>,
+    known_fields: &BTreeSet<String>,
+) {
+    for name in known_fields {
+        match (sent.get(name), local.fields.get(name)) {
+            (Some(value), current) if current != Some(value) => changes.push(Change::SetField {
+                username: local.username.clone(),
+                field: name.clone(),
+                value: value.clone(),
+            }),
+            (None, Some(_)) => changes.push(Change::UnsetField {
+                username: local.username.clone(),
+                field: name.clone(),
+            }),
+            _ => {}
+        }
+    }
+}
