@@ -133,6 +133,10 @@ pub enum SetupRefusal {
     /// and fails later, at the call-back).
     #[error("invalid serverurl")]
     MalformedServerUrl,
+    /// Gatehouse's own: the client's settings name the one server it registers with
+    /// (`server_url`), and `serverurl` is another.
+    #[error("serverurl not allowed")]
+    ServerUrlNotAllowed,
     #[error("dupplicate server idnumber")]
     DuplicateServerIdnumber,
     #[error("dupplicate client idnumber")]

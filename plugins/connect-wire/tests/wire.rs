@@ -841,6 +841,11 @@ fn sep_setup_is_read_in_the_originals_order() {
         SetupRefusal::DuplicateClientIdnumber.to_string(),
         "dupplicate client idnumber"
     );
+    // Gatehouse's own refusal of a server other than the one `server_url` names.
+    assert_eq!(
+        SetupRefusal::ServerUrlNotAllowed.to_jsend().to_json(),
+        r#"{"status":"error","message":"serverurl not allowed"}"#
+    );
 }
 
 #[test]
