@@ -95,7 +95,8 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
         }
     };
     let host = || HostFfi_TO::from_ptr(fake, TD_Opaque);
-    let token = "conformance-state-token-0123456789";
+    // 40 lowercase hex, the shape of the host's state tokens (Connect's request token is one).
+    let token = "c0ffee0123456789abcdef0123456789abcdef01";
     let request = BeginRequest {
         callback_url: "https://gatehouse.test/sso/conformance/callback".into(),
         state_token: token.into(),
@@ -191,7 +192,7 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
         for request in garbage_inbound(route) {
             let described = format!("{} {} {:?}", request.method, route.path, request.query);
             match idp.handle_inbound(host(), request).into_result() {
-                Ok(reply) if reply.status < 400 || !reply.actions.is_empty() => {
+                Ok(reply) if !is_refusal(&reply) || !reply.actions.is_empty() => {
                     failures.push(format!(
                         "a garbage inbound request {described} was answered {} with {} action(s)",
                         reply.status,
@@ -207,6 +208,22 @@ pub fn check_with<P: Plugin>(case: &Case, fake: &FakeHost) {
         }
     }
     report(failures);
+}
+
+/// Whether a reply refuses: a 4xx or 5xx status, or (for protocols that answer every call
+/// with HTTP 200 and say in the body, as Totara Connect's JSend does) a JSON body whose
+/// `status` is `fail` or `error`.
+fn is_refusal(reply: &crate::InboundReply) -> bool {
+    if reply.status >= 400 {
+        return true;
+    }
+    let body: Option<Value> = serde_json::from_slice(reply.body.as_slice()).ok();
+    reply.status == 200
+        && body
+            .as_ref()
+            .and_then(|b| b.get("status"))
+            .and_then(Value::as_str)
+            .is_some_and(|status| status == "fail" || status == "error")
 }
 
 /// Requests no real peer would send: empty, binary, oversized parameters, wrong types.

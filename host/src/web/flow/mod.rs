@@ -92,7 +92,15 @@ pub async fn begin(
     begin: Begin,
 ) -> AppResult<Begun> {
     let idp_id = idp.id().to_owned();
-    let state_token = state.token();
+    // 160 bits as 40 lowercase hex: unguessable, and it survives protocols that clean the
+    // state parameter to [A-Za-z0-9] and require 40 characters (Totara Connect's
+    // `requesttoken`, which its server echoes back to `sso_finish.php`).
+    let state_token: String = state
+        .random()
+        .bytes(20)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let secure = state.settings().secure_cookies;
     // The host mints every binding: a value it did not issue (planted from a parent
     // domain, say) is never adopted. A binding it issued is kept, so sign-ins begun in
