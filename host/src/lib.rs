@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod clock;
+pub mod connect;
 pub mod directory;
 pub mod links;
 pub mod logging;

@@ -1,5 +1,5 @@
-//! The `gatehouse` command: `serve`, `check`, `explain`, `plugins`, `users`, `tasks` and
-//! `directory`. A thin edge over the library; errors become messages and exit statuses here
+//! The `gatehouse` command: `serve`, `check`, `explain`, `plugins`, `users`, `tasks`,
+//! `directory` and `connect`. A thin edge over the library; errors become messages and exit statuses here
 //! and nowhere else.
 
 use std::{
@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::{
     clock::{Clock, Randomness},
     config::{self, Config, Diagnostic, LoadError, Severity},
-    directory, logging,
+    connect, directory, logging,
     passwords::{self, AdminBootstrap},
     plugins::load_all,
     startup,
@@ -74,6 +74,25 @@ enum Command {
     /// The directory a Totara Connect server shares: users, their fields, audiences.
     #[command(subcommand)]
     Directory(DirectoryCommand),
+    /// Totara Connect: this host as a client of Connect servers.
+    #[command(subcommand)]
+    Connect(ConnectCommand),
+}
+
+/// `gatehouse connect …`: the Totara Connect client side.
+#[derive(Subcommand)]
+enum ConnectCommand {
+    /// "Connect to new server": make a one-time setup secret (valid 24 h) for a Connect IdP
+    /// and print the client URL and the secret to give the server's admin (Add client).
+    NewServer {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The Connect IdP's `id` in plugins.toml.
+        #[arg(long, value_name = "ID")]
+        idp: String,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
 }
 
 /// `gatehouse directory …`: the directory file (JSON, see the README).
@@ -182,6 +201,11 @@ fn main() -> ExitCode {
             import_directory(config.config, &file)
         }
         Command::Directory(DirectoryCommand::Export { config }) => export_directory(config.config),
+        Command::Connect(ConnectCommand::NewServer {
+            config,
+            idp,
+            format,
+        }) => connect_new_server(config.config, &idp, format),
     };
     match outcome {
         Ok(code) => code,
@@ -831,6 +855,26 @@ fn list_tasks(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// The state a one-off command calls plugins with (the database opened, the real clock and
+/// randomness); the caller closes the store when done.
+async fn command_state(
+    config: &Config,
+    site: gatehouse::site::Site,
+) -> anyhow::Result<(Store, gatehouse::state::AppState)> {
+    let store = Store::connect(config.host.database.expose())
+        .await
+        .context("opening the database")?;
+    let state = startup::state(
+        config,
+        site,
+        store.clone(),
+        Clock::system(),
+        Randomness::system(),
+    )
+    .context("building the HTTP client for plugins")?;
+    Ok((store, state))
+}
+
 /// `gatehouse tasks run NAME [--idp ID]`: runs one task now through the scheduler's runner
 /// and lease, with progress on stderr when it is a terminal, and one result line on stdout.
 /// Exit status 1 when the task failed or was skipped, is unknown, or runs elsewhere.
@@ -841,17 +885,7 @@ fn run_task(path: Option<PathBuf>, name: &str, idp: Option<&str>) -> anyhow::Res
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let store = Store::connect(config.host.database.expose())
-            .await
-            .context("opening the database")?;
-        let state = startup::state(
-            &config,
-            site,
-            store.clone(),
-            Clock::system(),
-            Randomness::system(),
-        )
-        .context("building the HTTP client for plugins")?;
+        let (store, state) = command_state(&config, site).await?;
         let scheduler = Scheduler::new(state, TaskSettings::from_config(&config), "cli");
         let on_terminal = std::io::stderr().is_terminal();
         let progress = move |line: &str| {
@@ -890,6 +924,56 @@ fn run_task(path: Option<PathBuf>, name: &str, idp: Option<&str>) -> anyhow::Res
             Err(error) => Err(error.into()),
         }
     })
+}
+
+/// `gatehouse connect new-server --idp ID`: the Connect IdP's `new_server` task, run now
+/// through the plugin (not the scheduler: its output holds the secret, which is never
+/// recorded); prints the client URL and the setup secret.
+fn connect_new_server(
+    path: Option<PathBuf>,
+    idp: &str,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let (config, site) = match servable_site(path) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let (store, state) = command_state(&config, site).await?;
+        let outcome = connect::new_server(&state, idp).await;
+        store.close().await;
+        anyhow::Ok(outcome)
+    })?;
+    let opened = match outcome {
+        Ok(opened) => opened,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "idp": opened.idp,
+                "client_url": opened.client_url,
+                "setup_secret": opened.setup_secret,
+                "expires_at": opened.expires_at,
+            })
+        ),
+        Format::Human => {
+            println!("Client url: {}", opened.client_url);
+            println!("Client setup secret: {}", opened.setup_secret);
+            if let Some(at) = opened.expires_at {
+                println!(
+                    "The secret works once, until {at} (Unix time, {}). On the Connect server: Client systems > Add client, with this client url and setup secret.",
+                    until(at, Clock::system().now_unix_seconds())
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// SIGHUP re-reads the configuration; a bad one is refused and logged with its diagnostics.
