@@ -276,3 +276,24 @@ fn passes_the_conformance_check() {
         &fake,
     );
 }
+
+#[test]
+fn a_registration_calling_back_holds_the_secret_against_a_second_one() {
+    let fake = FakeHost::new();
+    let client = client();
+    let secret = open_registration(&fake, &client);
+    // Another registration with this secret is waiting for its server's call-back
+    // (`records`' claim, taken in one atomic put).
+    fake.call(|host| host.kv_put("setup_claim", b"1", Some(Duration::from_secs(120))))
+        .expect("claimed");
+    let form = setup_form(&secret);
+    let reply = inbound(&fake, &client, &post(SEP_SETUP, &as_pairs(&form)));
+    assert_eq!(body(&reply), INVALID_SETUP_SECRET);
+    assert!(fake.requests().is_empty(), "no second call-back");
+    // The claim lapses (the other registration died): the secret works again.
+    fake.advance(Duration::from_secs(121));
+    expect_update_api_version(&fake, r#"{"status":"success","data":[]}"#);
+    let reply = inbound(&fake, &client, &post(SEP_SETUP, &as_pairs(&form)));
+    assert_eq!(body(&reply), r#"{"status":"success","data":[]}"#);
+    fake.assert_script_done();
+}
