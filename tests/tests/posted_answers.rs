@@ -175,6 +175,8 @@ async fn a_posted_answer_over_the_inbound_cap_is_refused_before_the_plugin() {
     )
     .await;
     assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE, "{page:?}");
+    let reason = last_audit_reason(&host).await;
+    assert!(reason.starts_with("too-large: "), "audited: {reason}");
     // Nothing was taken: the honest answer still signs in.
     let posted = post_across_sites(&host, &action, &[("state", &state), ("code", &code)]).await;
     assert!(sets_session(&browser.get(&finish_path(&posted)).await));

@@ -16,7 +16,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use base64::Engine as _;
@@ -24,9 +24,9 @@ use gatehouse_tests::{
     Browser, TestHost,
     saml::{
         self, ACME_HOST, ALICE, AutoPost, HOST, IdpConfig, Peer, Rig, RigOptions, SamlIdp,
-        assert_refused, assert_refused_with_nothing_written, assert_signed_in, attack, connect,
-        earliest_not_on_or_after, genuine_response, iso8601, key_file, post_and_finish,
-        resigned_by_idp, sign_in, start, users_snapshot,
+        assert_refused, assert_signed_in, attack, connect, earliest_not_on_or_after,
+        genuine_response, iso8601, key_file, post_and_finish, resigned_by_idp, sign_in, start,
+        users_snapshot,
     },
 };
 use serde_json::json;
@@ -116,10 +116,7 @@ async fn refused_then_honest(
     checks: &[&str],
 ) -> String {
     let before = users_snapshot(&rig.host).await;
-    let started = Instant::now();
     let posted = post_and_finish(browser, &form.with_response(attacked)).await;
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(10), "the refusal took {took:?}");
     let reason = assert_refused(&rig.host, browser, &posted, &before, checks).await;
     eprintln!("refused: {reason}");
     rig.honest_sign_in(browser, ALICE).await;
@@ -212,6 +209,10 @@ async fn doctype_with_an_external_entity_makes_no_connection(peer: Peer) {
 /// (exc-c14n drops comments and reads CDATA as text), so such a response is either refused
 /// or read as the whole NameID the IdP signed: never as alice, whose row stays as it was.
 /// A PI changes the canonical form, so the signature no longer verifies: refused.
+/// A comment, CDATA section or processing instruction splitting a NameID that the IdP
+/// signed for mallory (`alice@example.test.evil.test`) right after alice's address: the
+/// signature still verifies (exclusive c14n drops comments), and a reader of the first
+/// text node would sign in as alice. Refused outright.
 async fn node_split(peer: Peer, mode: &str) {
     let rig = Rig::start(peer, RigOptions::default()).await;
     let mallory = "alice@example.test.evil.test";
@@ -223,30 +224,12 @@ async fn node_split(peer: Peer, mode: &str) {
         .await;
     let (mut browser, form) = signed_in_then_genuine(&rig, mallory).await;
     let attacked = attack(mode, &form.saml_response, &["--split-after", ALICE]);
-    let checks = ["name-id", "signature", "malformed"];
-    if mode == "pi-in-nameid" {
-        refused_then_honest(&rig, &mut browser, &form, attacked, &checks).await;
-        return;
-    }
-    let before = users_snapshot(&rig.host).await;
-    let posted = post_and_finish(&mut browser, &form.with_response(attacked)).await;
-    if posted.last().status.is_client_error() {
-        assert_refused(&rig.host, &mut browser, &posted, &before, &checks).await;
+    let check: &[&str] = if mode == "pi-in-nameid" {
+        &["malformed"]
     } else {
-        assert_signed_in(&posted, "/");
-        let me = browser.get("/me").await.json();
-        assert_eq!(me["username"], mallory, "NameID was read truncated: {me}");
-        let alice_before = before.iter().find(|u| u.username == ALICE);
-        let after = users_snapshot(&rig.host).await;
-        assert_eq!(
-            after.iter().find(|u| u.username == ALICE),
-            alice_before,
-            "alice's row changed"
-        );
-        // This browser is signed in (as mallory): the honest sign-in takes a fresh one.
-        browser = rig.browser();
-    }
-    rig.honest_sign_in(&mut browser, ALICE).await;
+        &["name-id"]
+    };
+    refused_then_honest(&rig, &mut browser, &form, attacked, check).await;
 }
 
 async fn comment_in_name_id(peer: Peer) {
@@ -579,9 +562,8 @@ async fn a_two_megabyte_body(peer: Peer) {
     let attacked = base64::engine::general_purpose::STANDARD.encode(padded);
     let before = users_snapshot(&rig.host).await;
     let posted = post_and_finish(&mut browser, &form.with_response(attacked)).await;
-    // The host refuses the body before the plugin sees it; it writes no audit row for that
-    // (yet), so only the rest of a refusal is asserted here.
-    assert_refused_with_nothing_written(&rig.host, &mut browser, &posted, &before).await;
+    // The host refuses the body before the plugin sees it, and audits it.
+    assert_refused(&rig.host, &mut browser, &posted, &before, &["too-large"]).await;
     rig.honest_sign_in(&mut browser, ALICE).await;
 }
 

@@ -11,7 +11,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::Redirect,
 };
-use gatehouse_store::SignInPurpose;
+use gatehouse_store::{AuditEvent, SignInPurpose};
 
 use crate::state::AppState;
 
@@ -76,7 +76,28 @@ pub async fn callback_post(
     body: Body,
 ) -> AppResult<Redirect> {
     let idp = domain.idp(&idp_id)?;
-    let form = read_form(&state, body).await?;
+    let form = match read_form(&state, body).await {
+        Ok(form) => form,
+        Err(refusal) => {
+            // Refused before any plugin saw it, but an oversized answer is an attack
+            // worth an audit row like every other refusal.
+            state
+                .store()
+                .audit(&AuditEvent {
+                    at: state.now(),
+                    domain: domain.get().name().to_owned(),
+                    idp_id: Some(idp_id.clone()),
+                    user_id: None,
+                    username: String::new(),
+                    method: "sso".into(),
+                    outcome: "refused".into(),
+                    reason: format!("too-large: {}", refusal.detail),
+                    ip: ip.clone(),
+                })
+                .await?;
+            return Err(refusal);
+        }
+    };
     let answer = Answer {
         callback_url: urls::callback_url(&state, &headers, &idp_id),
         query,

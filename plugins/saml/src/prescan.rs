@@ -103,6 +103,7 @@ pub fn scan(document: &Document<'_>, ns: &str, root_name: &str) -> Result<Shape,
         );
     }
     unique_ids(document)?;
+    unsplit_values(document)?;
     let root_id = root
         .attribute("ID")
         .ok_or_else(|| Check::Malformed.refuse(format!("the {root_name} has no ID")))?
@@ -172,6 +173,42 @@ pub fn scan(document: &Document<'_>, ns: &str, root_name: &str) -> Result<Shape,
             signed: assertion_signed,
         }),
     })
+}
+
+/// The SAML elements whose text becomes an identity, an issuer or an audience.
+const VALUE_ELEMENTS: [&str; 4] = ["NameID", "AttributeValue", "Issuer", "Audience"];
+
+/// No comment or CDATA section splits a value, and NameID, Issuer and Audience hold plain
+/// text only. Exclusive c14n drops comments, so a value split by one still verifies, and
+/// readers that take only the first text node were signed in as someone else (the Duo
+/// attack, CVE-2017-11427 and its kin). Our reader would see the whole value, but an IdP
+/// never splits a value, so a split one is refused rather than interpreted. An
+/// AttributeValue may hold elements (eduPersonTargetedID holds a NameID, itself checked).
+fn unsplit_values(document: &Document<'_>) -> Result<(), Refusal> {
+    let source = document.input_text();
+    for node in document.descendants().filter(|n| {
+        n.is_element()
+            && n.tag_name().namespace() == Some(xml::NS_ASSERTION)
+            && VALUE_ELEMENTS.contains(&n.tag_name().name())
+    }) {
+        let name = node.tag_name().name();
+        let plain_children = node
+            .children()
+            .all(|c| c.is_text() || (name == "AttributeValue" && c.is_element()));
+        let commented = node.descendants().any(|c| c.is_comment());
+        let raw = &source[node.range()];
+        if !plain_children || commented || raw.contains("<![CDATA[") || raw.contains("<!--") {
+            let check = if name == "NameID" {
+                Check::NameId
+            } else {
+                Check::Malformed
+            };
+            return Err(check.refuse(format!(
+                "a {name} is split by a comment, CDATA section or element"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// IDs are unique and plain: two elements with one ID is the XSW8 trick.

@@ -467,10 +467,11 @@ fn an_unsolicited_response_is_refused_unless_allowed() {
 }
 
 #[test]
-fn comments_cdata_and_split_text_in_nameid_read_as_the_whole_signed_value() {
+fn comments_cdata_and_processing_instructions_in_nameid_are_refused() {
     // The Duo attack: a comment inside a NameID an IdP signed (c14n drops comments, so
-    // the signature still verifies). The identity must be the whole value, never a part.
-    for inserted in ["<!---->", "<![CDATA[]]>"] {
+    // the signature still verifies). A reader of the first text node would see only
+    // `victim@example.test`; a split value is refused outright, before anything reads it.
+    for inserted in ["<!---->", "<![CDATA[]]>", "<![CDATA[.x]]>"] {
         let flow = Flow::begin(json!({}));
         let mut spec = flow.spec();
         spec.name_id = "victim@example.test.attacker.test".into();
@@ -480,16 +481,28 @@ fn comments_cdata_and_split_text_in_nameid_read_as_the_whole_signed_value() {
             &format!("victim@example.test{inserted}.attacker.test"),
             1,
         );
-        let identity = flow.post(&injected).expect("the signature still covers it");
+        refused(flow.post(&injected), "name-id");
+        // The same response unsplit still signs in: the refusal is the split, not the value.
         assert_eq!(
-            identity.subject.as_str(),
+            flow.post(&signed).expect("genuine").subject.as_str(),
             "victim@example.test.attacker.test"
         );
     }
-    // A processing instruction is refused outright.
+    // A processing instruction is refused before parsing.
     let flow = Flow::begin(json!({}));
     let signed = flow.spec().response();
     let injected = signed.replacen("ada@example.test<", "ada@example.test<?x?><", 1);
+    refused(flow.post(&injected), "malformed");
+}
+
+#[test]
+fn a_comment_inside_an_attribute_value_is_refused() {
+    let flow = Flow::begin(json!({}));
+    let signed = flow.spec().response();
+    let at = signed
+        .find("</saml:AttributeValue>")
+        .expect("an attribute value");
+    let injected = format!("{}<!-- x -->{}", &signed[..at], &signed[at..]);
     refused(flow.post(&injected), "malformed");
 }
 
@@ -732,4 +745,22 @@ fn a_byte_order_mark_and_an_xml_declaration_are_accepted() {
         flow.spec().response()
     );
     flow.post(&response).expect("signs in");
+}
+
+#[test]
+fn an_attribute_value_holding_a_name_id_is_accepted() {
+    // eduPersonTargetedID (Shibboleth) is an AttributeValue that holds a NameID element.
+    let flow = Flow::begin(json!({}));
+    let signed = flow.spec().response();
+    let at = signed
+        .find("</saml:AttributeStatement>")
+        .expect("an attribute statement");
+    let unsigned = format!(
+        "{}<saml:Attribute Name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.10\"><saml:AttributeValue><saml:NameID Format=\"urn:oasis:names:tc:SAML:2.0:nameid-format:persistent\">abc123</saml:NameID></saml:AttributeValue></saml:Attribute>{}",
+        &signed[..at],
+        &signed[at..]
+    );
+    // The edit breaks the signature, so the prescan passing is what this shows: the
+    // refusal must be the signature's, not a split value's.
+    refused(flow.post(&unsigned), "signature");
 }
