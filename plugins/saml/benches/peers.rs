@@ -81,7 +81,9 @@ fn main() {
         floor = floor.max(figures["floor"].as_f64().expect("floor"));
         python3_saml = python3_saml.max(figures["python3_saml"].as_f64().expect("python3_saml"));
     }
-    println!("SAML ACS verifications per second, one core, best of {ROUNDS} rounds of {SECONDS} s:");
+    println!(
+        "SAML ACS verifications per second, one core, best of {ROUNDS} rounds of {SECONDS} s:"
+    );
     println!("  gatehouse-saml complete_login (all checks) {ours:>9.0}/s");
     println!("  python xmlsec verify (the floor)           {floor:>9.0}/s");
     println!("  python3-saml Response.is_valid()           {python3_saml:>9.0}/s");
