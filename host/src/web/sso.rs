@@ -11,7 +11,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::Redirect,
 };
-use gatehouse_store::{AuditEvent, SignInPurpose};
+use gatehouse_store::SignInPurpose;
 
 use crate::state::AppState;
 
@@ -53,14 +53,20 @@ pub async fn start(
 }
 
 pub async fn callback_get(
-    state: State<AppState>,
+    State(state): State<AppState>,
     domain: Domain,
-    idp: Path<String>,
-    ip: ClientIp,
+    Path(idp_id): Path<String>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> AppResult<Finished> {
-    callback(state, domain, idp, ip, headers, query, Vec::new()).await
+    let idp = domain.idp(&idp_id)?;
+    let answer = answer(&state, &headers, &idp_id, query, Vec::new());
+    let browser = BrowserRequest {
+        headers: &headers,
+        client_ip: &ip,
+    };
+    flow::finish(&state, domain.get(), idp, browser, answer).await
 }
 
 /// `POST /sso/{idp}/callback`: an answer POSTed from the IdP's site (SAML's ACS). It is
@@ -76,37 +82,18 @@ pub async fn callback_post(
     body: Body,
 ) -> AppResult<Redirect> {
     let idp = domain.idp(&idp_id)?;
-    let form = match read_form(&state, body).await {
-        Ok(form) => form,
-        Err(refusal) => {
-            // Refused before any plugin saw it, but an oversized answer is an attack
-            // worth an audit row like every other refusal.
-            state
-                .store()
-                .audit(&AuditEvent {
-                    at: state.now(),
-                    domain: domain.get().name().to_owned(),
-                    idp_id: Some(idp_id.clone()),
-                    user_id: None,
-                    username: String::new(),
-                    method: "sso".into(),
-                    outcome: "refused".into(),
-                    reason: format!("too-large: {}", refusal.detail),
-                    ip: ip.clone(),
-                })
-                .await?;
-            return Err(refusal);
-        }
-    };
-    let answer = Answer {
-        callback_url: urls::callback_url(&state, &headers, &idp_id),
-        query,
-        form,
-    };
     let browser = BrowserRequest {
         headers: &headers,
         client_ip: &ip,
     };
+    let form = match read_form(&state, body).await {
+        Ok(form) => form,
+        Err(refusal) => {
+            flow::refused_unread(&state, domain.get(), idp, browser, &refusal.detail).await?;
+            return Err(refusal);
+        }
+    };
+    let answer = answer(&state, &headers, &idp_id, query, form);
     let answered = flow::accept_posted(&state, domain.get(), idp, browser, answer).await?;
     Ok(Redirect::to(&urls::finish_url(&idp_id, &answered.handle)))
 }
@@ -138,30 +125,24 @@ pub async fn finish(
 pub async fn read_form(state: &AppState, body: Body) -> AppResult<Vec<(String, String)>> {
     let cap = state.settings().inbound_max_body_bytes;
     let bytes = to_bytes(body, cap).await.map_err(|_| {
-        AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.")
-            .with_detail(format!("a POSTed sign-in answer over {cap} bytes"))
+        AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.").with_detail(
+            format!("too-large: a POSTed sign-in answer over {cap} bytes"),
+        )
     })?;
     Ok(decode_pairs(&bytes))
 }
 
-async fn callback(
-    State(state): State<AppState>,
-    domain: Domain,
-    Path(idp_id): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+/// The IdP's answer as the flow takes it, with the callback URL of this host.
+fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    idp_id: &str,
     query: Vec<(String, String)>,
     form: Vec<(String, String)>,
-) -> AppResult<Finished> {
-    let idp = domain.idp(&idp_id)?;
-    let answer = Answer {
-        callback_url: urls::callback_url(&state, &headers, &idp_id),
+) -> Answer {
+    Answer {
+        callback_url: urls::callback_url(state, headers, idp_id),
         query,
         form,
-    };
-    let browser = BrowserRequest {
-        headers: &headers,
-        client_ip: &ip,
-    };
-    flow::finish(&state, domain.get(), idp, browser, answer).await
+    }
 }

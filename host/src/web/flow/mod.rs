@@ -331,6 +331,20 @@ pub async fn finish_answered(
     .await
 }
 
+/// Audits an answer refused before it could be read (over the body cap): a refusal like
+/// every other, though no plugin saw it.
+pub async fn refused_unread(
+    state: &AppState,
+    domain: SiteDomain<'_>,
+    idp: &SiteIdp,
+    browser: BrowserRequest<'_>,
+    reason: &str,
+) -> AppResult<()> {
+    auditor(state, domain, idp, browser, state.now())
+        .refused(None, "", reason)
+        .await
+}
+
 fn auditor<'a>(
     state: &'a AppState,
     domain: SiteDomain<'a>,
