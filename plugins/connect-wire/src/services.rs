@@ -117,7 +117,10 @@ fn sso_token_param(params: &[(String, String)]) -> Result<PresentedToken, Servic
 
 /// A token parameter's text for an outgoing call (an unknown token as the empty string).
 fn token_text(token: &PresentedToken) -> String {
-    token.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default()
+    token
+        .as_ref()
+        .map(|t| t.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 /// Moodle's `is_number`: an integer written exactly as PHP writes it (`"2"`, `"-1"`; not
