@@ -8,8 +8,8 @@
 mod support;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gatehouse_plugin_api::IdentityProvider;
 use gatehouse_plugin_api::testkit::FakeHost;
-use gatehouse_plugin_api::{CallbackRequest, IdentityProvider, Pair};
 use samael::crypto::{
     AllowedSignatureAlgorithm, CertificateDer, CryptoProvider, ReduceMode, XmlSec,
 };
@@ -20,12 +20,7 @@ use support::*;
 fn acs(c: &mut Criterion) {
     let flow = Flow::begin(json!({}));
     let response = flow.spec().response();
-    let request = CallbackRequest {
-        callback_url: ACS.into(),
-        query: Vec::new().into(),
-        form: vec![Pair::new("SAMLResponse", b64(&response))].into(),
-        state: flow.state.clone().into(),
-    };
+    let request = flow.callback(&b64(&response));
     let der = openssl::x509::X509::from_pem(IDP_CERT.as_bytes())
         .and_then(|c| c.to_der())
         .expect("cert");

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gatehouse_plugin_api::IdentityProvider;
 use gatehouse_plugin_api::testkit::FakeHost;
-use gatehouse_plugin_api::{CallbackRequest, IdentityProvider, Pair};
 use serde_json::json;
 
 use support::*;
@@ -34,12 +34,7 @@ fn main() {
 
     let flow = Flow::begin(json!({}));
     let response = flow.spec().response();
-    let request = CallbackRequest {
-        callback_url: ACS.into(),
-        query: Vec::new().into(),
-        form: vec![Pair::new("SAMLResponse", b64(&response))].into(),
-        state: flow.state.clone().into(),
-    };
+    let request = flow.callback(&b64(&response));
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::write(dir.path().join("response.xml"), &response).expect("write the response");
     std::fs::write(dir.path().join("idp.crt"), IDP_CERT).expect("write the certificate");

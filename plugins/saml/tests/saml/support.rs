@@ -360,7 +360,14 @@ impl Flow {
     }
 
     pub fn post_encoded(&self, encoded: &str) -> Result<Identity, PluginError> {
-        let request = CallbackRequest {
+        let request = self.callback(encoded);
+        self.fake
+            .call(|host| self.sp.complete_login(host, &request))
+    }
+
+    /// The ACS callback carrying a base64 `SAMLResponse` for this sign-in.
+    pub fn callback(&self, encoded: &str) -> CallbackRequest {
+        CallbackRequest {
             callback_url: ACS.into(),
             query: Vec::new().into(),
             form: vec![
@@ -369,9 +376,7 @@ impl Flow {
             ]
             .into(),
             state: self.state.clone().into(),
-        };
-        self.fake
-            .call(|host| self.sp.complete_login(host, &request))
+        }
     }
 }
 
