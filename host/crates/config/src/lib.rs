@@ -19,9 +19,9 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Severity, codes};
 pub use error::LoadError;
 pub use model::{
-    Behaviour, CORE_FIELDS, Config, DomainConfig, FieldDef, FieldMapping, HOST_TASKS, HostSettings,
-    IdpConfig, LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry,
-    Provisioning, Registration, TaskSchedule, Throttle,
+    Behaviour, CORE_FIELDS, Config, ConnectServer, DomainConfig, FieldDef, FieldMapping,
+    HOST_TASKS, HostSettings, IdpConfig, LogFormat, LoginForm, LogoutConfig, MatchField,
+    OWNER_EDITABLE_CORE, PluginEntry, Provisioning, Registration, TaskSchedule, Throttle,
 };
 pub use position::{KeyLocations, Location};
 pub use render::{render_human, render_json, summary};
@@ -107,6 +107,7 @@ pub fn parse_with(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Loaded,
         plugins: draft.plugins,
         fields: draft.fields,
         registration: draft.registration,
+        connect_server: draft.connect_server,
         domains: draft.domains,
         idps: draft.idps,
         redactor,

@@ -38,6 +38,7 @@ keyed!(
     PluginEntry,
     FieldDef,
     Registration,
+    ConnectServer,
     DomainConfig,
     IdpConfig
 );
@@ -53,6 +54,8 @@ pub struct Config {
     pub plugins: Vec<PluginEntry>,
     pub fields: Vec<FieldDef>,
     pub registration: Registration,
+    /// `[connect_server]`: this host as a Totara Connect server.
+    pub connect_server: ConnectServer,
     pub domains: Vec<DomainConfig>,
     pub idps: Vec<IdpConfig>,
     /// Every value that came from `{ env }` or `{ file }`, to keep out of shown text.
@@ -68,6 +71,7 @@ impl fmt::Debug for Config {
             .field("plugins", &self.plugins)
             .field("fields", &self.fields)
             .field("registration", &self.registration)
+            .field("connect_server", &self.connect_server)
             .field("domains", &self.domains)
             .field("idps", &self.idps)
             .finish()
@@ -430,6 +434,18 @@ impl Default for Registration {
             key_locations: KeyLocations::default(),
         }
     }
+}
+
+/// `[connect_server]`: this host as a Totara Connect server ("Enable Totara Connect server",
+/// "Sync user passwords"). Both off when the table is absent.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectServer {
+    /// Serve `/totara/connect/*` to registered client systems.
+    pub enabled: bool,
+    /// Send users' password hashes to clients (as stored), as the original's `syncpasswords`.
+    pub sync_passwords: bool,
+    pub location: Location,
+    pub key_locations: KeyLocations,
 }
 
 /// `[[domain]]`: the root platform (`name = "root"`) or an EE domain.

@@ -10,9 +10,9 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::{
-    Behaviour, DomainConfig, FieldDef, FieldMapping, HOST_TASKS, HostSettings, IdpConfig,
-    LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry, Provisioning,
-    Registration, TaskSchedule, Throttle,
+    Behaviour, ConnectServer, DomainConfig, FieldDef, FieldMapping, HOST_TASKS, HostSettings,
+    IdpConfig, LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry,
+    Provisioning, Registration, TaskSchedule, Throttle,
 };
 use crate::position::{KeyLocations, LineIndex, Location};
 use crate::secret::{Secret, trim_one_newline};
@@ -24,7 +24,15 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 type Value<'i> = Spanned<DeValue<'i>>;
 type Entry<'t, 'i> = (&'t Spanned<DeString<'i>>, &'t Value<'i>);
 
-const TOP_KEYS: &[&str] = &["host", "plugin", "field", "registration", "domain", "idp"];
+const TOP_KEYS: &[&str] = &[
+    "host",
+    "plugin",
+    "field",
+    "registration",
+    "connect_server",
+    "domain",
+    "idp",
+];
 const HOST_KEYS: &[&str] = &[
     "listen",
     "public_url",
@@ -62,6 +70,7 @@ pub const FIELD_TYPES: &[&str] = &[
     "text", "textarea", "checkbox", "menu", "date", "datetime", "url",
 ];
 const REGISTRATION_KEYS: &[&str] = &["require_names", "user_editable_core"];
+const CONNECT_SERVER_KEYS: &[&str] = &["enabled", "sync_passwords"];
 const DOMAIN_KEYS: &[&str] = &[
     "name",
     "hosts",
@@ -96,6 +105,7 @@ pub(crate) struct Draft {
     pub plugins: Vec<PluginEntry>,
     pub fields: Vec<FieldDef>,
     pub registration: Registration,
+    pub connect_server: ConnectServer,
     pub domains: Vec<DomainConfig>,
     pub idps: Vec<IdpConfig>,
 }
@@ -672,6 +682,18 @@ impl<'a> Schema<'a> {
             },
             None => Registration::default(),
         };
+        let connect_server = match root.get("connect_server") {
+            Some(v) => match self.table_value(
+                v,
+                "connect_server",
+                &top.scope,
+                String::from("write `[connect_server]` followed by `enabled = true`"),
+            ) {
+                Some(t) => self.connect_server(t, self.loc(v.span())),
+                None => ConnectServer::default(),
+            },
+            None => ConnectServer::default(),
+        };
         let plugins = self
             .array_of_tables(root, "plugin")
             .into_iter()
@@ -697,6 +719,7 @@ impl<'a> Schema<'a> {
             plugins,
             fields,
             registration,
+            connect_server,
             domains,
             idps,
         }
@@ -960,6 +983,25 @@ impl<'a> Schema<'a> {
         Registration {
             require_names,
             user_editable_core,
+            location,
+            key_locations: keys,
+        }
+    }
+
+    fn connect_server(&mut self, table: &DeTable<'_>, location: Location) -> ConnectServer {
+        let tab = Tab {
+            table,
+            scope: Scope::new("[connect_server]"),
+            location,
+            prefix: String::new(),
+        };
+        self.check_keys(&tab, CONNECT_SERVER_KEYS, None);
+        let mut keys = KeyLocations::default();
+        let enabled = self.flag(&tab, &mut keys, "enabled", false);
+        let sync_passwords = self.flag(&tab, &mut keys, "sync_passwords", false);
+        ConnectServer {
+            enabled,
+            sync_passwords,
             location,
             key_locations: keys,
         }

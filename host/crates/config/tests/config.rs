@@ -1340,3 +1340,40 @@ fn match_field_may_be_any_core_or_declared_field_and_names_the_unknown_one() {
             .contains("[[field]] name = \"badge_number\"")
     );
 }
+
+#[test]
+fn connect_server_is_off_unless_enabled() {
+    let config = check(BASE).config.expect("valid");
+    assert!(!config.connect_server.enabled);
+    assert!(!config.connect_server.sync_passwords);
+    let text = format!("{BASE}\n[connect_server]\nenabled = true\nsync_passwords = true\n");
+    let loaded = check(&text);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let config = loaded.config.expect("valid");
+    assert!(config.connect_server.enabled);
+    assert!(config.connect_server.sync_passwords);
+    assert_eq!(
+        config.connect_server.key_location("sync_passwords"),
+        at(&text, "sync_passwords")
+    );
+}
+
+#[test]
+fn connect_server_refuses_unknown_keys_and_wrong_types() {
+    let text = format!("{BASE}\n[connect_server]\nenable = true\nsync_passwords = \"yes\"\n");
+    let loaded = check(&text);
+    let unknown = only(&loaded, codes::UNKNOWN_KEY);
+    assert_eq!(unknown.location, at(&text, "enable ="));
+    assert!(
+        unknown
+            .help
+            .as_deref()
+            .unwrap_or_default()
+            .contains("enabled"),
+        "{unknown:#?}"
+    );
+    assert!(loaded.has_errors());
+    assert!(loaded.config.is_none());
+    let text = format!("{BASE}\nconnect_server = true\n");
+    assert!(check(&text).has_errors());
+}
