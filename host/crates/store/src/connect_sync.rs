@@ -53,6 +53,103 @@ pub struct ServerUser {
     pub profile_fields: Option<BTreeMap<String, String>>,
 }
 
+/// This source's users already here: server user id → local username. Only links made by
+/// the same IdP instance for the same server count, so that one Connect IdP's sync never
+/// touches the users another one keeps (whatever server idnumber its output names).
+fn linked_users<'a>(
+    current: &'a DirectorySnapshot,
+    source: SyncSource<'_>,
+) -> BTreeMap<i64, &'a str> {
+    current
+        .connect_links
+        .iter()
+        .filter(|(username, link)| {
+            link.idp_id == source.idp_id
+                && link.server_idnumber == source.server_idnumber
+                && current.users.contains_key(*username)
+        })
+        .map(|(username, link)| (link.server_user_id, username.as_str()))
+        .collect()
+}
+
+/// What a users sync did, user by user, for its summary line: each user of the source
+/// (linked before, or created) counted once, the first that applies of deleted, created,
+/// suspended, updated (any other value changed, unsuspension included), unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    pub created: usize,
+    pub updated: usize,
+    pub suspended: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+}
+
+impl std::fmt::Display for SyncCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "created {}, updated {}, suspended {}, deleted {}, unchanged {}",
+            self.created, self.updated, self.suspended, self.deleted, self.unchanged
+        )
+    }
+}
+
+/// Counts what `batch` (planned by [`plan_users_sync`] against `current` for `source`)
+/// does to the source's users.
+pub fn count_users_sync(
+    current: &DirectorySnapshot,
+    source: SyncSource<'_>,
+    batch: &Batch,
+) -> SyncCounts {
+    let mut created = BTreeSet::new();
+    let mut deleted = BTreeSet::new();
+    let mut suspended = BTreeSet::new();
+    let mut updated = BTreeSet::new();
+    for change in &batch.changes {
+        match change {
+            Change::CreateUser(user) => {
+                created.insert(user.username.as_str());
+            }
+            Change::DeleteUser { username } => {
+                deleted.insert(username.as_str());
+            }
+            Change::SetSuspended {
+                username,
+                suspended: true,
+            } => {
+                suspended.insert(username.as_str());
+            }
+            Change::SetSuspended { username, .. }
+            | Change::SetCore { username, .. }
+            | Change::SetPasswordHash { username, .. }
+            | Change::SetField { username, .. }
+            | Change::UnsetField { username, .. } => {
+                updated.insert(username.as_str());
+            }
+            _ => {}
+        }
+    }
+    let mut counts = SyncCounts {
+        created: created.len(),
+        deleted: deleted.len(),
+        ..SyncCounts::default()
+    };
+    let linked = linked_users(current, source);
+    for username in linked.values() {
+        if deleted.contains(username) || created.contains(username) {
+            continue;
+        }
+        if suspended.contains(username) {
+            counts.suspended += 1;
+        } else if updated.contains(username) {
+            counts.updated += 1;
+        } else {
+            counts.unchanged += 1;
+        }
+    }
+    counts
+}
+
 /// The username a client gives a server's user.
 pub fn connect_username(server_user_id: i64, server_idnumber: &str) -> String {
     format!("tc_{server_user_id}_{server_idnumber}")
@@ -69,15 +166,7 @@ pub fn plan_users_sync(
     known_fields: &BTreeSet<String>,
 ) -> Batch {
     let mut changes = Vec::new();
-    // This server's users already here: server user id → local username.
-    let linked: BTreeMap<i64, &str> = current
-        .connect_links
-        .iter()
-        .filter(|(username, link)| {
-            link.server_idnumber == source.server_idnumber && current.users.contains_key(*username)
-        })
-        .map(|(username, link)| (link.server_user_id, username.as_str()))
-        .collect();
+    let linked = linked_users(current, source);
     // The original skips the guest account. A server sends each id once; should one come
     // twice, its first occurrence is the user, so that a second plan reads the list the same.
     let mut sent: BTreeSet<i64> = BTreeSet::new();

@@ -964,6 +964,8 @@ async fn apply_change(
         }
         Change::DeleteUser { username } => {
             let id = user_id(tx, username).await?;
+            // The tombstone a Connect server keeps reporting as deleted (connect_server.rs).
+            crate::connect_server::write_tombstone(tx, id, now).await?;
             // Fields, provenance, sessions, links, memberships and Connect links go with it
             // (ON DELETE CASCADE).
             sqlx::query("DELETE FROM users WHERE id = $1")

@@ -22,6 +22,11 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
 
+    /// Another active Connect client system already has this URL (the original's
+    /// `errorduplicateclient`). Nothing was written.
+    #[error("an active client system already has the URL {0}")]
+    DuplicateConnectClient(String),
+
     /// The row the call refers to (for example a user id) does not exist.
     #[error("not found: {0}")]
     NotFound(String),

@@ -7,6 +7,8 @@
 //! (`now`), booleans are stored as integers 0/1, bytes as BLOB/BYTEA, and every query is a
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
+mod connect_server;
+mod connect_server_flows;
 mod connect_sync;
 mod directory;
 mod error;
@@ -24,8 +26,13 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use connect_server::{
+    ConnectClient, ConnectClientOptions, ConnectSharedUser, ConnectSsoSession, NewConnectClient,
+};
+pub use connect_server_flows::FrameworkKind;
 pub use connect_sync::{
-    RemoveUser, ServerUser, SyncOptions, SyncSource, connect_username, plan_users_sync,
+    RemoveUser, ServerUser, SyncCounts, SyncOptions, SyncSource, connect_username,
+    count_users_sync, plan_users_sync,
 };
 pub use directory::{
     Batch, BatchSummary, Change, ConnectLink, CoreField, DirectoryAudience, DirectorySnapshot,
