@@ -7,11 +7,12 @@
 //! Modules: `settings` (the `[idp.settings]` contract and the client URL), `records` (what
 //! is kept in the key-value store), `remote` (calls to the server's SEP), `registration`
 //! (`new_server`, `sep_setup.php`), `sep` (the client's SEP services at `sep.php`), `sso`
-//! (sign-in through the server, the identity, logout). This file only wires them to the
-//! plugin API.
+//! (sign-in through the server, the identity, logout), `sync` (the `handshake`, `users` and
+//! `cleanup` tasks, and `server` for `gatehouse connect servers`). This file only wires them
+//! to the plugin API.
 //!
-//! Not built yet: the `handshake`, `users` and `cleanup` tasks (directory batches the host
-//! applies; they answer "not yet"), disconnecting from a server, and the host's server role.
+//! Not built yet: disconnecting from a server, and the sync of part 2 (collections,
+//! positions, organisations, jobs).
 
 mod records;
 mod registration;
@@ -19,6 +20,7 @@ mod remote;
 mod sep;
 mod settings;
 mod sso;
+mod sync;
 
 use gatehouse_connect_wire::sep::{CLIENT_SEP_PATH, CLIENT_SEP_SETUP_PATH, CLIENT_SSO_FINISH_PATH};
 use gatehouse_plugin_api::{
@@ -29,14 +31,13 @@ use gatehouse_plugin_api::{
 
 pub use settings::{ClientConfig, ConnectSettings, MigrateMap, RemoveUser};
 pub use sso::{IDENTITY_ATTRIBUTES, NOT_COPIED, PROFILE_FIELD_PREFIX, copied_columns};
+pub use sync::CONNECT_USERS_SECTION;
 
-/// The scheduled tasks: `new_server` ("Connect to new server", run by
-/// `gatehouse connect new-server`), and the sync tasks of reference §3.3 and §5.
-pub const TASKS: [&str; 4] = ["new_server", "handshake", "users", "cleanup"];
-
-/// The tasks declared but not built yet (their directory batches come with the store's
-/// sync planner).
-const NOT_YET: [&str; 3] = ["handshake", "users", "cleanup"];
+/// The tasks: `new_server` ("Connect to new server", run by `gatehouse connect
+/// new-server`) and `server` (the registration, for `gatehouse connect servers`), both run
+/// on demand; and the sync tasks of reference §3.3 and §5, `handshake` (daily), `users` and
+/// `cleanup` (hourly).
+pub const TASKS: [&str; 5] = ["new_server", "server", "handshake", "users", "cleanup"];
 
 /// The callback parameter that carries the host's state token back: the request token the
 /// server echoes to `sso_finish.php`.
@@ -108,9 +109,10 @@ impl IdentityProvider for ConnectClient {
     fn run_task(&self, host: &Host<'_>, task: &str) -> Result<serde_json::Value, PluginError> {
         match task {
             "new_server" => registration::new_server(host, &self.config),
-            name if NOT_YET.contains(&name) => Err(PluginError::unsupported(&format!(
-                "the Connect task `{name}` yet (not built: the directory sync comes with the store's sync planner)"
-            ))),
+            "handshake" => sync::handshake(host, &self.config),
+            "users" => sync::users(host, &self.config),
+            "cleanup" => sync::cleanup(host, &self.config),
+            "server" => sync::server_info(host, &self.config),
             other => Err(PluginError::unsupported(&format!(
                 "the scheduled task `{other}`"
             ))),

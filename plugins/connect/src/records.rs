@@ -197,9 +197,8 @@ pub fn server(host: &Host<'_>) -> Result<Option<Server>, RecordError> {
     }))
 }
 
-/// Stores the registered server unless one already is; returns whether it did.
-pub fn store_server(host: &Host<'_>, server: &Server) -> Result<bool, RecordError> {
-    let stored = StoredServer {
+fn stored_server(server: &Server) -> StoredServer {
+    StoredServer {
         url: server.url.clone(),
         name: server.name.clone(),
         server_idnumber: server.server_idnumber.as_str().to_owned(),
@@ -208,8 +207,26 @@ pub fn store_server(host: &Host<'_>, server: &Server) -> Result<bool, RecordErro
         client_secret: server.client_secret.as_str().to_owned(),
         api_version: i64::from(server.api_version.number()),
         registered_at: server.registered_at,
+    }
+}
+
+/// Stores the registered server unless one already is; returns whether it did.
+pub fn store_server(host: &Host<'_>, server: &Server) -> Result<bool, RecordError> {
+    host.kv_put_if_absent(SERVER_KEY, &to_bytes(&stored_server(server)), None)
+        .map_err(RecordError::Store)
+}
+
+/// Records the API version the handshake agreed with `server` (the registered one).
+pub fn set_api_version(
+    host: &Host<'_>,
+    server: &Server,
+    api_version: ApiVersion,
+) -> Result<(), RecordError> {
+    let updated = Server {
+        api_version,
+        ..server.clone()
     };
-    host.kv_put_if_absent(SERVER_KEY, &to_bytes(&stored), None)
+    host.kv_put(SERVER_KEY, &to_bytes(&stored_server(&updated)), None)
         .map_err(RecordError::Store)
 }
 

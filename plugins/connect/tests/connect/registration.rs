@@ -240,23 +240,6 @@ fn a_failed_call_back_is_relayed_and_leaves_the_registration_open() {
 }
 
 #[test]
-fn the_sync_tasks_say_not_yet() {
-    let (fake, client) = registered(json!({}));
-    for task in ["handshake", "users", "cleanup"] {
-        let error = fake
-            .call(|host| client.run_task(host, task))
-            .expect_err("not built");
-        assert_eq!(error.kind, ErrorKind::UNSUPPORTED);
-        assert!(error.message().contains("not built"), "{error}");
-    }
-    assert_eq!(
-        fake.requests().len(),
-        1,
-        "only the registration's call-back"
-    );
-}
-
-#[test]
 fn passes_the_conformance_check() {
     // Registered, so that begin_login has a server to send the browser to.
     let (fake, _client) = registered(json!({}));

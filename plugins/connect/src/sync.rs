@@ -1,0 +1,242 @@
+//! The client's scheduled sync tasks (reference §3.3, §5, §8.7): `handshake` (the API
+//! version, negotiated and told to the server every time), `users` (`get_users`, turned into
+//! the task output the host plans and applies as one directory batch) and `cleanup`; and
+//! `server`, the registration as `gatehouse connect servers` shows it. The plugin cannot see
+//! the host's directory, so `users` plans nothing: it hands the server's users and this
+//! client's options to the host (the output shape is [`users`]'s doc), which plans them
+//! against a fresh snapshot of the directory and writes them in one transaction.
+
+use gatehouse_connect_wire::{
+    RemoteUser, ServerCall,
+    services::{ReplyError, read_api_version_reply, read_empty_reply, read_users_reply},
+    version::{ClientType, MAX_API_VERSION, MIN_API_VERSION, select_api_version},
+};
+use gatehouse_plugin_api::{Host, PluginError};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    records::{self, REQUEST_LIFETIME, Server},
+    remote,
+    settings::{ClientConfig, RemoveUser},
+};
+
+fn not_connected(config: &ClientConfig) -> PluginError {
+    PluginError::invalid_settings(format!(
+        "`{}` is not connected to a Connect server yet: run `gatehouse connect new-server --idp {}` and add this client on the server (Add client)",
+        config.instance_id, config.instance_id
+    ))
+}
+
+fn registered(host: &Host<'_>, config: &ClientConfig) -> Result<Server, PluginError> {
+    records::server(host)?.ok_or_else(|| not_connected(config))
+}
+
+/// A service's reply that is not what it promises: the server's own words when it refused
+/// (`idp_unavailable` when it could not be reached, so the host's breaker counts it), else
+/// what is wrong with the reply.
+fn reply_error(service: &str, server: &Server, error: ReplyError) -> PluginError {
+    match error {
+        ReplyError::Refused(reply) => {
+            let described = ReplyError::Refused(reply).to_string();
+            let message = format!("Connect: {service} at {}: {described}", server.url);
+            if described.contains(gatehouse_connect_wire::jsend::CANNOT_CONNECT) {
+                PluginError::idp_unavailable(message)
+            } else {
+                PluginError::invalid_response(message)
+            }
+        }
+        other => {
+            PluginError::invalid_response(format!("Connect: {service} at {}: {other}", server.url))
+        }
+    }
+}
+
+/// `handshake` (daily): `get_api_version` with `clienttype=totaralms`, the highest version
+/// both sides speak, then `update_api_version` with it — every time, not only when it
+/// changed, so that a server whose record changed behind the client's back is repaired
+/// (§8.7) — and the version stored only once the server accepted it.
+pub fn handshake(host: &Host<'_>, config: &ClientConfig) -> Result<Value, PluginError> {
+    let server = registered(host, config)?;
+    let reply = remote::call_server(
+        host,
+        &server,
+        &ServerCall::GetApiVersion {
+            client_type: ClientType::TotaraLms,
+        },
+    );
+    let (min, max) = read_api_version_reply(reply)
+        .map_err(|error| reply_error("get_api_version", &server, error))?;
+    let Some(version) = select_api_version(min, max) else {
+        return Err(PluginError::invalid_response(format!(
+            "Connect: the server at {} speaks API versions {min} to {max}, and this client {MIN_API_VERSION} to {MAX_API_VERSION}: api version not supported",
+            server.url
+        )));
+    };
+    let reply = remote::call_server(
+        host,
+        &server,
+        &ServerCall::UpdateApiVersion {
+            api_version: version,
+            client_type: ClientType::TotaraLms,
+        },
+    );
+    read_empty_reply(reply).map_err(|error| reply_error("update_api_version", &server, error))?;
+    let previous = server.api_version;
+    if previous != version {
+        records::set_api_version(host, &server, version)?;
+        host.info(&format!(
+            "Connect: API version with {} is now {version} (was {previous})",
+            server.url
+        ));
+    }
+    let summary = if previous == version {
+        format!(
+            "API version {version} with {} (it offers {min} to {max}); the server confirmed it",
+            server.url
+        )
+    } else {
+        format!(
+            "API version {version} with {} (was {previous}; it offers {min} to {max}); the server confirmed it",
+            server.url
+        )
+    };
+    Ok(json!({
+        "summary": summary,
+        "api_version": version.number(),
+        "previous_api_version": previous.number(),
+    }))
+}
+
+/// The name of the directory section the host applies (the host's `connect_sync`).
+pub const CONNECT_USERS_SECTION: &str = "connect_users";
+
+/// `users` (hourly): `get_users` through the host's HTTP, read with the wire crate; the
+/// output carries them to the host, which plans and applies the batch:
+///
+/// ```text
+/// {"summary": "get_users: 3 users (1 deleted) from https://hq.example.com",
+///  "directory": {"connect_users": {
+///     "server_idnumber": "<40 hex>", "api_version": 2,
+///     "options": {"remove_user": "keep" | "suspend" | "delete", "sync_profile_fields": bool},
+///     "users": [{"id": 7, "username": "ada", "email": "…", "firstname": "…",
+///                "lastname": "…", "idnumber": "…", "suspended": false, "deleted": false,
+///                "profile_fields": {"department": "Sales"} | null}, …]}}}
+/// ```
+///
+/// `profile_fields` is `null` unless `sync_profile_fields` is on and the API version is 2
+/// (API 1 has none; a v2 server that does not share them sends `null`), and then
+/// `sync_profile_fields` in `options` is true. A reply that is not a complete `get_users`
+/// (the server refused, could not be reached, or the body was cut) fails the task, and the
+/// host writes nothing.
+pub fn users(host: &Host<'_>, config: &ClientConfig) -> Result<Value, PluginError> {
+    let server = registered(host, config)?;
+    let reply = remote::call_server(host, &server, &ServerCall::GetUsers);
+    let users =
+        read_users_reply(reply).map_err(|error| reply_error("get_users", &server, error))?;
+    let with_fields = config.settings.sync_profile_fields && server.api_version.has_v2_data();
+    let deleted = users.iter().filter(|u| u.deleted).count();
+    let listed: Vec<Value> = users
+        .iter()
+        .map(|user| user_output(user, with_fields))
+        .collect();
+    let remove_user = match config.settings.remove_user {
+        RemoveUser::Keep => "keep",
+        RemoveUser::Suspend => "suspend",
+        RemoveUser::Delete => "delete",
+    };
+    Ok(json!({
+        "summary": format!(
+            "get_users: {} users ({deleted} deleted) from {}",
+            users.len(),
+            server.url
+        ),
+        "directory": {
+            CONNECT_USERS_SECTION: {
+                "server_idnumber": server.server_idnumber.as_str(),
+                "api_version": server.api_version.number(),
+                "options": {
+                    "remove_user": remove_user,
+                    "sync_profile_fields": with_fields,
+                },
+                "users": listed,
+            }
+        }
+    }))
+}
+
+/// One user of the output: what the directory keeps of it.
+fn user_output(user: &RemoteUser, with_fields: bool) -> Value {
+    let text = |column: &str| user.column(column).unwrap_or_default().to_owned();
+    let profile_fields = match (&user.profile_fields, with_fields) {
+        (Some(fields), true) => Value::Object(
+            fields
+                .iter()
+                .map(|f| (f.shortname.clone(), Value::String(f.data.clone())))
+                .collect::<Map<String, Value>>(),
+        ),
+        _ => Value::Null,
+    };
+    json!({
+        "id": user.id,
+        "username": user.username,
+        "email": text("email"),
+        "firstname": text("firstname"),
+        "lastname": text("lastname"),
+        "idnumber": text("idnumber"),
+        "suspended": user.suspended,
+        "deleted": user.deleted,
+        "profile_fields": profile_fields,
+    })
+}
+
+/// `cleanup` (hourly): what T13's `cleanup_task` does, purging SSO requests older than
+/// 600 s. Every record this plugin keeps is written with its lifetime as its key-value
+/// expiry (request tokens 600 s, the setup secret 24 h, a registration's claim 120 s), so
+/// an expired one already reads as absent and the host's own `cleanup` deletes its row;
+/// this task checks that the records it depends on are readable (a corrupt one fails the
+/// task, naming it) and says what it keeps.
+pub fn cleanup(host: &Host<'_>, config: &ClientConfig) -> Result<Value, PluginError> {
+    let server = records::server(host)?;
+    let registration = records::open_registration(host)?;
+    let summary = format!(
+        "{}; {}; SSO request tokens expire {} s after they are made (the host's cleanup deletes their rows)",
+        match &server {
+            Some(server) => format!("registered with {}", server.url),
+            None => format!("`{}` is not registered with a server", config.instance_id),
+        },
+        match &registration {
+            Some(open) => format!(
+                "a registration is open until {} (Unix time)",
+                open.expires_at
+            ),
+            None => "no registration is open".to_owned(),
+        },
+        REQUEST_LIFETIME.as_secs()
+    );
+    Ok(json!({ "summary": summary }))
+}
+
+/// `server`, run on demand by `gatehouse connect servers`: the registered server without
+/// its secrets, or `"server": null`.
+pub fn server_info(host: &Host<'_>, config: &ClientConfig) -> Result<Value, PluginError> {
+    let registration = records::open_registration(host)?;
+    let Some(server) = records::server(host)? else {
+        return Ok(json!({
+            "summary": format!("`{}` is not registered with a Connect server", config.instance_id),
+            "server": null,
+            "registration_open_until": registration.map(|open| open.expires_at),
+        }));
+    };
+    Ok(json!({
+        "summary": format!("registered with {} ({}) at API version {}", server.url, server.name, server.api_version),
+        "server": {
+            "name": server.name,
+            "url": server.url,
+            "server_idnumber": server.server_idnumber.as_str(),
+            "api_version": server.api_version.number(),
+            "registered_at": server.registered_at,
+            "status": "active",
+        },
+        "registration_open_until": null,
+    }))
+}
