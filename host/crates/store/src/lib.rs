@@ -8,6 +8,7 @@
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
 mod connect_server;
+mod connect_server_flows;
 mod connect_sync;
 mod directory;
 mod error;
@@ -28,6 +29,7 @@ use sqlx::{AnyPool, Row};
 pub use connect_server::{
     ConnectClient, ConnectClientOptions, ConnectSharedUser, ConnectSsoSession, NewConnectClient,
 };
+pub use connect_server_flows::FrameworkKind;
 pub use connect_sync::{
     RemoveUser, ServerUser, SyncCounts, SyncOptions, SyncSource, connect_username,
     count_users_sync, plan_users_sync,
