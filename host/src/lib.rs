@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod clock;
 pub mod connect;
+pub mod connect_server;
 pub mod directory;
 pub mod links;
 pub mod logging;

@@ -138,6 +138,8 @@ pub struct Site {
     fields: Vec<FieldDef>,
     /// `[registration] user_editable_core`.
     user_editable_core: Vec<String>,
+    /// `[connect_server]`: this host as a Totara Connect server.
+    connect_server: gatehouse_config::ConnectServer,
 }
 
 /// A site and what was found while building it.
@@ -234,6 +236,7 @@ impl Site {
                 idp_configs: config.idps.clone(),
                 fields: config.fields.clone(),
                 user_editable_core: config.registration.user_editable_core.clone(),
+                connect_server: config.connect_server.clone(),
             },
             diagnostics,
         }
@@ -270,6 +273,16 @@ impl Site {
                     user_editable: f.user_editable,
                 })
         })
+    }
+
+    /// `[connect_server]`: whether this host is a Totara Connect server, and its options.
+    pub fn connect_server(&self) -> &gatehouse_config::ConnectServer {
+        &self.connect_server
+    }
+
+    /// The additional profile fields (`[[field]]`), in file order.
+    pub fn additional_fields(&self) -> &[gatehouse_config::FieldDef] {
+        &self.fields
     }
 
     /// Every profile field: the core ones, then the additional ones in file order.

@@ -62,6 +62,11 @@ pub fn app(state: AppState) -> Router {
         .route("/sso/{idp}/{*path}", any(inbound::below_idp))
         .route("/logout", post(account::logout))
         .route("/logged-out", get(account::logged_out))
+        // The Connect server's SEP on every domain, before the plugins' fixed routes.
+        .route(
+            gatehouse_connect_wire::sep::SERVER_SEP_PATH,
+            any(crate::connect_server::sep::handle),
+        )
         // The route is a user contract; the code calls it a test sign-in.
         .route("/admin/test-login/{idp}", get(admin::test_sign_in))
         // Plugins' fixed protocol paths, looked up in the current site (so a reload

@@ -376,6 +376,14 @@ impl Store {
     /// secure random source) stored now if there is none yet. Race-safe between hosts on
     /// one database: whichever insert lands first wins, and every caller gets that one.
     pub async fn connect_server_idnumber(&self, fresh: &str) -> Result<String, StoreError> {
+        const READ: &str = "SELECT idnumber FROM connect_server_identity WHERE id = 1";
+        // Read first: every SEP call asks, and only the very first one writes.
+        if let Some(idnumber) = sqlx::query_scalar::<_, String>(READ)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(idnumber);
+        }
         sqlx::query(
             "INSERT INTO connect_server_identity (id, idnumber) VALUES (1, $1) \
              ON CONFLICT (id) DO NOTHING",
@@ -383,11 +391,7 @@ impl Store {
         .bind(fresh)
         .execute(&self.pool)
         .await?;
-        let idnumber: String =
-            sqlx::query_scalar("SELECT idnumber FROM connect_server_identity WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(idnumber)
+        Ok(sqlx::query_scalar(READ).fetch_one(&self.pool).await?)
     }
 
     /// Registers a client system (status active, API version 1, client type `''`) with its
