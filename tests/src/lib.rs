@@ -29,6 +29,7 @@ use tower::ServiceExt as _;
 pub mod oidc;
 pub mod peer;
 pub mod saml;
+pub mod served;
 
 /// The plugin packages the tests load, built once per test run.
 const PLUGIN_PACKAGES: [&str; 10] = [

@@ -6,75 +6,14 @@
 //! step), and a response posted from a browser without the binding of its request (login
 //! CSRF) must still fail.
 
-use std::{
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command};
 
-use gatehouse::store::Store;
 use gatehouse_tests::{
-    config_text,
     peer::PeerProcess,
-    plugin_dir,
     saml::{self, ALICE, IdpConfig, Peer, SamlIdp, support_dir},
+    served::ServedProcess,
 };
 use serde_json::Value;
-
-/// A `gatehouse serve` process; killed when dropped.
-struct Serve {
-    child: Child,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
-/// Starts `gatehouse serve` on `port` with `config`, waiting until `/healthz` answers.
-async fn serve(dir: &Path, config: &str, port: u16) -> Serve {
-    let path = dir.join("plugins.toml");
-    std::fs::write(&path, config).expect("write plugins.toml");
-    let log = std::fs::File::create(dir.join("serve.log")).expect("log");
-    let child = Command::new(plugin_dir().join("gatehouse"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start gatehouse serve");
-    let serve = Serve { child };
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        let health = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .header("host", format!("localhost:{port}"))
-            .send()
-            .await;
-        if health.is_ok_and(|r| r.status().is_success()) {
-            return serve;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "gatehouse serve did not answer /healthz; its log:\n{}",
-            std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_signs_in_across_sites_and_a_stolen_response_still_fails() {
@@ -90,16 +29,14 @@ async fn chromium_signs_in_across_sites_and_a_stolen_response_still_fails() {
     let saml_idp = SamlIdp::start(Peer::Samlify, &saml::alice("Liddell"));
     let dir = tempfile::tempdir().expect("temp dir");
     let metadata = saml_idp.metadata_file(dir.path()).await;
-    let port = free_port();
-    let origin = format!("http://localhost:{port}");
     let idps = saml::idp(&IdpConfig::new("corp", &metadata));
     // The public URL carries the port, so the SP's URLs are the ones the browser uses.
     let config = saml::host_config(&idps).replace(
         "public_url = \"http://localhost\"",
-        &format!("public_url = \"{origin}\"\nlisten = \"127.0.0.1:{port}\""),
+        "public_url = \"{origin}\"\nlisten = \"127.0.0.1:{port}\"",
     );
-    let database = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
-    let _serve = serve(dir.path(), &config_text(&config, &database), port).await;
+    let served = ServedProcess::start("localhost", &config).await;
+    let origin = served.origin();
 
     // The IdP gets the SP metadata the served host publishes.
     let sp_metadata = reqwest::get(format!("{origin}/sso/corp/metadata"))
@@ -177,7 +114,7 @@ async fn chromium_signs_in_across_sites_and_a_stolen_response_still_fails() {
 
     // Two users: the bootstrap `admin` that serve creates on an empty database, and
     // alice from her sign-in; the stolen response wrote nothing.
-    let store = Store::connect(&database).await.expect("store");
+    let store = served.store().await;
     assert_eq!(store.count_users().await.expect("count"), 2);
     for username in ["admin", ALICE] {
         assert!(
