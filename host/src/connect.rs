@@ -1,18 +1,48 @@
 //! `gatehouse connect …`, the Totara Connect client side of the command line:
 //! `new-server` ("Connect to new server") asks a Connect IdP's plugin for a setup secret
-//! through its `new_server` task and hands back what the server's admin needs. Not the
-//! protocol (that is `plugins/connect`), and not the server role (not built yet).
+//! through its `new_server` task and hands back what the server's admin needs; `servers`
+//! asks each Connect IdP's plugin for its registration (its `server` task) and the store
+//! for the last run of each sync task. Also the default schedules of Connect's tasks. Not
+//! the protocol (that is `plugins/connect`) and not the server role (`connect_server`).
 
 use std::sync::Arc;
 
 use abi_stable::std_types::RStr;
 
-use crate::{plugins::CallError, state::AppState};
+use gatehouse_store::{StoreError, TaskRun};
+
+use crate::{plugins::CallError, site::SiteIdp, state::AppState};
 
 /// The plugin protocol of Totara Connect client IdPs.
 pub const CONNECT_PROTOCOL: &str = "connect";
 /// The plugin task that opens a registration.
 pub const NEW_SERVER_TASK: &str = "new_server";
+/// The plugin task that tells the registered server (without its secrets).
+pub const SERVER_TASK: &str = "server";
+/// The daily task (Totara's `handshake_task` runs at 00:00).
+pub const HANDSHAKE_TASK: &str = "handshake";
+
+/// How often a Connect client task runs unless `plugins.toml` says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultSchedule {
+    Every(u32),
+    /// Only when a command runs it (`connect new-server`, `connect servers`): `new_server`
+    /// scheduled would keep a registration open that nobody asked for.
+    OnDemand,
+}
+
+/// The default schedule of task `name` of a plugin of `protocol`, where it is not the
+/// host's hourly one: Connect's `handshake` daily, `new_server` and `server` on demand.
+pub fn default_schedule(protocol: &str, name: &str) -> Option<DefaultSchedule> {
+    if protocol != CONNECT_PROTOCOL {
+        return None;
+    }
+    match name {
+        HANDSHAKE_TASK => Some(DefaultSchedule::Every(24 * 60)),
+        NEW_SERVER_TASK | SERVER_TASK => Some(DefaultSchedule::OnDemand),
+        _ => None,
+    }
+}
 
 /// What a server's admin needs to add this client ("Add client").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +88,8 @@ fn list(known: &[String]) -> String {
     }
 }
 
-/// `gatehouse connect new-server --idp ID`: runs the IdP's `new_server` task now, through
-/// the same call limits as any plugin call, and reads the client URL and setup secret.
-pub async fn new_server(state: &AppState, idp_id: &str) -> Result<NewServer, ConnectCliError> {
+/// The Connect IdP `idp_id` of the current site, or why it is not one.
+fn connect_idp(state: &AppState, idp_id: &str) -> Result<Arc<SiteIdp>, ConnectCliError> {
     let site = state.site();
     let known: Vec<String> = site
         .all_idps()
@@ -82,18 +111,135 @@ pub async fn new_server(state: &AppState, idp_id: &str) -> Result<NewServer, Con
             known,
         });
     }
-    let text = state
-        .caller()
-        .call(Arc::clone(&idp.instance), |host, idp| {
-            idp.run_task(host, RStr::from(NEW_SERVER_TASK))
-                .into_result()
-        })
+    Ok(Arc::clone(idp))
+}
+
+/// `gatehouse connect new-server --idp ID`: runs the IdP's `new_server` task now, through
+/// the same call limits as any plugin call, and reads the client URL and setup secret.
+pub async fn new_server(state: &AppState, idp_id: &str) -> Result<NewServer, ConnectCliError> {
+    let idp = connect_idp(state, idp_id)?;
+    let text = call_task(state, &idp, NEW_SERVER_TASK)
         .await
         .map_err(|error| ConnectCliError::Call {
             idp: idp_id.to_owned(),
             error,
         })?;
-    read_output(idp_id, text.as_str())
+    read_output(idp_id, &text)
+}
+
+/// Runs the Connect plugin task `task` of `idp` now, through the same call limits as any
+/// plugin call but outside the scheduler: its output is read by the command, never recorded.
+async fn call_task(
+    state: &AppState,
+    idp: &SiteIdp,
+    task: &'static str,
+) -> Result<String, CallError> {
+    state
+        .caller()
+        .call(Arc::clone(&idp.instance), move |host, idp| {
+            idp.run_task(host, RStr::from(task)).into_result()
+        })
+        .await
+        .map(|text| text.to_string())
+}
+
+/// The tasks whose last run `gatehouse connect servers` shows.
+pub const SYNC_TASKS: [&str; 3] = [HANDSHAKE_TASK, "users", "cleanup"];
+
+/// A Connect server this host is registered with (as its plugin keeps it, without secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredServer {
+    pub name: String,
+    pub url: String,
+    pub server_idnumber: String,
+    pub api_version: i64,
+    /// Unix seconds.
+    pub registered_at: i64,
+}
+
+/// One Connect IdP, for `gatehouse connect servers`.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    pub idp: String,
+    pub domain: String,
+    /// `None`: not registered yet (or the plugin could not be asked: `error`).
+    pub server: Option<RegisteredServer>,
+    /// `active`, `not registered`, or `unknown` when the plugin could not be asked.
+    pub status: &'static str,
+    /// Why the plugin could not be asked.
+    pub error: Option<String>,
+    /// The last run of each of [`SYNC_TASKS`], in that order.
+    pub last_runs: Vec<(&'static str, Option<TaskRun>)>,
+}
+
+/// `gatehouse connect servers`: every Connect IdP with the server it is registered with
+/// (asked of its plugin, through its `server` task: the registration lives in the plugin's
+/// own records, whose layout is the plugin's business) and the last run of each sync task
+/// (from the store).
+pub async fn servers(state: &AppState) -> Result<Vec<ServerStatus>, StoreError> {
+    let site = state.site();
+    let mut out = Vec::new();
+    for idp in site
+        .all_idps()
+        .filter(|idp| idp.instance.plugin.protocol == CONNECT_PROTOCOL)
+    {
+        let (server, status, error) = match call_task(state, idp, SERVER_TASK).await {
+            Ok(text) => match read_server(&text) {
+                Ok(Some(server)) => (Some(server), "active", None),
+                Ok(None) => (None, "not registered", None),
+                Err(why) => (None, "unknown", Some(why)),
+            },
+            Err(error) => (None, "unknown", Some(error.to_string())),
+        };
+        let mut last_runs = Vec::new();
+        for task in SYNC_TASKS {
+            last_runs.push((
+                task,
+                state.store().last_task_run(task, Some(idp.id())).await?,
+            ));
+        }
+        out.push(ServerStatus {
+            idp: idp.id().to_owned(),
+            domain: idp.config.domain.clone(),
+            server,
+            status,
+            error,
+            last_runs,
+        });
+    }
+    Ok(out)
+}
+
+/// The `server` task's output: `{"server": {name, url, server_idnumber, api_version,
+/// registered_at, status} | null}`.
+fn read_server(text: &str) -> Result<Option<RegisteredServer>, String> {
+    let output: serde_json::Value = serde_json::from_str(text)
+        .map_err(|_| "the plugin's `server` output is not JSON".to_owned())?;
+    let server = match output.get("server") {
+        None => return Err("the plugin's `server` output has no `server`".to_owned()),
+        Some(serde_json::Value::Null) => return Ok(None),
+        Some(server) => server,
+    };
+    let text = |name: &str| {
+        server
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the plugin's `server` output has no {name}"))
+    };
+    let number = |name: &str| {
+        server
+            .get(name)
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| format!("the plugin's `server` output has no {name}"))
+    };
+    Ok(Some(RegisteredServer {
+        name: text("name")?,
+        url: text("url")?,
+        server_idnumber: text("server_idnumber")?,
+        api_version: number("api_version")?,
+        registered_at: number("registered_at")?,
+    }))
 }
 
 /// The task's JSON: `{"summary", "client_url", "setup_secret", "expires_at"}`, or without

@@ -9,6 +9,7 @@ pub mod actions;
 pub mod clock;
 pub mod connect;
 pub mod connect_server;
+pub mod connect_sync;
 pub mod directory;
 pub mod links;
 pub mod logging;

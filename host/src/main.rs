@@ -82,6 +82,14 @@ enum Command {
 /// `gatehouse connect …`: the Totara Connect client side.
 #[derive(Subcommand)]
 enum ConnectCommand {
+    /// Each Connect server this host is registered with: IdP, server name and URL, API
+    /// version, status, and the last run of each sync task.
+    Servers {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// "Connect to new server": make a one-time setup secret (valid 24 h) for a Connect IdP
     /// and print the client URL and the secret to give the server's admin (Add client).
     NewServer {
@@ -193,6 +201,9 @@ fn main() -> ExitCode {
             username,
             idp,
         }) => link_account(config.config, &username, &idp, false),
+        Command::Connect(ConnectCommand::Servers { config, format }) => {
+            connect_servers(config.config, format)
+        }
         Command::Tasks(TasksCommand::List { config, format }) => list_tasks(config.config, format),
         Command::Tasks(TasksCommand::Run { config, name, idp }) => {
             run_task(config.config, &name, idp.as_deref())
@@ -888,9 +899,10 @@ fn run_task(path: Option<PathBuf>, name: &str, idp: Option<&str>) -> anyhow::Res
         let (store, state) = command_state(&config, site).await?;
         let scheduler = Scheduler::new(state, TaskSettings::from_config(&config), "cli");
         let on_terminal = std::io::stderr().is_terminal();
+        let started = std::time::Instant::now();
         let progress = move |line: &str| {
             if on_terminal {
-                eprintln!("… {line}");
+                eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
             }
         };
         let outcome = scheduler.run_now(name, idp, &progress).await;
@@ -924,6 +936,107 @@ fn run_task(path: Option<PathBuf>, name: &str, idp: Option<&str>) -> anyhow::Res
             Err(error) => Err(error.into()),
         }
     })
+}
+
+/// `gatehouse connect servers`: each Connect IdP, the server it is registered with (asked
+/// of its plugin) and the last run of each sync task.
+fn connect_servers(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
+    let (config, site) = match servable_site(path) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let servers = runtime.block_on(async {
+        let (store, state) = command_state(&config, site).await?;
+        let servers = connect::servers(&state).await;
+        store.close().await;
+        anyhow::Ok(servers?)
+    })?;
+    let now = Clock::system().now_unix_seconds();
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = servers
+                .iter()
+                .map(|s| {
+                    let tasks: serde_json::Map<String, serde_json::Value> = s
+                        .last_runs
+                        .iter()
+                        .map(|(task, last)| {
+                            let run = last.as_ref().map(|r| {
+                                serde_json::json!({
+                                    "outcome": r.run.outcome.as_str(),
+                                    "started_at": r.run.started_at,
+                                    "finished_at": r.run.finished_at,
+                                    "summary": r.run.summary,
+                                    "error": r.run.error,
+                                })
+                            });
+                            ((*task).to_owned(), run.unwrap_or(serde_json::Value::Null))
+                        })
+                        .collect();
+                    serde_json::json!({
+                        "idp": s.idp,
+                        "domain": s.domain,
+                        "status": s.status,
+                        "error": s.error,
+                        "server_name": s.server.as_ref().map(|v| &v.name),
+                        "server_url": s.server.as_ref().map(|v| &v.url),
+                        "server_idnumber": s.server.as_ref().map(|v| &v.server_idnumber),
+                        "api_version": s.server.as_ref().map(|v| v.api_version),
+                        "registered_at": s.server.as_ref().map(|v| v.registered_at),
+                        "tasks": tasks,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "servers": rows }));
+        }
+        Format::Human => {
+            if servers.is_empty() {
+                println!(
+                    "No Totara Connect IdP is configured (add an [[idp]] with plugin = \"connect\")."
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            for s in &servers {
+                match &s.server {
+                    Some(server) => println!(
+                        "{} (domain {}): {} <{}>, API version {}, {}",
+                        s.idp, s.domain, server.name, server.url, server.api_version, s.status
+                    ),
+                    None => println!(
+                        "{} (domain {}): {}{}",
+                        s.idp,
+                        s.domain,
+                        s.status,
+                        s.error
+                            .as_ref()
+                            .map_or(String::new(), |e| format!(" ({e})"))
+                    ),
+                }
+                for (task, last) in &s.last_runs {
+                    let line = match last {
+                        None => "never run".to_owned(),
+                        Some(r) => {
+                            let mut line = format!(
+                                "{} {}",
+                                r.run.outcome.as_str(),
+                                ago(Some(r.run.started_at), now)
+                            );
+                            if !r.run.summary.is_empty() {
+                                line.push_str(&format!(": {}", r.run.summary));
+                            }
+                            if let Some(error) = &r.run.error {
+                                line.push_str(&format!(" (error: {error})"));
+                            }
+                            line
+                        }
+                    };
+                    println!("  {task:<10} {line}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `gatehouse connect new-server --idp ID`: the Connect IdP's `new_server` task, run now

@@ -211,7 +211,9 @@ impl Site {
                     continue;
                 };
                 let placement = placement(config, &config.domains[index]);
-                match IdpInstance::build(plugin, &idp.id, &idp.settings, &placement) {
+                match IdpInstance::build(plugin, &idp.id, &idp.settings, &placement)
+                    .map(|built| built.with_max_response_bytes(idp.http_max_response_bytes))
+                {
                     Ok(instance) => {
                         diagnostics.extend(unknown_tasks(config, idp, &instance));
                         idps[index].push(Arc::new(SiteIdp {

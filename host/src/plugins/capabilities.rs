@@ -92,6 +92,18 @@ impl HttpEgress {
         request: HttpRequest,
         policy: &EgressPolicy,
     ) -> Result<HttpResponse, PluginError> {
+        self.send_capped(request, policy, self.max_response_bytes)
+            .await
+    }
+
+    /// [`Self::send`], reading at most `max_response_bytes` of the response (an IdP's own
+    /// `[[idp]] http_max_response_bytes` instead of the host's).
+    pub async fn send_capped(
+        &self,
+        request: HttpRequest,
+        policy: &EgressPolicy,
+        max_response_bytes: usize,
+    ) -> Result<HttpResponse, PluginError> {
         let url = url::Url::parse(&request.url).map_err(|error| {
             PluginError::invalid_settings(format!("cannot request `{}`: {error}", request.url))
         })?;
@@ -143,10 +155,9 @@ impl HttpEgress {
         while let Some(chunk) = response.chunk().await.map_err(|error| {
             PluginError::idp_unavailable(format!("{described}: {}", describe_reqwest(&error)))
         })? {
-            if body.len() + chunk.len() > self.max_response_bytes {
+            if body.len() + chunk.len() > max_response_bytes {
                 return Err(PluginError::idp_unavailable(format!(
-                    "{described}: the response is larger than the {} bytes allowed",
-                    self.max_response_bytes
+                    "{described}: the response is larger than the {max_response_bytes} bytes allowed ([host] or [[idp]] http_max_response_bytes)"
                 )));
             }
             body.extend_from_slice(&chunk);
@@ -192,6 +203,8 @@ pub struct CallCapabilities<'a> {
     pub random: &'a Randomness,
     /// What this IdP instance's requests may reach.
     pub policy: &'a EgressPolicy,
+    /// The instance's own response size cap, if it has one.
+    pub max_response_bytes: Option<usize>,
     /// The IdP instance id; the key-value store is scoped to it.
     pub scope: &'a str,
     pub plugin_id: &'a str,
@@ -233,7 +246,14 @@ impl HostFfi for CallCapabilities<'_> {
 
     fn http(&self, request: HttpRequest) -> RResult<HttpResponse, PluginError> {
         let response = self
-            .wait_for(self.egress.send(request, self.policy))
+            .wait_for(
+                self.egress.send_capped(
+                    request,
+                    self.policy,
+                    self.max_response_bytes
+                        .unwrap_or(self.egress.max_response_bytes),
+                ),
+            )
             .and_then(|sent| sent);
         if let Err(error) = &response {
             tracing::warn!(plugin = self.plugin_id, idp = self.scope, %error, "plugin HTTP request failed");
@@ -364,6 +384,52 @@ mod tests {
             .expect("egress")
     }
 
+    /// A server on 127.0.0.1 that answers every request with `size` bytes.
+    async fn sized_server(size: usize) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = [0u8; 1024];
+                let _ = socket.read(&mut buffer).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&vec![b'x'; size]).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn an_idps_own_cap_replaces_the_hosts() {
+        let egress = egress();
+        let port = sized_server(4096).await;
+        let local = EgressPolicy::from_settings(&json!({ "server_url": "http://127.0.0.1:1" }));
+        let url = format!("http://127.0.0.1:{port}/get_users");
+        let error = egress
+            .send(HttpRequest::get(url.as_str()), &local)
+            .await
+            .expect_err("over the host's 1024 bytes");
+        assert!(
+            error
+                .message()
+                .contains("larger than the 1024 bytes allowed"),
+            "{error}"
+        );
+        let answer = egress
+            .send_capped(HttpRequest::get(url.as_str()), &local, 4096)
+            .await
+            .expect("within the IdP's own cap");
+        assert_eq!(answer.body.len(), 4096);
+        let error = egress
+            .send_capped(HttpRequest::get(url.as_str()), &local, 4095)
+            .await
+            .expect_err("one byte over");
+        assert!(error.message().contains("4095 bytes"), "{error}");
+    }
+
     #[tokio::test]
     async fn refused_addresses_get_no_bytes_whether_named_or_literal() {
         let (port, mut requests) = recording_server().await;
@@ -431,6 +497,7 @@ mod tests {
             clock: &Clock::system(),
             random: &Randomness::system(),
             policy: &EgressPolicy::default(),
+            max_response_bytes: None,
             scope: "late",
             plugin_id: "test",
         };

@@ -27,6 +27,9 @@ pub struct IdpInstance {
     pub object: IdpBox,
     /// What its outgoing requests may reach, from the URLs in its settings.
     pub egress_policy: EgressPolicy,
+    /// `[[idp]] http_max_response_bytes`: the largest response its requests may read, when
+    /// it is not the host's `[host] http_max_response_bytes`.
+    pub max_response_bytes: Option<usize>,
 }
 
 impl std::fmt::Debug for IdpInstance {
@@ -64,7 +67,17 @@ impl IdpInstance {
             plugin: plugin.info.clone(),
             object,
             egress_policy: EgressPolicy::from_settings(settings),
+            max_response_bytes: None,
         })
+    }
+
+    /// The instance with its own response size cap (`[[idp]] http_max_response_bytes`).
+    #[must_use]
+    pub fn with_max_response_bytes(self, max: Option<u32>) -> Self {
+        Self {
+            max_response_bytes: max.map(|max| max as usize),
+            ..self
+        }
     }
 }
 
@@ -177,6 +190,7 @@ impl PluginCaller {
                 clock: &clock,
                 random: &random,
                 policy: &instance.egress_policy,
+                max_response_bytes: instance.max_response_bytes,
                 scope: &instance.id,
                 plugin_id: &instance.plugin.id,
             };
@@ -254,6 +268,7 @@ mod tests {
             },
             object: IdpFfi_TO::from_value(Inert, TD_Opaque),
             egress_policy: EgressPolicy::default(),
+            max_response_bytes: None,
         })
     }
 

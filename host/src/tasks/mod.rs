@@ -19,6 +19,7 @@ use gatehouse_plugin_api::{HostAction, SessionSelector};
 
 use crate::{
     actions::{self, ActionSource},
+    connect, connect_sync,
     plugins::IdpInstance,
     site::Site,
     state::AppState,
@@ -147,9 +148,19 @@ pub fn catalogue(site: &Site, settings: &TaskSettings) -> Vec<Task> {
     }];
     for idp in site.all_idps() {
         for name in &idp.instance.plugin.tasks {
+            let configured = idp.config.tasks.get(name);
+            let schedule = match connect::default_schedule(&idp.instance.plugin.protocol, name) {
+                Some(connect::DefaultSchedule::Every(minutes)) => {
+                    Schedule::from_config(configured, minutes)
+                }
+                Some(connect::DefaultSchedule::OnDemand) => {
+                    Schedule::on_demand_unless(configured, DEFAULT_EVERY_MINUTES)
+                }
+                None => Schedule::from_config(configured, DEFAULT_EVERY_MINUTES),
+            };
             tasks.push(Task {
                 id: TaskId::plugin(name, idp.id()),
-                schedule: Schedule::from_config(idp.config.tasks.get(name), DEFAULT_EVERY_MINUTES),
+                schedule,
                 kind: TaskKind::Plugin(Arc::clone(&idp.instance)),
             });
         }
@@ -205,36 +216,56 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
-/// Applies what a plugin task returned: the host actions in its `actions` array, the same
-/// ones an inbound reply carries, confined to the task's IdP and audited by `actions`.
-/// An output the host cannot read fails the run; nothing else in it is applied.
+/// Applies what a plugin task returned: a Connect users sync in its `directory`
+/// (`connect_sync`: planned against the directory as it is and written in one transaction),
+/// then the host actions in its `actions` array, the same ones an inbound reply carries,
+/// confined to the task's IdP and audited by `actions`. The whole output is read before
+/// anything is applied, so an output the host cannot read fails the run and writes nothing.
+/// Returns the line to record instead of the plugin's own summary, if any (a sync's
+/// counts).
 ///
 /// ```text
-/// {"summary": "…", "actions": [{"kind": "end_sessions", "subject": "…"}]}
+/// {"summary": "…", "actions": [{"kind": "end_sessions", "subject": "…"}],
+///  "directory": {"connect_users": {…}}}
 /// ```
 pub async fn apply_task_output(
     state: &AppState,
     task: &TaskId,
     output: &serde_json::Value,
-) -> Result<(), String> {
+    progress: Progress<'_>,
+) -> Result<Option<String>, String> {
     let actions = actions_in(output)?;
-    if actions.is_empty() {
-        return Ok(());
+    let users = connect_sync::section_in(output)
+        .and_then(|section| section.map(connect_sync::read_section).transpose())
+        .map_err(|error| error.to_string())?;
+    if actions.is_empty() && users.is_none() {
+        return Ok(None);
     }
     let Some(idp) = task.idp.as_deref() else {
-        return Err("a host task cannot return actions".into());
+        return Err("a host task cannot return actions or directory changes".into());
     };
-    let origin = format!("task `{}`", task.name);
-    let source = ActionSource {
-        idp_id: idp,
-        domain: "",
-        ip: "",
-        origin: &origin,
+    let recorded = match &users {
+        Some(section) => {
+            let report = connect_sync::apply_users(state, idp, section, progress)
+                .await
+                .map_err(|error| error.to_string())?;
+            Some(format!("{} ({})", report.counts, summary_of(output)))
+        }
+        None => None,
     };
-    actions::apply(state.store(), state.now(), source, &actions)
-        .await
-        .map(|_| ())
-        .map_err(|error| format!("applying the task's actions failed: {error}"))
+    if !actions.is_empty() {
+        let origin = format!("task `{}`", task.name);
+        let source = ActionSource {
+            idp_id: idp,
+            domain: "",
+            ip: "",
+            origin: &origin,
+        };
+        actions::apply(state, source, &actions)
+            .await
+            .map_err(|error| format!("applying the task's actions failed: {error}"))?;
+    }
+    Ok(recorded.map(|line| truncate(&line, MAX_SUMMARY_CHARS)))
 }
 
 /// The host actions of a task's output (none when it has no `actions`).

@@ -385,8 +385,8 @@ impl Scheduler {
                     }
                 };
                 let summary = summary_of(&output);
-                match apply_task_output(&self.state, &task.id, &output).await {
-                    Ok(()) => (TaskOutcome::Ok, summary, None),
+                match apply_task_output(&self.state, &task.id, &output, progress).await {
+                    Ok(recorded) => (TaskOutcome::Ok, recorded.unwrap_or(summary), None),
                     Err(why) => (TaskOutcome::Failed, summary, Some(why)),
                 }
             }

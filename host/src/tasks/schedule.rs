@@ -32,6 +32,16 @@ impl Schedule {
         }
     }
 
+    /// A task run on demand (by a command) unless `plugins.toml` schedules it: disabled
+    /// when `configured` is absent, else as [`Self::from_config`] reads it.
+    pub fn on_demand_unless(configured: Option<&TaskSchedule>, default_minutes: u32) -> Self {
+        let schedule = Self::from_config(configured, default_minutes);
+        Self {
+            enabled: configured.is_some() && schedule.enabled,
+            ..schedule
+        }
+    }
+
     fn every_seconds(&self) -> i64 {
         i64::try_from(self.every.as_secs()).unwrap_or(i64::MAX)
     }

@@ -494,6 +494,9 @@ pub struct IdpConfig {
     /// `tasks = { name = { every_minutes = 15 } }`: schedules of the plugin's tasks for this
     /// instance (names checked against the plugin's manifest by the host).
     pub tasks: BTreeMap<String, TaskSchedule>,
+    /// The largest response this IdP's outgoing requests may read, instead of `[host]
+    /// http_max_response_bytes` (a Connect server's `get_users` grows with its users).
+    pub http_max_response_bytes: Option<u32>,
     /// `[idp.settings]` as JSON, secrets resolved. Never log it; use
     /// [`IdpConfig::settings_redacted`].
     pub settings: serde_json::Value,
@@ -533,6 +536,7 @@ impl fmt::Debug for IdpConfig {
             .field("match_case_insensitive", &self.match_case_insensitive)
             .field("trust_email", &self.trust_email)
             .field("logout", &self.logout)
+            .field("http_max_response_bytes", &self.http_max_response_bytes)
             .field("provisioning", &self.provisioning)
             .field("tasks", &self.tasks)
             .field("settings", &self.settings_redacted())

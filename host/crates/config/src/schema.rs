@@ -93,6 +93,7 @@ const IDP_KEYS: &[&str] = &[
     "logout",
     "provisioning",
     "tasks",
+    "http_max_response_bytes",
     "settings",
 ];
 const LOGOUT_KEYS: &[&str] = &["landing_url", "at_idp"];
@@ -1323,6 +1324,9 @@ impl<'a> Schema<'a> {
             Some(v) => self.task_schedules(v, &tab.scope, "`tasks` of [[idp]]", None, &mut keys),
             None => BTreeMap::new(),
         };
+        let http_max_response_bytes = self
+            .get(&tab, "http_max_response_bytes", &mut keys)
+            .and_then(|v| self.count(v, "http_max_response_bytes", &tab.scope, 1, 16_777_216));
         let mut secret_pointers = Vec::new();
         let mut settings = serde_json::Value::Object(serde_json::Map::new());
         let mut settings_location = location;
@@ -1361,6 +1365,7 @@ impl<'a> Schema<'a> {
             logout,
             provisioning,
             tasks,
+            http_max_response_bytes,
             settings,
             secret_pointers,
             settings_location,

@@ -1377,3 +1377,25 @@ fn connect_server_refuses_unknown_keys_and_wrong_types() {
     let text = format!("{BASE}\nconnect_server = true\n");
     assert!(check(&text).has_errors());
 }
+
+#[test]
+fn an_idp_may_read_larger_responses_than_the_host_default() {
+    let loaded = check(&format!("{BASE}http_max_response_bytes = 67108864\n"));
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let config = loaded.config.expect("valid");
+    assert_eq!(config.idps[0].http_max_response_bytes, Some(67_108_864));
+    assert_eq!(config.host.http_max_response_bytes, 1_048_576);
+
+    let unset = check(BASE).config.expect("valid");
+    assert_eq!(unset.idps[0].http_max_response_bytes, None);
+
+    for bad in ["0", "\"64M\"", "-1"] {
+        let loaded = check(&format!("{BASE}http_max_response_bytes = {bad}\n"));
+        let found = with_code(&loaded, codes::INVALID_VALUE);
+        assert_eq!(found.len(), 1, "{bad}: {:#?}", loaded.diagnostics);
+        assert!(
+            found[0].message.contains("http_max_response_bytes"),
+            "{bad}"
+        );
+    }
+}
