@@ -4,7 +4,9 @@
 //! state: the host lends them questions (`sessions_alive`), never writes.
 
 use gatehouse_plugin_api::{ActionKind, HostAction};
-use gatehouse_store::{AuditEvent, Store, StoreError};
+use gatehouse_store::{AuditEvent, StoreError};
+
+use crate::{connect_server::propagate, state::AppState};
 
 /// Who sent the actions, for the audit log.
 #[derive(Debug, Clone, Copy)]
@@ -31,13 +33,14 @@ pub struct Applied {
 }
 
 /// Applies `actions` in order. A store failure stops at once (what was done stays done:
-/// each action is one statement, and ending a session twice is harmless).
+/// each action is one statement, and ending a session twice is harmless). Sessions ended
+/// here end at this host's Connect clients too (`connect_server::propagate`).
 pub async fn apply(
-    store: &Store,
-    now: i64,
+    state: &AppState,
     source: ActionSource<'_>,
     actions: &[HostAction],
 ) -> Result<Applied, StoreError> {
+    let (store, now) = (state.store(), state.now());
     let mut applied = Applied::default();
     for action in actions {
         match action.kind {
@@ -51,10 +54,24 @@ pub async fn apply(
                         .push("end-sessions without a subject or logout state".into());
                     continue;
                 }
-                let (subject, state) = selector.filters();
+                let (subject, logout_state) = selector.filters();
+                // Read before the delete: each ended session's Connect SSO sessions.
+                let mut connect_sso = Vec::new();
+                for key in store
+                    .idp_session_keys(source.idp_id, subject, logout_state)
+                    .await?
+                {
+                    let sso = propagate::connect_sso_of(state, &key).await?;
+                    if !sso.is_empty() {
+                        connect_sso.push((key, sso));
+                    }
+                }
                 let ended = store
-                    .delete_idp_sessions(source.idp_id, subject, state)
+                    .delete_idp_sessions(source.idp_id, subject, logout_state)
                     .await?;
+                for (key, sso) in connect_sso {
+                    propagate::end_connect_sso(state, &key, sso).await?;
+                }
                 applied.sessions_ended += ended;
                 store
                     .audit(&AuditEvent {

@@ -101,6 +101,64 @@ enum ConnectCommand {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Connect server side, "Add client": register a client system with the setup secret its
+    /// admin handed over. `gatehouse serve` must be running on the same database (the client
+    /// calls it back during registration); a failed registration leaves no client behind.
+    AddClient {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        client: AddClientArgs,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+/// The options of "Add client" (`001_*`).
+#[derive(clap::Args)]
+struct AddClientArgs {
+    /// "Client name".
+    #[arg(long, value_name = "N")]
+    name: String,
+    /// "Client URL": the client site's address (http or https).
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// "Client setup secret", from the client's "Connect to new server".
+    #[arg(long, value_name = "S")]
+    setup_secret: String,
+    /// "Restrict to audience": the client sees only this audience's members.
+    #[arg(long, value_name = "IDNUMBER")]
+    restrict_audience: Option<String>,
+    /// An audience to share with the client (repeatable).
+    #[arg(long = "audience", value_name = "IDNUMBER")]
+    audiences: Vec<String>,
+    /// A course to share with the client (repeatable).
+    #[arg(long = "course", value_name = "SHORTNAME")]
+    courses: Vec<String>,
+    /// "Synchronise custom profile fields".
+    #[arg(long)]
+    sync_profile_fields: bool,
+    /// "Synchronise job assignments".
+    #[arg(long)]
+    sync_jobs: bool,
+    /// A position framework to share (repeatable).
+    #[arg(long = "position-framework", value_name = "IDNUMBER")]
+    position_frameworks: Vec<String>,
+    /// An organisation framework to share (repeatable).
+    #[arg(long = "organisation-framework", value_name = "IDNUMBER")]
+    organisation_frameworks: Vec<String>,
+    /// "Automatically add new courses".
+    #[arg(long)]
+    add_new_courses: bool,
+    /// "Automatically add new audiences".
+    #[arg(long)]
+    add_new_audiences: bool,
+    /// "Allow requests to plugin services".
+    #[arg(long)]
+    allow_plugin_services: bool,
+    /// "Client comment".
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    comment: String,
 }
 
 /// `gatehouse directory …`: the directory file (JSON, see the README).
@@ -217,6 +275,11 @@ fn main() -> ExitCode {
             idp,
             format,
         }) => connect_new_server(config.config, &idp, format),
+        Command::Connect(ConnectCommand::AddClient {
+            config,
+            client,
+            format,
+        }) => connect_add_client(config.config, client, format),
     };
     match outcome {
         Ok(code) => code,
@@ -1084,6 +1147,74 @@ fn connect_new_server(
                     until(at, Clock::system().now_unix_seconds())
                 );
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gatehouse connect add-client …`: registers a client system through its `sep_setup.php`
+/// (the serving process answers its call-back); prints what was registered, or the client's
+/// refusal. Exit status 1 when nothing was registered.
+fn connect_add_client(
+    path: Option<PathBuf>,
+    args: AddClientArgs,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let (config, site) = match servable_site(path) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    let request = gatehouse::connect_server::registration::AddClient {
+        name: args.name,
+        url: args.url,
+        setup_secret: args.setup_secret,
+        restrict_audience: args.restrict_audience,
+        audiences: args.audiences,
+        courses: args.courses,
+        sync_profile_fields: args.sync_profile_fields,
+        sync_jobs: args.sync_jobs,
+        position_frameworks: args.position_frameworks,
+        organisation_frameworks: args.organisation_frameworks,
+        add_new_courses: args.add_new_courses,
+        add_new_audiences: args.add_new_audiences,
+        allow_plugin_services: args.allow_plugin_services,
+        comment: args.comment,
+    };
+    let server_name = gatehouse::connect_server::registration::server_name(&config);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let (store, state) = command_state(&config, site).await?;
+        let outcome =
+            gatehouse::connect_server::registration::add_client(&state, &request, &server_name)
+                .await;
+        store.close().await;
+        anyhow::Ok(outcome)
+    })?;
+    let registered = match outcome {
+        Ok(registered) => registered,
+        Err(error) => {
+            eprintln!("error: {error}\nno client was registered");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "id": registered.id,
+                "name": registered.name,
+                "url": registered.url,
+                "client_idnumber": registered.client_idnumber,
+                "api_version": registered.api_version,
+            })
+        ),
+        Format::Human => {
+            println!(
+                "Registered client `{}` at {}",
+                registered.name, registered.url
+            );
+            println!("Client idnumber: {}", registered.client_idnumber);
+            println!("API version: {}", registered.api_version);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -161,6 +161,12 @@ impl PluginCaller {
         &self.random
     }
 
+    /// The host's outgoing HTTP, which the host's own back-channel calls (the Connect
+    /// server's calls to its clients) share with plugins: the same limits and egress rules.
+    pub fn egress(&self) -> &Arc<HttpEgress> {
+        &self.egress
+    }
+
     /// The breaker state and running calls of IdP `idp`.
     pub fn health(&self, idp: &str) -> IdpHealth {
         self.gates.health(idp)

@@ -341,6 +341,13 @@ impl Scheduler {
                     "deleting expired sessions, pending sign-ins, key-value rows and throttle counters, and audit rows and task runs older than {} days",
                     retention / 86_400
                 ));
+                // Expired sessions a Connect client still uses are kept; the others end
+                // at their clients too before the sweep deletes them.
+                if let Err(error) =
+                    crate::connect_server::keep_alive::before_sweep(&self.state, now).await
+                {
+                    return (TaskOutcome::Failed, String::new(), Some(error.to_string()));
+                }
                 match self
                     .state
                     .store()

@@ -95,7 +95,7 @@ pub async fn logout(
     let mut destination = "/logged-out".to_owned();
     let mut post_form = None;
     if let Some((session, user)) = current {
-        state.store().delete_session(&session.id_hash).await?;
+        crate::connect_server::propagate::end_session_everywhere(&state, &session.id_hash).await?;
         state
             .store()
             .audit(&AuditEvent {

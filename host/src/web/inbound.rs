@@ -235,7 +235,7 @@ async fn serve(
         ip: &ip,
         origin: &origin,
     };
-    let applied = actions::apply(state.store(), state.now(), source, &reply.actions).await?;
+    let applied = actions::apply(&state, source, &reply.actions).await?;
     if applied.show_logout_landing {
         // The end of a single logout the plugin began: only the host knows where the
         // IdP's logout lands.

@@ -25,7 +25,7 @@ mod inbound;
 mod login;
 mod pages;
 mod profile;
-mod session;
+pub mod session;
 mod sso;
 mod throttle;
 pub mod trace;
@@ -66,6 +66,11 @@ pub fn app(state: AppState) -> Router {
         .route(
             gatehouse_connect_wire::sep::SERVER_SEP_PATH,
             any(crate::connect_server::sep::handle),
+        )
+        .route(
+            gatehouse_connect_wire::sep::SERVER_SSO_REQUEST_PATH,
+            get(crate::connect_server::sso_request::show)
+                .post(crate::connect_server::sso_request::cancel),
         )
         // The route is a user contract; the code calls it a test sign-in.
         .route("/admin/test-login/{idp}", get(admin::test_sign_in))

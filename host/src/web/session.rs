@@ -24,12 +24,15 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<
     let Some(token) = cookie(headers, SESSION_COOKIE, state.settings().secure_cookies) else {
         return Ok(None);
     };
-    let Some(session) = state
-        .store()
-        .session(&token_hash(token), state.now())
-        .await?
-    else {
-        return Ok(None);
+    let key = token_hash(token);
+    let live = state.store().session(&key, state.now()).await?;
+    let session = match live {
+        Some(session) => session,
+        // Only a session that would end here pays for asking Connect clients.
+        None => match crate::connect_server::keep_alive::revive_presented(state, &key).await? {
+            Some(session) => session,
+            None => return Ok(None),
+        },
     };
     let site = state.site();
     let here = site.domain_for_host(request_host(headers));
@@ -74,7 +77,7 @@ pub async fn start(
 ) -> AppResult<HeaderValue> {
     let secure = state.settings().secure_cookies;
     if let Some(old) = cookie(headers, SESSION_COOKIE, secure) {
-        state.store().delete_session(&token_hash(old)).await?;
+        crate::connect_server::propagate::end_session_everywhere(state, &token_hash(old)).await?;
     }
     let token = state.token();
     let now = state.now();
