@@ -55,6 +55,9 @@ pub mod codes {
     pub const EMAIL_UNVERIFIABLE: &str = "email-unverifiable";
     /// Two IdPs of one domain declare the same fixed protocol path (plugin routes).
     pub const ROUTE_CONFLICT: &str = "route-conflict";
+    /// A key that this IdP's protocol does not use (Connect's usernames and matching are
+    /// its own): it is ignored.
+    pub const IGNORED_KEY: &str = "ignored-key";
     /// An enabled plugin library did not load.
     pub const PLUGIN_LOAD_FAILED: &str = "plugin-load-failed";
     /// An IdP's `tasks` names a task its plugin's manifest does not declare.

@@ -25,7 +25,7 @@ pub use model::{
 };
 pub use position::{KeyLocations, Location};
 pub use render::{render_human, render_json, summary};
-pub use schema::{EnvLookup, FIELD_TYPES};
+pub use schema::{EnvLookup, FIELD_TYPES, USERNAME_ATTRIBUTE_HELP};
 pub use secret::{REDACTED, Redactor, Secret};
 
 /// The path [`parse_embedded_default`] reports diagnostics against.

@@ -24,6 +24,9 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 type Value<'i> = Spanned<DeValue<'i>>;
 type Entry<'t, 'i> = (&'t Spanned<DeString<'i>>, &'t Value<'i>);
 
+/// How to fix a missing or empty `username_attribute` (the resolver says it too).
+pub const USERNAME_ATTRIBUTE_HELP: &str = "add the IdP attribute or claim that identifies the user, e.g. `username_attribute = \"email\"`";
+
 const TOP_KEYS: &[&str] = &[
     "host",
     "plugin",
@@ -1299,12 +1302,16 @@ impl<'a> Schema<'a> {
             Behaviour::as_str,
         );
         let redirect_confirmed = self.flag(&tab, &mut keys, "redirect_confirmed", false);
-        let username_attribute = self.required(
-            &tab,
-            &mut keys,
-            "username_attribute",
-            "add the IdP attribute or claim that identifies the user, e.g. `username_attribute = \"email\"`",
-        );
+        // Required of every protocol but Connect, whose usernames are its own: the resolver
+        // decides, once it knows the plugin's protocol.
+        let username_attribute = self
+            .opt_nonempty(
+                &tab,
+                &mut keys,
+                "username_attribute",
+                USERNAME_ATTRIBUTE_HELP,
+            )
+            .unwrap_or_default();
         // Any field name: `checks` refuses one that is neither core nor declared.
         let match_field = self
             .get(&tab, "match_field", &mut keys)

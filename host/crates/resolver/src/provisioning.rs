@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 use gatehouse_config::IdpConfig;
 
+/// The protocol of Totara Connect clients, whose usernames are their own.
+pub const CONNECT_PROTOCOL: &str = "connect";
+
 /// The platform fields that live on the user row itself.
 pub const CORE_FIELDS: [&str; 5] = ["username", "email", "firstname", "lastname", "idnumber"];
 
@@ -33,11 +36,22 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn of(idp: &IdpConfig, required_on_create: &[String]) -> Self {
+    /// The policy of `idp`, whose plugin speaks `protocol`. A Connect client's users are
+    /// `tc_<server user id>_<server idnumber>`, which its plugin sends as `username`:
+    /// its configured `username_attribute` and `match_field` are ignored (the resolver warns).
+    pub fn of(idp: &IdpConfig, protocol: &str, required_on_create: &[String]) -> Self {
+        let (username_attribute, match_field) = if protocol == CONNECT_PROTOCOL {
+            ("username".to_owned(), "username".to_owned())
+        } else {
+            (
+                idp.username_attribute.clone(),
+                idp.match_field.as_str().to_owned(),
+            )
+        };
         Self {
             idp_id: idp.id.clone(),
-            username_attribute: idp.username_attribute.clone(),
-            match_field: idp.match_field.as_str().to_owned(),
+            username_attribute,
+            match_field,
             case_insensitive: idp.match_case_insensitive,
             trust_email: idp.trust_email,
             create_users: idp.provisioning.create_users,

@@ -143,14 +143,14 @@ fn plan_domain(
     let idps: Vec<IdpPlan> = idps
         .iter()
         .filter_map(|idp| {
-            let protocol = facts.protocol_of(&idp.plugin)?.to_owned();
+            let protocol = facts.protocol_of(&idp.plugin)?;
             Some(IdpPlan {
                 id: idp.id.clone(),
                 label: idp.name.clone(),
                 plugin: idp.plugin.clone(),
-                protocol: Some(protocol),
+                protocol: Some(protocol.to_owned()),
                 behaviour: idp.behaviour,
-                policy: Policy::of(idp, required_on_create),
+                policy: Policy::of(idp, protocol, required_on_create),
             })
         })
         .collect();

@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use gatehouse_config::{Behaviour, Config, Diagnostic, DomainConfig, IdpConfig, LoginForm, codes};
+use gatehouse_config::{
+    Behaviour, Config, Diagnostic, DomainConfig, IdpConfig, LoginForm, USERNAME_ATTRIBUTE_HELP,
+    codes,
+};
 
 use crate::{
     facts::Facts,
@@ -40,7 +43,7 @@ struct Rules<'a> {
     out: &'a mut Vec<Diagnostic>,
 }
 
-const CONNECT: &str = "connect";
+const CONNECT: &str = crate::provisioning::CONNECT_PROTOCOL;
 /// SAML assertions carry no `email_verified`: only the admin can vouch for the addresses.
 const SAML: &str = "saml";
 const TRUST_EMAIL_HELP: &str =
@@ -77,13 +80,50 @@ impl<'a> Rules<'a> {
         self.facts.protocol_of(&idp.plugin)
     }
 
+    /// A Connect IdP's users are `tc_<server user id>_<server idnumber>`, found by their
+    /// Connect link: `username_attribute` and `match_field` are ignored, with a warning.
+    fn connect_identity(&mut self, idp: &IdpConfig) {
+        for key in ["username_attribute", "match_field"] {
+            if idp.key_locations.key(key).is_none() {
+                continue;
+            }
+            let d = self
+                .warning(
+                    codes::IGNORED_KEY,
+                    idp,
+                    key,
+                    format!(
+                        "IdP `{}` is a Totara Connect client: its users are `tc_<server user id>_<server idnumber>`, matched by their Connect link, so `{key}` is ignored",
+                        idp.id
+                    ),
+                )
+                .with_help(format!("remove `{key}`"));
+            self.push(d);
+        }
+    }
+
     /// How an IdP identifies users: by a field they cannot change themselves, and by email
     /// only when the IdP's addresses can be trusted. Connect IdPs match by Connect's own
     /// rules (see [`Rules::connect`]).
     fn identity(&mut self, idp: &IdpConfig) {
         let protocol = self.protocol(idp);
         if protocol == Some(CONNECT) {
+            self.connect_identity(idp);
             return;
+        }
+        if idp.key_locations.key("username_attribute").is_none() {
+            let d = self
+                .error(
+                    codes::MISSING_KEY,
+                    idp,
+                    "username_attribute",
+                    format!(
+                        "[[idp]] `{}` is missing the required key `username_attribute`",
+                        idp.id
+                    ),
+                )
+                .with_help(USERNAME_ATTRIBUTE_HELP);
+            self.push(d);
         }
         let field = idp.match_field.as_str();
         if self.config.user_editable(field) {

@@ -37,6 +37,7 @@ const COVERED_CODES: &[&str] = &[
     codes::MATCH_FIELD_EDITABLE,
     codes::EMAIL_TRUST_UNSET,
     codes::EMAIL_UNVERIFIABLE,
+    codes::IGNORED_KEY,
 ];
 
 /// One expected (or actual) finding: what the comparison looks at.
