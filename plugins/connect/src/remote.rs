@@ -7,7 +7,7 @@ use gatehouse_connect_wire::{
     jsend::CANNOT_CONNECT,
     sep::{SERVER_SEP_PATH, endpoint_url, server_call_form},
 };
-use gatehouse_plugin_api::{Host, HttpRequest};
+use gatehouse_plugin_api::{Host, HttpRequest, PluginError};
 
 use crate::records::Server;
 
@@ -24,33 +24,63 @@ pub fn encode_form(form: &[(String, String)]) -> Vec<u8> {
 /// is "invalid response format": an `error` reply either way, never a Rust error, so that
 /// `sep_setup` can relay it to the server as it is.
 pub fn post(host: &Host<'_>, url: &str, form: &[(String, String)]) -> JSend {
+    exchange(host, url, form).unwrap_or_else(|error| {
+        host.warn(&format!("Connect: {error}"));
+        JSend::error(CANNOT_CONNECT)
+    })
+}
+
+/// [`post`], except that a request that failed or answered another status than 200 is the
+/// host's error (`idp_unavailable`, with its cause: a timeout, a refused address, a reply
+/// over the size cap), for callers that report it rather than relay it (the sync tasks).
+pub fn exchange(
+    host: &Host<'_>,
+    url: &str,
+    form: &[(String, String)],
+) -> Result<JSend, PluginError> {
     let request = HttpRequest::post(url, "application/x-www-form-urlencoded", encode_form(form));
-    match host.http(request) {
-        Err(error) => {
-            host.warn(&format!("Connect: POST {url} failed: {error}"));
-            JSend::error(CANNOT_CONNECT)
-        }
-        Ok(response) if response.status != 200 => {
-            host.warn(&format!(
-                "Connect: POST {url} answered HTTP {}",
-                response.status
-            ));
-            JSend::error(CANNOT_CONNECT)
-        }
-        Ok(response) => JSend::parse(response.body.as_slice()).unwrap_or_else(|error| {
+    let response = host.http(request).map_err(|error| {
+        PluginError::new(
+            error.kind,
+            format!("POST {url} failed ({CANNOT_CONNECT}): {}", error.message()),
+        )
+    })?;
+    if response.status != 200 {
+        return Err(PluginError::idp_unavailable(format!(
+            "POST {url} answered HTTP {} ({CANNOT_CONNECT})",
+            response.status
+        )));
+    }
+    Ok(
+        JSend::parse(response.body.as_slice()).unwrap_or_else(|error| {
             host.warn(&format!("Connect: POST {url}: {error}"));
             error.to_jsend()
         }),
-    }
+    )
 }
 
-/// Calls a service of the registered server's SEP with this client's credentials.
-pub fn call_server(host: &Host<'_>, server: &Server, call: &ServerCall) -> JSend {
+fn server_call(server: &Server, call: &ServerCall) -> (String, Vec<(String, String)>) {
     let form = server_call_form(
         &server.server_idnumber,
         &server.server_secret,
         call.service(),
         call.params(),
     );
-    post(host, &endpoint_url(&server.url, SERVER_SEP_PATH), &form)
+    (endpoint_url(&server.url, SERVER_SEP_PATH), form)
+}
+
+/// Calls a service of the registered server's SEP with this client's credentials.
+pub fn call_server(host: &Host<'_>, server: &Server, call: &ServerCall) -> JSend {
+    let (url, form) = server_call(server, call);
+    post(host, &url, &form)
+}
+
+/// [`call_server`] with [`exchange`]'s errors.
+pub fn exchange_with_server(
+    host: &Host<'_>,
+    server: &Server,
+    call: &ServerCall,
+) -> Result<JSend, PluginError> {
+    let (url, form) = server_call(server, call);
+    exchange(host, &url, &form)
 }

@@ -51,19 +51,28 @@ fn reply_error(service: &str, server: &Server, error: ReplyError) -> PluginError
     }
 }
 
+/// A call that got no JSend answer, with its cause and the host's error kind.
+fn transport_error(service: &str, server: &Server, error: &PluginError) -> PluginError {
+    PluginError::new(
+        error.kind,
+        format!("Connect: {service} at {}: {}", server.url, error.message()),
+    )
+}
+
 /// `handshake` (daily): `get_api_version` with `clienttype=totaralms`, the highest version
 /// both sides speak, then `update_api_version` with it — every time, not only when it
 /// changed, so that a server whose record changed behind the client's back is repaired
 /// (§8.7) — and the version stored only once the server accepted it.
 pub fn handshake(host: &Host<'_>, config: &ClientConfig) -> Result<Value, PluginError> {
     let server = registered(host, config)?;
-    let reply = remote::call_server(
+    let reply = remote::exchange_with_server(
         host,
         &server,
         &ServerCall::GetApiVersion {
             client_type: ClientType::TotaraLms,
         },
-    );
+    )
+    .map_err(|error| transport_error("get_api_version", &server, &error))?;
     let (min, max) = read_api_version_reply(reply)
         .map_err(|error| reply_error("get_api_version", &server, error))?;
     let Some(version) = select_api_version(min, max) else {
@@ -72,14 +81,15 @@ pub fn handshake(host: &Host<'_>, config: &ClientConfig) -> Result<Value, Plugin
             server.url
         )));
     };
-    let reply = remote::call_server(
+    let reply = remote::exchange_with_server(
         host,
         &server,
         &ServerCall::UpdateApiVersion {
             api_version: version,
             client_type: ClientType::TotaraLms,
         },
-    );
+    )
+    .map_err(|error| transport_error("update_api_version", &server, &error))?;
     read_empty_reply(reply).map_err(|error| reply_error("update_api_version", &server, error))?;
     let previous = server.api_version;
     if previous != version {
@@ -130,7 +140,8 @@ pub const CONNECT_USERS_SECTION: &str = "connect_users";
 /// host writes nothing.
 pub fn users(host: &Host<'_>, config: &ClientConfig) -> Result<Value, PluginError> {
     let server = registered(host, config)?;
-    let reply = remote::call_server(host, &server, &ServerCall::GetUsers);
+    let reply = remote::exchange_with_server(host, &server, &ServerCall::GetUsers)
+        .map_err(|error| transport_error("get_users", &server, &error))?;
     let users =
         read_users_reply(reply).map_err(|error| reply_error("get_users", &server, error))?;
     let with_fields = config.settings.sync_profile_fields && server.api_version.has_v2_data();
