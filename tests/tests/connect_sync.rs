@@ -659,3 +659,76 @@ async fn ten_thousand_users_in_one_sync() {
         started.elapsed()
     );
 }
+
+fn gatehouse(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(gatehouse_tests::plugin_dir().join("gatehouse"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run gatehouse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_run_and_connect_servers_through_the_binary() {
+    let client = start("suspend", "").await;
+    client
+        .server
+        .set_users(vec![user(3, "Alice", "Sales"), user(4, "Bob", "Support")]);
+    let config = client.host.config_path.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        gatehouse(&config, &["tasks", "run", "users", "--idp", "hq"])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("`users` of IdP `hq` ok in "), "{stdout}");
+    assert!(
+        stdout.contains(": created 2, updated 0, suspended 0, deleted 0, unchanged 0 (get_users: 2 users (0 deleted) from http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.lines().any(|line| line.starts_with('[')),
+        "no progress when stderr is not a terminal: {stderr}"
+    );
+    assert_eq!(client.snapshot().await.connect_links.len(), 2);
+
+    let config = client.host.config_path.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        gatehouse(&config, &["connect", "servers", "--format", "json"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed.status.code(), Some(0), "{listed:?}");
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("one JSON object");
+    let hq = &json["servers"][0];
+    assert_eq!(hq["idp"], "hq");
+    assert_eq!(hq["status"], "active");
+    assert_eq!(hq["server_name"], "Head office");
+    assert_eq!(hq["api_version"], 2);
+    assert_eq!(hq["server_idnumber"], SERVER_IDNUMBER);
+    assert_eq!(hq["tasks"]["users"]["outcome"], "ok");
+    assert_eq!(hq["tasks"]["handshake"], serde_json::Value::Null);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        !text.contains(SERVER_SECRET) && !text.contains(CLIENT_SECRET),
+        "{text}"
+    );
+
+    let config = client.host.config_path.clone();
+    let human = tokio::task::spawn_blocking(move || gatehouse(&config, &["connect", "servers"]))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "hq (domain root): Head office <http://127.0.0.1:{}>, API version 2, active",
+            client.server.port
+        )),
+        "{text}"
+    );
+    assert!(text.contains("  users      ok "), "{text}");
+    assert!(text.contains("  handshake  never run"), "{text}");
+}
