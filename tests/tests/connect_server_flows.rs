@@ -1,0 +1,411 @@
+//! The Connect server role's flows between two Gatehouse hosts on loopback: a server
+//! (`gatehouse serve` on 127.0.0.1) and a client (the `connect` plugin, in process on
+//! `localhost`, so that its clock can be moved): `gatehouse connect add-client` with the
+//! client's `new-server` secret, and every refusal leaving no client row (wrong, reused and
+//! expired secrets, an unreachable client); single sign-on from the client's
+//! `/sso/<idp>/start` through the server's `sso_request.php` and password login back to the
+//! client, the `tc_` account created; a restricted client refusing a non-member; cancel;
+//! and logout at the server ending the client's session (`kill_sso_user`).
+
+use std::time::Duration;
+
+use gatehouse_tests::{
+    build_packages,
+    served::{Seen, ServedInProcess, ServedProcess, WebClient, free_port},
+};
+
+const SERVER_CONFIG: &str = r#"
+[host]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+
+[connect_server]
+enabled = true
+
+[[domain]]
+name = "root"
+hosts = ["127.0.0.1"]
+"#;
+
+const CLIENT_CONFIG: &str = r#"
+[host]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+
+[[plugin]]
+id = "connect"
+library = "gatehouse_connect"
+
+[[domain]]
+name = "root"
+hosts = ["localhost", "127.0.0.1"]
+
+[[idp]]
+id = "hq"
+domain = "root"
+plugin = "connect"
+name = "Head office"
+behaviour = "button"
+username_attribute = "username"
+
+[idp.provisioning]
+create_users = true
+update_existing = true
+fields = { email = "email", firstname = "firstname", lastname = "lastname" }
+
+[idp.settings]
+server_url = "{server_origin}"
+"#;
+
+/// The server's directory: alice and bob with passwords; only alice is in AUD-1.
+const DIRECTORY: &str = r#"{
+  "users": [
+    {"username": "alice", "email": "alice@example.test", "firstname": "Alice", "lastname": "Ng",
+     "password": "alice-password-1"},
+    {"username": "bob", "email": "bob@example.test", "firstname": "Bob", "lastname": "Lee",
+     "password": "bob-password-1"}
+  ],
+  "audiences": [{"idnumber": "AUD-1", "name": "Staff", "members": ["alice"]}]
+}"#;
+
+struct Pair {
+    server: ServedProcess,
+    client: ServedInProcess,
+}
+
+async fn start_pair() -> Pair {
+    build_packages(&["gatehouse", "gatehouse-connect"]);
+    let server = ServedProcess::start("127.0.0.1", SERVER_CONFIG).await;
+    let client = ServedInProcess::start(
+        "localhost",
+        &CLIENT_CONFIG.replace("{server_origin}", &server.origin()),
+    )
+    .await;
+    let directory = server.dir().join("directory.json");
+    std::fs::write(&directory, DIRECTORY).expect("write the directory file");
+    server.cli_ok(&[
+        "directory",
+        "import",
+        directory.to_str().expect("utf-8 path"),
+    ]);
+    Pair { server, client }
+}
+
+impl Pair {
+    /// A setup secret from the client's "Connect to new server".
+    async fn setup_secret(&self) -> String {
+        gatehouse::connect::new_server(&self.client.host.state, "hq")
+            .await
+            .expect("new-server opens a registration")
+            .setup_secret
+    }
+
+    /// `gatehouse connect add-client` on the server for the client, with `extra` options.
+    fn add_client(&self, secret: &str, extra: &[&str]) -> std::process::Output {
+        let url = self.client.origin();
+        let mut args = vec![
+            "connect",
+            "add-client",
+            "--name",
+            "Learning",
+            "--url",
+            &url,
+            "--setup-secret",
+            secret,
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        self.server.cli(&args)
+    }
+
+    async fn client_rows(&self) -> usize {
+        let store = self.server.store().await;
+        let rows = store.connect_clients().await.expect("clients").len();
+        store.close().await;
+        rows
+    }
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts a refused registration: exit 1, the reason on stderr, no client row.
+async fn assert_refused(pair: &Pair, output: &std::process::Output, reason: &str) {
+    assert!(!output.status.success(), "registered: {output:?}");
+    assert!(
+        stderr(output).contains(reason),
+        "expected {reason:?} in: {}",
+        stderr(output)
+    );
+    assert_eq!(
+        pair.client_rows().await,
+        0,
+        "a refused registration left a row"
+    );
+}
+
+/// The value of hidden field `name` in an HTML page.
+fn hidden_field(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    let raw = &body[start..end];
+    Some(
+        raw.replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// From the client's sign-in button through the server's password login: the responses up
+/// to the server's answer to the login (a redirect), and the client the browser ends on.
+async fn sign_in_through_server(
+    pair: &Pair,
+    browser: &WebClient,
+    username: &str,
+    password: &str,
+) -> Vec<Seen> {
+    let start = browser
+        .visit(&pair.client.url("/sso/hq/start?return_to=/"))
+        .await;
+    let login = start.last().expect("a page");
+    assert!(
+        login.url.starts_with(&pair.server.url("/login")),
+        "the visitor was not sent to the server's login: {:?}",
+        start.iter().map(|s| (&s.url, s.status)).collect::<Vec<_>>()
+    );
+    let csrf = hidden_field(&login.body, "csrf").expect("the login form's CSRF token");
+    let return_to = hidden_field(&login.body, "return_to").expect("the login's return_to");
+    assert!(
+        return_to.starts_with("/totara/connect/sso_request.php?"),
+        "{return_to}"
+    );
+    let posted = browser
+        .post_form(
+            &pair.server.url("/login"),
+            &[
+                ("csrf", csrf.as_str()),
+                ("username", username),
+                ("password", password),
+                ("return_to", return_to.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status, 303, "password login: {}", posted.body);
+    browser.follow(posted).await
+}
+
+fn finish_result(chain: &[Seen]) -> Option<String> {
+    chain
+        .iter()
+        .find(|s| {
+            s.location
+                .as_deref()
+                .is_some_and(|l| l.contains("/auth/connect/sso_finish.php"))
+        })
+        .and_then(|s| s.location_param("result"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registration_single_sign_on_restriction_cancel_and_logout() {
+    let pair = start_pair().await;
+
+    // Refusals, each leaving no client row.
+    let wrong = "0123456789abcdef0123456789abcdef01234567";
+    let _open = pair.setup_secret().await;
+    let output = pair.add_client(wrong, &[]);
+    assert_refused(&pair, &output, "the client refused: invalid setup secret").await;
+
+    let expired = pair.setup_secret().await;
+    pair.client
+        .host
+        .clock
+        .advance(Duration::from_secs(24 * 3600 + 1));
+    let output = pair.add_client(&expired, &[]);
+    assert_refused(&pair, &output, "the client refused: invalid setup secret").await;
+
+    let unreachable = pair.server.cli(&[
+        "connect",
+        "add-client",
+        "--name",
+        "Nowhere",
+        "--url",
+        &format!("http://127.0.0.1:{}", free_port()),
+        "--setup-secret",
+        wrong,
+    ]);
+    assert_refused(&pair, &unreachable, "the client could not be reached").await;
+
+    let unknown_audience =
+        pair.add_client(&pair.setup_secret().await, &["--restrict-audience", "NOPE"]);
+    assert_refused(
+        &pair,
+        &unknown_audience,
+        "--restrict-audience NOPE: there is no audience with that idnumber",
+    )
+    .await;
+
+    // Registration with the secret from new-server, restricted to AUD-1.
+    let secret = pair.setup_secret().await;
+    let output = pair.add_client(&secret, &["--restrict-audience", "AUD-1"]);
+    assert!(
+        output.status.success(),
+        "add-client failed: {}",
+        stderr(&output)
+    );
+    let registered: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("JSON output");
+    assert_eq!(registered["url"], pair.client.origin());
+    assert_eq!(registered["api_version"], 2, "{registered}");
+    assert_eq!(pair.client_rows().await, 1);
+
+    // The same secret a second time, for the client's other host name (so that the
+    // server's duplicate-URL check does not stop it first): the client refuses, no row.
+    let other_url = pair.client.origin().replace("localhost", "127.0.0.1");
+    let reused = pair.server.cli(&[
+        "connect",
+        "add-client",
+        "--name",
+        "Learning again",
+        "--url",
+        &other_url,
+        "--setup-secret",
+        &secret,
+    ]);
+    assert!(!reused.status.success(), "registered twice: {reused:?}");
+    assert!(
+        stderr(&reused).contains("the client refused: invalid setup secret"),
+        "{}",
+        stderr(&reused)
+    );
+    assert_eq!(
+        pair.client_rows().await,
+        1,
+        "a refused registration left a row"
+    );
+
+    // Single sign-on: alice (a member of AUD-1) through the server's login, back signed in.
+    let alice_browser = WebClient::new();
+    let chain = sign_in_through_server(&pair, &alice_browser, "alice", "alice-password-1").await;
+    assert_eq!(
+        finish_result(&chain).as_deref(),
+        Some("success"),
+        "{chain:#?}"
+    );
+    let me = alice_browser.get(&pair.client.url("/me")).await;
+    assert_eq!(me.status, 200, "not signed in at the client: {chain:#?}");
+    let me: serde_json::Value = serde_json::from_str(&me.body).expect("/me JSON");
+    let server_store = pair.server.store().await;
+    let idnumber = server_store
+        .connect_server_idnumber("ffffffffffffffffffffffffffffffffffffffff")
+        .await
+        .expect("server idnumber");
+    let alice = server_store
+        .user_by_username("alice")
+        .await
+        .expect("user")
+        .expect("alice");
+    assert_eq!(
+        me["username"],
+        format!("tc_{}_{idnumber}", alice.id),
+        "{me}"
+    );
+
+    // bob is not in AUD-1: the server sends him back with result=error, not signed in.
+    let bob_browser = WebClient::new();
+    let chain = sign_in_through_server(&pair, &bob_browser, "bob", "bob-password-1").await;
+    assert_eq!(
+        finish_result(&chain).as_deref(),
+        Some("error"),
+        "{chain:#?}"
+    );
+    assert_eq!(bob_browser.get(&pair.client.url("/me")).await.status, 401);
+
+    // Cancel: the confirmation's POST (with the CSRF token) returns result=cancel.
+    let cancel_browser = WebClient::new();
+    let start = cancel_browser
+        .get(&pair.client.url("/sso/hq/start?return_to=/"))
+        .await;
+    let request_url = start.location.clone().expect("to the server");
+    let confirm = cancel_browser
+        .get(&format!("{request_url}&action=cancel"))
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let field = |name| hidden_field(&confirm.body, name).expect(name);
+    let cancelled = cancel_browser
+        .post_form(
+            &pair.server.url("/totara/connect/sso_request.php"),
+            &[
+                ("clientidnumber", field("clientidnumber").as_str()),
+                ("requesttoken", field("requesttoken").as_str()),
+                ("action", "cancel"),
+                ("csrf", field("csrf").as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(cancelled.status, 303, "{}", cancelled.body);
+    assert_eq!(
+        cancelled.location_param("result").as_deref(),
+        Some("cancel")
+    );
+    let without_csrf = cancel_browser
+        .post_form(
+            &pair.server.url("/totara/connect/sso_request.php"),
+            &[
+                ("clientidnumber", field("clientidnumber").as_str()),
+                ("requesttoken", field("requesttoken").as_str()),
+                ("action", "cancel"),
+            ],
+        )
+        .await;
+    assert_eq!(without_csrf.status, 403);
+    cancel_browser.follow(cancelled).await;
+    assert_eq!(
+        cancel_browser.get(&pair.client.url("/me")).await.status,
+        401
+    );
+
+    // An unknown client: the raw identifier, 404.
+    let unknown = cancel_browser
+        .get(
+            &pair
+                .server
+                .url("/totara/connect/sso_request.php?clientidnumber=nope&requesttoken=abc"),
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown
+            .body
+            .contains("totara_connect/invalidclientidnumber")
+    );
+
+    // Logout at the server ends alice's session at the client (kill_sso_user).
+    let home = alice_browser.get(&pair.server.url("/")).await;
+    let csrf = hidden_field(&home.body, "csrf").expect("the home page's logout CSRF token");
+    let out = alice_browser
+        .post_form(&pair.server.url("/logout"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(out.status, 303);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = alice_browser.get(&pair.client.url("/me")).await.status;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "the client session outlived the server's logout"
+    );
+    server_store.close().await;
+}
