@@ -101,6 +101,14 @@ enum ConnectCommand {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Connect server side: each client system, its status (active / deleted), URL, API
+    /// version and "Add client" options.
+    Clients {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Connect server side, "Add client": register a client system with the setup secret its
     /// admin handed over. `gatehouse serve` must be running on the same database (the client
     /// calls it back during registration); a failed registration leaves no client behind.
@@ -259,6 +267,9 @@ fn main() -> ExitCode {
             username,
             idp,
         }) => link_account(config.config, &username, &idp, false),
+        Command::Connect(ConnectCommand::Clients { config, format }) => {
+            connect_clients(config.config, format)
+        }
         Command::Connect(ConnectCommand::Servers { config, format }) => {
             connect_servers(config.config, format)
         }
@@ -999,6 +1010,31 @@ fn run_task(path: Option<PathBuf>, name: &str, idp: Option<&str>) -> anyhow::Res
             Err(error) => Err(error.into()),
         }
     })
+}
+
+/// `gatehouse connect clients`: the client systems this host serves as a Connect server.
+fn connect_clients(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
+    let loaded = match read_config(path) {
+        Ok(read) => read.loaded,
+        Err(unreadable) => return Ok(unreadable),
+    };
+    let Some(config) = usable(&loaded) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let clients = runtime.block_on(async {
+        let store = Store::connect(config.host.database.expose())
+            .await
+            .context("opening the database")?;
+        let clients = gatehouse::connect_server::cli::clients(&store).await;
+        store.close().await;
+        anyhow::Ok(clients?)
+    })?;
+    match format {
+        Format::Json => println!("{}", gatehouse::connect_server::cli::to_json(&clients)),
+        Format::Human => print!("{}", gatehouse::connect_server::cli::to_human(&clients)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `gatehouse connect servers`: each Connect IdP, the server it is registered with (asked

@@ -84,7 +84,7 @@ async fn start(enabled: bool) -> (TestHost, i64) {
 }
 
 fn deleted_secret() -> String {
-    "d".repeat(40)
+    "7".repeat(40)
 }
 
 fn client(url: &str, idnumber: char, server_secret: &str) -> NewConnectClient {
@@ -735,4 +735,43 @@ async fn force_sso_logout_ends_the_session_behind_a_known_token() {
             .expect("sso")
             .is_empty()
     );
+}
+
+/// `gatehouse connect clients` on this host's configuration.
+fn connect_clients(host: &TestHost, format: &str) -> String {
+    let output = std::process::Command::new(gatehouse_tests::plugin_dir().join("gatehouse"))
+        .args(["connect", "clients", "--format", format, "--config"])
+        .arg(&host.config_path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run gatehouse");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn connect_clients_lists_each_client_with_its_status_and_options_and_no_secret() {
+    let (host, _) = start(true).await;
+    let listed: Value = serde_json::from_str(&connect_clients(&host, "json")).expect("json");
+    let clients = listed["clients"].as_array().expect("clients");
+    assert_eq!(clients.len(), 2);
+    assert_eq!(clients[0]["status"], "active");
+    assert_eq!(clients[0]["url"], "http://127.0.0.1:9");
+    assert_eq!(clients[0]["api_version"], 1);
+    assert_eq!(clients[0]["sync_profile_fields"], false);
+    assert_eq!(clients[1]["status"], "deleted");
+    let human = connect_clients(&host, "human");
+    assert!(human.contains("LMS (active)"), "{human}");
+    assert!(human.contains("LMS (deleted)"), "{human}");
+    assert!(human.contains("url: http://127.0.0.1:9"), "{human}");
+    for text in [human.as_str(), &listed.to_string()] {
+        assert!(!text.contains(SERVER_SECRET), "{text}");
+        assert!(!text.contains(&deleted_secret()), "{text}");
+        assert!(!text.contains(&"1".repeat(40)), "{text}");
+    }
 }
