@@ -167,6 +167,17 @@ pub fn plan_users_sync(
 ) -> Batch {
     let mut changes = Vec::new();
     let linked = linked_users(current, source);
+    // Server users another IdP instance has linked for the same server (two domains that are
+    // both clients of one server): a server user is linked to one local user only, so this
+    // source leaves them alone rather than create a second account.
+    let linked_elsewhere: BTreeSet<i64> = current
+        .connect_links
+        .values()
+        .filter(|link| {
+            link.server_idnumber == source.server_idnumber && link.idp_id != source.idp_id
+        })
+        .map(|link| link.server_user_id)
+        .collect();
     // The original skips the guest account. A server sends each id once; should one come
     // twice, its first occurrence is the user, so that a second plan reads the list the same.
     let mut sent: BTreeSet<i64> = BTreeSet::new();
@@ -299,7 +310,7 @@ pub fn plan_users_sync(
                     }
                 }
             }
-            None if options.create_users => {
+            None if options.create_users && !linked_elsewhere.contains(&user.server_user_id) => {
                 let username = connect_username(user.server_user_id, source.server_idnumber);
                 // A local account already has that name (not linked to this server user):
                 // the original skips the user rather than take the account over.

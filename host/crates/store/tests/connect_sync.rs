@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_store::{
     Change, ConnectLink, DirectorySnapshot, DirectoryUser, RemoveUser, ServerUser, SyncOptions,
-    SyncSource, connect_username, plan_users_sync,
+    SyncSource, connect_username, count_users_sync, plan_users_sync,
 };
 use proptest::prelude::*;
 
 const SERVER: &str = "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3";
 const OTHER_SERVER: &str = "5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8";
+const OTHER_IDP: &str = "branch-hq";
 const SOURCE: SyncSource<'static> = SyncSource {
     idp_id: "hq",
     server_idnumber: SERVER,
@@ -42,7 +43,7 @@ fn current() -> impl Strategy<Value = DirectorySnapshot> {
         idnumber(),
         any::<bool>(),
         fields(),
-        0..3u8,
+        0..4u8,
         1..=6i64,
         "[a-c]{1}",
     );
@@ -70,9 +71,12 @@ fn current() -> impl Strategy<Value = DirectorySnapshot> {
                     ..DirectoryUser::default()
                 },
             );
-            let server = match kind {
-                0 => SERVER,
-                1 => OTHER_SERVER,
+            // Kind 3: linked to this server by another Connect IdP (another domain that is
+            // a client of the same server).
+            let (server, idp) = match kind {
+                0 => (SERVER, "hq"),
+                1 => (OTHER_SERVER, "hq"),
+                3 => (SERVER, OTHER_IDP),
                 _ => continue,
             };
             if server == SERVER && !used_ids.insert(server_id) {
@@ -81,7 +85,7 @@ fn current() -> impl Strategy<Value = DirectorySnapshot> {
             snapshot.connect_links.insert(
                 username,
                 ConnectLink {
-                    idp_id: "hq".into(),
+                    idp_id: idp.into(),
                     server_idnumber: server.into(),
                     server_user_id: server_id,
                 },
@@ -141,12 +145,22 @@ fn options() -> impl Strategy<Value = SyncOptions> {
         )
 }
 
+/// The local user this source (IdP `hq`, server `SERVER`) keeps for a server user.
 fn linked_to(snapshot: &DirectorySnapshot, server_user_id: i64) -> Option<&DirectoryUser> {
     snapshot
         .connect_links
         .iter()
-        .find(|(_, l)| l.server_idnumber == SERVER && l.server_user_id == server_user_id)
+        .find(|(_, l)| {
+            l.idp_id == "hq" && l.server_idnumber == SERVER && l.server_user_id == server_user_id
+        })
         .and_then(|(name, _)| snapshot.users.get(name))
+}
+
+/// Whether another IdP has linked that server user of the same server.
+fn linked_elsewhere(snapshot: &DirectorySnapshot, server_user_id: i64) -> bool {
+    snapshot.connect_links.values().any(|l| {
+        l.idp_id != "hq" && l.server_idnumber == SERVER && l.server_user_id == server_user_id
+    })
 }
 
 proptest! {
@@ -187,14 +201,20 @@ proptest! {
                 if options.update_existing {
                     prop_assert_eq!(&now.firstname, &user.firstname);
                 }
-            } else if options.create_users && !current.users.contains_key(&connect_username(*id, SERVER)) {
+            } else if options.create_users
+                && !current.users.contains_key(&connect_username(*id, SERVER))
+                && !linked_elsewhere(&current, *id)
+            {
                 let created = linked_to(&after, *id).expect("created and linked");
                 prop_assert_eq!(&created.username, &connect_username(*id, SERVER));
             }
         }
         // Linked users the server no longer sends.
         for (name, link) in &current.connect_links {
-            if link.server_idnumber != SERVER || first_of.contains_key(&link.server_user_id) {
+            if link.idp_id != "hq"
+                || link.server_idnumber != SERVER
+                || first_of.contains_key(&link.server_user_id)
+            {
                 continue;
             }
             let Some(before) = current.users.get(name) else { continue };
@@ -215,8 +235,32 @@ proptest! {
                 | Change::DeleteUser { username } => username,
                 other => return Err(TestCaseError::fail(format!("unexpected {other:?}"))),
             };
-            prop_assert!(current.connect_links.get(touched).is_some_and(|l| l.server_idnumber == SERVER), "{change:?}");
+            prop_assert!(
+                current
+                    .connect_links
+                    .get(touched)
+                    .is_some_and(|l| l.idp_id == "hq" && l.server_idnumber == SERVER),
+                "{change:?}"
+            );
         }
+        // A server user is linked to one local user, whichever IdP linked it.
+        let mut linked_ids = BTreeSet::new();
+        for link in after.connect_links.values().filter(|l| l.server_idnumber == SERVER) {
+            prop_assert!(linked_ids.insert(link.server_user_id), "{link:?} twice");
+        }
+        // The counts cover each of this source's users once.
+        let counts = count_users_sync(&current, SOURCE, &batch);
+        let before = current
+            .connect_links
+            .iter()
+            .filter(|(n, l)| l.idp_id == "hq" && l.server_idnumber == SERVER && current.users.contains_key(*n))
+            .count();
+        prop_assert_eq!(
+            counts.deleted + counts.suspended + counts.updated + counts.unchanged,
+            before,
+            "{:?}", counts
+        );
+        prop_assert_eq!(counts.created, batch.summary().users_created);
         // An idnumber the sync writes is held by that user alone.
         for user in after.users.values().filter(|u| !u.idnumber.is_empty()) {
             let written = after
