@@ -409,3 +409,160 @@ async fn registration_single_sign_on_restriction_cancel_and_logout() {
     );
     server_store.close().await;
 }
+
+/// `gatehouse <args> --config <config>` against an in-process host's configuration.
+fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(gatehouse_tests::plugin_dir().join("gatehouse"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the gatehouse command")
+}
+
+fn ok(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The keep-alive (§4.2) on the server's clock: the server in process (its clock moves), the
+/// client a `gatehouse serve` process. While the client reports alice's SSO session active,
+/// her server session outlives its lifetime (on a request and in the cleanup sweep); once the
+/// client has no session for her, the sweep ends it and its Connect SSO sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_a_client_still_uses_does_not_expire() {
+    build_packages(&["gatehouse", "gatehouse-connect"]);
+    let server = ServedInProcess::start("127.0.0.1", SERVER_CONFIG).await;
+    let client = ServedProcess::start(
+        "localhost",
+        &CLIENT_CONFIG.replace("{server_origin}", &server.origin()),
+    )
+    .await;
+    let config = server.host.config_path.clone();
+    let directory = server.host.dir().join("directory.json");
+    std::fs::write(&directory, DIRECTORY).expect("write the directory file");
+    ok(cli(
+        &config,
+        &[
+            "directory",
+            "import",
+            directory.to_str().expect("utf-8 path"),
+        ],
+    ));
+    let opened: serde_json::Value = serde_json::from_str(&client.cli_ok(&[
+        "connect",
+        "new-server",
+        "--idp",
+        "hq",
+        "--format",
+        "json",
+    ]))
+    .expect("new-server JSON");
+    ok(cli(
+        &config,
+        &[
+            "connect",
+            "add-client",
+            "--name",
+            "Learning",
+            "--url",
+            &client.origin(),
+            "--setup-secret",
+            opened["setup_secret"].as_str().expect("secret"),
+        ],
+    ));
+
+    // alice signs in to the client through the server.
+    let browser = WebClient::new();
+    let start = browser
+        .visit(&client.url("/sso/hq/start?return_to=/"))
+        .await;
+    let login = start.last().expect("the server's login");
+    let field = |name| hidden_field(&login.body, name).expect(name);
+    let posted = browser
+        .post_form(
+            &server.url("/login"),
+            &[
+                ("csrf", field("csrf").as_str()),
+                ("username", "alice"),
+                ("password", "alice-password-1"),
+                ("return_to", field("return_to").as_str()),
+            ],
+        )
+        .await;
+    let chain = browser.follow(posted).await;
+    assert_eq!(
+        finish_result(&chain).as_deref(),
+        Some("success"),
+        "{chain:#?}"
+    );
+    assert_eq!(browser.get(&client.url("/me")).await.status, 200);
+
+    let lifetime = Duration::from_secs(480 * 60 + 60);
+    let store = &server.host.store;
+    // A request with the expired session: the client says active, the session goes on.
+    server.host.clock.advance(lifetime);
+    assert_eq!(
+        browser.get(&server.url("/me")).await.status,
+        200,
+        "the server session expired although the client uses it"
+    );
+    // The sweep: kept likewise.
+    server.host.clock.advance(lifetime);
+    let now = server.host.state.now();
+    let keys = store
+        .expired_sessions_with_connect_sso(now, 10)
+        .await
+        .expect("expired sessions");
+    assert_eq!(
+        keys.len(),
+        1,
+        "alice's session has expired on the server's clock"
+    );
+    let kept = gatehouse::connect_server::keep_alive::before_sweep(&server.host.state, now)
+        .await
+        .expect("sweep");
+    assert_eq!((kept.kept, kept.ended), (1, 0));
+    assert!(store.session(&keys[0], now).await.expect("read").is_some());
+
+    // The client no longer has a session for alice: the next sweep ends hers here.
+    let client_store = client.store().await;
+    let alice = store
+        .user_by_username("alice")
+        .await
+        .expect("user")
+        .expect("alice");
+    let ended_at_client = client_store
+        .delete_idp_sessions("hq", Some(&alice.id.to_string()), None)
+        .await
+        .expect("end the client session");
+    assert_eq!(ended_at_client, 1);
+    client_store.close().await;
+    server.host.clock.advance(lifetime);
+    let now = server.host.state.now();
+    let swept = gatehouse::connect_server::keep_alive::before_sweep(&server.host.state, now)
+        .await
+        .expect("sweep");
+    assert_eq!((swept.kept, swept.ended), (0, 1));
+    assert!(
+        store
+            .session_even_if_expired(&keys[0])
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .connect_sso_sessions_of_session(&keys[0])
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(browser.get(&server.url("/me")).await.status, 401);
+}
