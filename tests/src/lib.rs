@@ -26,6 +26,7 @@ use gatehouse::{
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
+pub mod connect;
 pub mod oidc;
 pub mod peer;
 pub mod saml;
