@@ -14,7 +14,7 @@ use std::{
 
 use gatehouse::store::Store;
 
-use crate::{TestHost, config_text, plugin_dir};
+use crate::{TestHost, plugin_dir};
 
 /// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
 pub fn free_port() -> u16 {
@@ -36,6 +36,8 @@ pub struct ServedProcess {
     port: u16,
     host_name: String,
     config_path: PathBuf,
+    /// Where its `gatehouse` binary and plugin libraries are.
+    binaries: PathBuf,
 }
 
 impl ServedProcess {
@@ -44,22 +46,31 @@ impl ServedProcess {
     /// `{database}` (a fresh SQLite file), `{port}` and `{origin}` (`http://<host_name>:<port>`,
     /// for `public_url`; the template should `listen = "127.0.0.1:{port}"`).
     pub async fn start(host_name: &str, template: &str) -> Self {
+        Self::start_from(plugin_dir(), host_name, template).await
+    }
+
+    /// Like [`ServedProcess::start`], with the `gatehouse` binary and the plugin libraries
+    /// of `binaries` (a release build's directory, for load drivers).
+    pub async fn start_from(binaries: &Path, host_name: &str, template: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let database = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
         let origin = format!("http://{host_name}:{port}");
-        let text = config_text(template, &database)
+        let text = template
+            .replace("{plugin_dir}", &binaries.display().to_string())
+            .replace("{database}", &database)
             .replace("{port}", &port.to_string())
             .replace("{origin}", &origin);
         let config_path = dir.path().join("plugins.toml");
         std::fs::write(&config_path, text).expect("write plugins.toml");
-        let child = spawn_serve(dir.path(), &config_path);
+        let child = spawn_serve(binaries, dir.path(), &config_path);
         let served = Self {
             child,
             dir,
             port,
             host_name: host_name.to_owned(),
             config_path,
+            binaries: binaries.to_owned(),
         };
         let log = served.dir.path().join("serve.log");
         wait_healthy(port, host_name, || {
@@ -83,6 +94,22 @@ impl ServedProcess {
         self.port
     }
 
+    /// The process id (to read its CPU time and memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `gatehouse <args> --config <this host's plugins.toml>`, not yet run.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.binaries.join("gatehouse"));
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null());
+        command
+    }
+
     /// The host's directory (configuration, database, log).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -95,11 +122,7 @@ impl ServedProcess {
 
     /// Runs `gatehouse <args> --config <this host's plugins.toml>` to completion.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(plugin_dir().join("gatehouse"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config_path)
-            .stdin(Stdio::null())
+        self.cli_command(args)
             .output()
             .expect("run the gatehouse command")
     }
@@ -137,9 +160,9 @@ impl Drop for ServedProcess {
     }
 }
 
-fn spawn_serve(dir: &Path, config_path: &Path) -> Child {
+fn spawn_serve(binaries: &Path, dir: &Path, config_path: &Path) -> Child {
     let log = std::fs::File::create(dir.join("serve.log")).expect("create serve.log");
-    Command::new(plugin_dir().join("gatehouse"))
+    Command::new(binaries.join("gatehouse"))
         .args(["serve", "--config"])
         .arg(config_path)
         .stdout(log.try_clone().expect("log"))
