@@ -2,7 +2,8 @@
 //! the server's users and its options (`{"directory": {"connect_users": …}}`, written by
 //! `plugins/connect`'s `sync::users`); the host reads that strictly, plans it with the
 //! store's pure planner against a fresh snapshot of the directory, applies the batch in one
-//! transaction, and ends the sessions of the users it suspended or deleted. Not the wire
+//! transaction (the accounts this IdP's sign-ins created before a sync linked them adopted
+//! first), and ends the sessions of the users it suspended or deleted. Not the wire
 //! format (the plugin read the server's reply) and not the planning rules
 //! (`gatehouse_store::plan_users_sync`).
 //!
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gatehouse_plugin_api::{HostAction, SessionSelector};
 use gatehouse_store::{
     Change, RemoveUser, ServerUser, StoreError, SyncCounts, SyncOptions, SyncSource, WrittenBy,
-    count_users_sync, plan_users_sync,
+    adopt_signed_in_users, count_users_sync, plan_users_sync,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -283,8 +284,12 @@ pub async fn apply_users(
         section.users.len()
     ));
     let store = state.store();
-    let snapshot = store.directory_snapshot().await?;
-    let batch = plan_users_sync(&snapshot, source, &section.users, options, &known_fields);
+    let mut snapshot = store.directory_snapshot().await?;
+    // Accounts this IdP's sign-ins created before a sync linked them are this source's too.
+    let made_here = store.connect_unlinked_accounts(idp_id).await?;
+    let adopted = adopt_signed_in_users(&mut snapshot, source, &made_here);
+    let mut batch = plan_users_sync(&snapshot, source, &section.users, options, &known_fields);
+    batch.changes.splice(0..0, adopted);
     let counts = count_users_sync(&snapshot, source, &batch);
     // Whose sessions end: the users this batch suspends or deletes, by their server user id
     // (the subject their Connect sign-ins carry).

@@ -732,3 +732,33 @@ async fn tasks_run_and_connect_servers_through_the_binary() {
     assert!(text.contains("  users      ok "), "{text}");
     assert!(text.contains("  handshake  never run"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_made_at_sign_in_before_any_sync_are_synced_too() {
+    let client = start("suspend", "").await;
+    // Connect sign-ins made these through the host's provisioning (no link yet); a local
+    // account that merely has such a name is not this IdP's, and stays unlinked.
+    client.host.create_idp_user(&tc(3), "hq").await;
+    client.host.create_idp_user(&tc(4), "hq").await;
+    client.host.create_user(&tc(5), false).await;
+    let mut bob = user(4, "Bob", "Support");
+    bob.deleted = true;
+    client.server.set_users(vec![
+        user(3, "Alice", "Sales"),
+        bob,
+        user(5, "Carol", "Finance"),
+    ]);
+    assert_eq!(
+        client.sync().await,
+        "created 0, updated 1, suspended 0, deleted 1, unchanged 0"
+    );
+    let after = client.snapshot().await;
+    assert_eq!(after.users[&tc(3)].firstname, "Alice");
+    assert_eq!(after.connect_links[&tc(3)].server_user_id, 3);
+    assert!(!after.users.contains_key(&tc(4)), "deleted with the server");
+    assert!(
+        !after.connect_links.contains_key(&tc(5)),
+        "a local account is not taken over"
+    );
+    assert_eq!(after.users[&tc(5)].firstname, "Test");
+}

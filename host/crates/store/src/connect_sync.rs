@@ -400,3 +400,80 @@ fn plan_fields(
         }
     }
 }
+
+/// The server user id in `username` if it is `tc_<id>_<server idnumber>` of that server,
+/// written as the server writes ids (no sign, no leading zeros).
+fn connect_user_id(username: &str, server_idnumber: &str) -> Option<i64> {
+    let id_text = username
+        .strip_prefix("tc_")?
+        .strip_suffix(server_idnumber)?
+        .strip_suffix('_')?;
+    let id: i64 = id_text.parse().ok()?;
+    (id > 0 && id.to_string() == id_text).then_some(id)
+}
+
+/// Links the accounts a source's sign-ins made before any sync linked them: a Connect
+/// sign-in creates `tc_<id>_<server idnumber>` through the host's provisioning, without a
+/// link, and the planner leaves unlinked accounts alone, so without this such a user would
+/// never be suspended or deleted with the server. `made_by_source` are the usernames of
+/// accounts this IdP created (the store's `connect_unlinked_accounts`); only those named
+/// for this server, whose server user nobody has linked yet, are adopted. The links go into
+/// `current` (plan against it afterwards) and come back as the changes that record them,
+/// to apply first.
+pub fn adopt_signed_in_users(
+    current: &mut DirectorySnapshot,
+    source: SyncSource<'_>,
+    made_by_source: &[String],
+) -> Vec<Change> {
+    let mut taken: BTreeSet<i64> = current
+        .connect_links
+        .values()
+        .filter(|link| link.server_idnumber == source.server_idnumber)
+        .map(|link| link.server_user_id)
+        .collect();
+    let mut changes = Vec::new();
+    for username in made_by_source {
+        let Some(id) = connect_user_id(username, source.server_idnumber) else {
+            continue;
+        };
+        if !current.users.contains_key(username)
+            || current.connect_links.contains_key(username)
+            || !taken.insert(id)
+        {
+            continue;
+        }
+        let link = ConnectLink {
+            idp_id: source.idp_id.to_owned(),
+            server_idnumber: source.server_idnumber.to_owned(),
+            server_user_id: id,
+        };
+        current.connect_links.insert(username.clone(), link.clone());
+        changes.push(Change::LinkConnectUser {
+            username: username.clone(),
+            link,
+        });
+    }
+    changes
+}
+
+impl crate::Store {
+    /// The usernames of accounts IdP `idp_id` created (`auth_source = idp:<id>`) that have
+    /// no Connect link: what [`adopt_signed_in_users`] may adopt.
+    pub async fn connect_unlinked_accounts(
+        &self,
+        idp_id: &str,
+    ) -> Result<Vec<String>, crate::StoreError> {
+        use sqlx::Row as _;
+        let rows = sqlx::query(
+            "SELECT username FROM users u WHERE u.auth_source = $1 \
+             AND NOT EXISTS (SELECT 1 FROM connect_users c WHERE c.user_id = u.id) \
+             ORDER BY u.id",
+        )
+        .bind(format!("idp:{idp_id}"))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get("username").map_err(crate::StoreError::from))
+            .collect()
+    }
+}

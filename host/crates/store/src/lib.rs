@@ -31,8 +31,8 @@ pub use connect_server::{
 };
 pub use connect_server_flows::FrameworkKind;
 pub use connect_sync::{
-    RemoveUser, ServerUser, SyncCounts, SyncOptions, SyncSource, connect_username,
-    count_users_sync, plan_users_sync,
+    RemoveUser, ServerUser, SyncCounts, SyncOptions, SyncSource, adopt_signed_in_users,
+    connect_username, count_users_sync, plan_users_sync,
 };
 pub use directory::{
     Batch, BatchSummary, Change, ConnectLink, CoreField, DirectoryAudience, DirectorySnapshot,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_store::{
     Change, ConnectLink, DirectorySnapshot, DirectoryUser, RemoveUser, ServerUser, SyncOptions,
-    SyncSource, connect_username, count_users_sync, plan_users_sync,
+    SyncSource, adopt_signed_in_users, connect_username, count_users_sync, plan_users_sync,
 };
 use proptest::prelude::*;
 
@@ -312,4 +312,63 @@ fn a_server_deleted_user_is_deleted_even_in_keep_mode() {
     };
     let batch = plan_users_sync(&current, SOURCE, &[gone], options, &known_fields());
     assert_eq!(batch.changes, [Change::DeleteUser { username: name }]);
+}
+
+#[test]
+fn only_this_servers_unlinked_tc_accounts_are_adopted() {
+    let mut current = DirectorySnapshot::default();
+    let names = [
+        connect_username(3, SERVER),
+        connect_username(4, SERVER),
+        connect_username(5, OTHER_SERVER),
+        format!("tc_007_{SERVER}"),
+        format!("tc_-8_{SERVER}"),
+        "alice".to_owned(),
+    ];
+    for name in &names {
+        current.users.insert(
+            name.clone(),
+            DirectoryUser {
+                username: name.clone(),
+                ..DirectoryUser::default()
+            },
+        );
+    }
+    // Server user 4 is already another account's (another IdP linked it).
+    current.users.insert(
+        "branch4".into(),
+        DirectoryUser {
+            username: "branch4".into(),
+            ..DirectoryUser::default()
+        },
+    );
+    current.connect_links.insert(
+        "branch4".into(),
+        ConnectLink {
+            idp_id: OTHER_IDP.into(),
+            server_idnumber: SERVER.into(),
+            server_user_id: 4,
+        },
+    );
+    let mut made_here = names.to_vec();
+    made_here.push(connect_username(9, SERVER)); // no such user any more
+    let adopted = adopt_signed_in_users(&mut current, SOURCE, &made_here);
+    assert_eq!(
+        adopted,
+        [Change::LinkConnectUser {
+            username: connect_username(3, SERVER),
+            link: ConnectLink {
+                idp_id: "hq".into(),
+                server_idnumber: SERVER.into(),
+                server_user_id: 3,
+            },
+        }]
+    );
+    assert!(
+        current
+            .connect_links
+            .contains_key(&connect_username(3, SERVER))
+    );
+    // Adopting again finds nothing new.
+    assert!(adopt_signed_in_users(&mut current, SOURCE, &made_here).is_empty());
 }

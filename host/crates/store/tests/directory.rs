@@ -73,6 +73,7 @@ on_both_backends!(
     planning_the_same_import_twice_is_empty,
     deleting_a_user_removes_its_memberships,
     connect_links_are_unique_per_server_user,
+    an_idps_unlinked_accounts_are_listed,
 );
 
 fn fields() -> BTreeSet<String> {
@@ -322,4 +323,47 @@ async fn connect_links_are_unique_per_server_user(store: &Store) {
         stored.users.keys().collect::<Vec<_>>()
     );
     assert_eq!(model.audiences, stored.audiences);
+}
+
+async fn an_idps_unlinked_accounts_are_listed(store: &Store) {
+    let by_hq = WrittenBy {
+        provenance: "hq",
+        branch: "root",
+        auth_source: "idp:hq",
+    };
+    let create = |name: &str| {
+        Change::CreateUser(DirectoryUser {
+            username: name.into(),
+            ..DirectoryUser::default()
+        })
+    };
+    let batch = Batch {
+        changes: vec![
+            create("tc_1_x"),
+            create("tc_2_x"),
+            Change::LinkConnectUser {
+                username: "tc_2_x".into(),
+                link: link(2),
+            },
+        ],
+    };
+    store.apply_batch(&batch, by_hq, 10).await.unwrap();
+    let local = Batch {
+        changes: vec![create("tc_3_x")],
+    };
+    store
+        .apply_batch(&local, WrittenBy::ADMIN_IMPORT, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.connect_unlinked_accounts("hq").await.unwrap(),
+        ["tc_1_x"]
+    );
+    assert!(
+        store
+            .connect_unlinked_accounts("other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
