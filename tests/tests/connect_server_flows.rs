@@ -5,7 +5,9 @@
 //! expired secrets, an unreachable client); single sign-on from the client's
 //! `/sso/<idp>/start` through the server's `sso_request.php` and password login back to the
 //! client, the `tc_` account created; a restricted client refusing a non-member; cancel;
-//! and logout at the server ending the client's session (`kill_sso_user`).
+//! logout at the server, and an IdP's sign-out at the server (an `end_sessions` action),
+//! ending the client's session (`kill_sso_user`); and the keep-alive (§4.2) on the server's
+//! clock, with the server in process and the client served.
 
 use std::time::Duration;
 
@@ -565,4 +567,114 @@ async fn a_session_a_client_still_uses_does_not_expire() {
             .is_empty()
     );
     assert_eq!(browser.get(&server.url("/me")).await.status, 401);
+}
+
+/// A server whose users sign in at an IdP (the example plugin), which can sign a subject
+/// out (`POST /sso/example/notify`).
+const SERVER_WITH_IDP_CONFIG: &str = r#"
+[host]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+dev_mode = true
+
+[connect_server]
+enabled = true
+
+[[plugin]]
+id = "example"
+library = "gatehouse_example"
+
+[[domain]]
+name = "root"
+hosts = ["127.0.0.1"]
+
+[[idp]]
+id = "example"
+domain = "root"
+plugin = "example"
+name = "Sign in with Example"
+username_attribute = "email"
+
+[idp.provisioning]
+create_users = true
+update_existing = true
+fields = { firstname = "given_name", lastname = "family_name", email = "email" }
+
+[idp.settings]
+subject = "ada"
+email = "ada@example.test"
+given_name = "Ada"
+family_name = "Lovelace"
+inbound_secret = "notify-secret"
+"#;
+
+/// An IdP signing its subject out at the server (an `end_sessions` action) ends the Connect
+/// client's session too: the actions path propagates like POST /logout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idp_logout_at_the_server_ends_the_client_session() {
+    build_packages(&["gatehouse", "gatehouse-connect", "gatehouse-example"]);
+    let server = ServedProcess::start("127.0.0.1", SERVER_WITH_IDP_CONFIG).await;
+    let client = ServedInProcess::start(
+        "localhost",
+        &CLIENT_CONFIG.replace("{server_origin}", &server.origin()),
+    )
+    .await;
+    let secret = gatehouse::connect::new_server(&client.host.state, "hq")
+        .await
+        .expect("new-server")
+        .setup_secret;
+    server.cli_ok(&[
+        "connect",
+        "add-client",
+        "--name",
+        "Learning",
+        "--url",
+        &client.origin(),
+        "--setup-secret",
+        &secret,
+    ]);
+
+    // Ada signs in to the client through the server's IdP button.
+    let browser = WebClient::new();
+    let start = browser
+        .visit(&client.url("/sso/hq/start?return_to=/"))
+        .await;
+    let login = start.last().expect("the server's login");
+    let return_to = hidden_field(&login.body, "return_to").expect("return_to");
+    let button: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", &return_to)
+        .finish();
+    let chain = browser
+        .visit(&server.url(&format!("/sso/example/start?{button}")))
+        .await;
+    assert_eq!(
+        finish_result(&chain).as_deref(),
+        Some("success"),
+        "{chain:#?}"
+    );
+    assert_eq!(browser.get(&client.url("/me")).await.status, 200);
+
+    // The IdP signs ada out at the server.
+    let notified = WebClient::new()
+        .post_form(
+            &server.url("/sso/example/notify"),
+            &[("secret", "notify-secret"), ("subject", "ada")],
+        )
+        .await;
+    assert!(notified.status < 300, "notify: {notified:?}");
+    assert_eq!(browser.get(&server.url("/me")).await.status, 401);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = browser.get(&client.url("/me")).await.status;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "the client session outlived the IdP's logout at the server"
+    );
 }
