@@ -18,6 +18,8 @@ use super::{
 
 /// How many expired sessions one sweep asks about at most (each may wait on clients).
 pub const SWEEP_LIMIT: i64 = 200;
+/// How many of them are asked about at once.
+pub const SWEEP_CONCURRENCY: usize = 16;
 
 /// What the keep-alive did with sessions about to end.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +130,9 @@ pub async fn revive_presented(
 }
 
 /// Before the cleanup sweep deletes expired sessions: each one with Connect SSO sessions is
-/// kept or ended everywhere (so its clients hear of it).
+/// kept or ended everywhere (so its clients hear of it). Up to [`SWEEP_CONCURRENCY`] sessions
+/// are asked about at once, so a slow client delays the sweep by about its timeout per batch,
+/// not per session.
 pub async fn before_sweep(state: &AppState, now: i64) -> Result<KeptAlive, StoreError> {
     let mut outcome = KeptAlive::default();
     if !super::server_enabled(state) {
@@ -138,13 +142,26 @@ pub async fn before_sweep(state: &AppState, now: i64) -> Result<KeptAlive, Store
         .store()
         .expired_sessions_with_connect_sso(now, SWEEP_LIMIT)
         .await?;
-    for key in keys {
-        let Some(session) = state.store().session_even_if_expired(&key).await? else {
-            continue;
-        };
-        match revive(state, &session, now).await? {
-            Some(_) => outcome.kept += 1,
-            None => outcome.ended += 1,
+    for batch in keys.chunks(SWEEP_CONCURRENCY) {
+        let mut asks = tokio::task::JoinSet::new();
+        for key in batch {
+            let (state, key) = (state.clone(), key.clone());
+            asks.spawn(async move {
+                match state.store().session_even_if_expired(&key).await? {
+                    Some(session) => revive(&state, &session, now).await.map(Some),
+                    None => Ok(None),
+                }
+            });
+        }
+        while let Some(joined) = asks.join_next().await {
+            let answer = joined.map_err(|error| {
+                StoreError::Invalid(format!("a keep-alive check stopped: {error}"))
+            })?;
+            match answer? {
+                Some(Some(_)) => outcome.kept += 1,
+                Some(None) => outcome.ended += 1,
+                None => {}
+            }
         }
     }
     Ok(outcome)
