@@ -762,3 +762,270 @@ async fn accounts_made_at_sign_in_before_any_sync_are_synced_too() {
     );
     assert_eq!(after.users[&tc(5)].firstname, "Test");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Two Gatehouse hosts: a Connect server (`gatehouse serve`) and the client in process.
+
+mod two_hosts {
+    use std::time::Instant;
+
+    use gatehouse::{
+        store::{DirectorySnapshot, TaskOutcome},
+        tasks::{Scheduler, TaskSettings, quiet},
+    };
+    use gatehouse_tests::{
+        build_packages,
+        served::{ServedInProcess, ServedProcess},
+    };
+
+    const SERVER_CONFIG: &str = r#"
+[host]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+
+[connect_server]
+enabled = true
+
+[[field]]
+name = "department"
+
+[[domain]]
+name = "root"
+hosts = ["127.0.0.1"]
+"#;
+
+    const CLIENT_CONFIG: &str = r#"
+[host]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+plugin_call_timeout_seconds = 120
+http_timeout_seconds = 60
+
+[[plugin]]
+id = "connect"
+library = "gatehouse_connect"
+
+[[field]]
+name = "department"
+
+[[domain]]
+name = "root"
+hosts = ["localhost", "127.0.0.1"]
+
+[[idp]]
+id = "hq"
+domain = "root"
+plugin = "connect"
+name = "Head office"
+username_attribute = "username"
+http_max_response_bytes = 67108864
+
+[idp.provisioning]
+create_users = true
+update_existing = true
+fields = { email = "email", firstname = "firstname", lastname = "lastname" }
+
+[idp.settings]
+server_url = "{server_origin}"
+sync_profile_fields = true
+remove_user = "{remove_user}"
+"#;
+
+    struct Pair {
+        server: ServedProcess,
+        client: ServedInProcess,
+        scheduler: Scheduler,
+    }
+
+    impl Pair {
+        async fn start(remove_user: &str, directory: &str, add_client: &[&str]) -> Self {
+            build_packages(&["gatehouse", "gatehouse-connect"]);
+            let server = ServedProcess::start("127.0.0.1", SERVER_CONFIG).await;
+            let client = ServedInProcess::start(
+                "localhost",
+                &CLIENT_CONFIG
+                    .replace("{server_origin}", &server.origin())
+                    .replace("{remove_user}", remove_user),
+            )
+            .await;
+            let pair = Self {
+                scheduler: Scheduler::new(
+                    client.host.state.clone(),
+                    TaskSettings::from_config(&client.host.config()),
+                    "client",
+                ),
+                server,
+                client,
+            };
+            pair.import(directory);
+            let secret = gatehouse::connect::new_server(&pair.client.host.state, "hq")
+                .await
+                .expect("new-server")
+                .setup_secret;
+            let url = pair.client.origin();
+            let mut args = vec![
+                "connect",
+                "add-client",
+                "--name",
+                "Learning",
+                "--url",
+                &url,
+                "--setup-secret",
+                &secret,
+                "--sync-profile-fields",
+            ];
+            args.extend_from_slice(add_client);
+            pair.server.cli_ok(&args);
+            pair
+        }
+
+        fn import(&self, directory: &str) {
+            let file = self.server.dir().join("directory.json");
+            std::fs::write(&file, directory).expect("write the directory file");
+            self.server
+                .cli_ok(&["directory", "import", file.to_str().expect("utf-8 path")]);
+        }
+
+        /// Runs the client's `users` and returns the counts of its summary.
+        async fn sync(&self) -> String {
+            let report = self
+                .scheduler
+                .run_now("users", Some("hq"), &quiet)
+                .await
+                .expect("the task runs");
+            assert_eq!(report.run.outcome, TaskOutcome::Ok, "{report:?}");
+            report
+                .run
+                .summary
+                .split(" (")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }
+
+        async fn snapshot(&self) -> DirectorySnapshot {
+            self.client
+                .host
+                .store
+                .directory_snapshot()
+                .await
+                .expect("snapshot")
+        }
+    }
+
+    /// The client's copy of the server user with `email`.
+    fn by_email<'a>(
+        snapshot: &'a DirectorySnapshot,
+        email: &str,
+    ) -> Option<&'a gatehouse::store::DirectoryUser> {
+        snapshot.users.values().find(|u| u.email == email)
+    }
+
+    const PEOPLE: &str = r#"{
+      "users": [
+        {"username": "alice", "email": "alice@example.test", "firstname": "Alice", "lastname": "Ng",
+         "idnumber": "E100", "fields": {"department": "Sales/North"}},
+        {"username": "bob", "email": "bob@example.test", "firstname": "Bob", "lastname": "Lee",
+         "fields": {"department": "Support"}},
+        {"username": "carol", "email": "carol@example.test", "firstname": "Carol", "lastname": "Ode"}
+      ],
+      "audiences": [{"idnumber": "STAFF", "name": "Staff", "members": ["alice", "bob"]}]
+    }"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn users_sync_from_a_gatehouse_server_with_fields_deletions_and_the_audience() {
+        let pair = Pair::start("suspend", PEOPLE, &["--restrict-audience", "STAFF"]).await;
+        assert_eq!(
+            pair.sync().await,
+            "created 2, updated 0, suspended 0, deleted 0, unchanged 0"
+        );
+        let snapshot = pair.snapshot().await;
+        let alice = by_email(&snapshot, "alice@example.test").expect("alice synced");
+        assert!(alice.username.starts_with("tc_"), "{}", alice.username);
+        assert_eq!(alice.idnumber, "E100");
+        assert_eq!(
+            alice.fields.get("department").map(String::as_str),
+            Some("Sales/North")
+        );
+        assert!(
+            by_email(&snapshot, "carol@example.test").is_none(),
+            "not in STAFF"
+        );
+        assert_eq!(
+            pair.sync().await,
+            "created 0, updated 0, suspended 0, deleted 0, unchanged 2"
+        );
+
+        // Bob leaves the audience: suspended here (remove_user = suspend).
+        pair.import(r#"{"audiences": [{"idnumber": "STAFF", "members": ["alice"]}]}"#);
+        assert_eq!(
+            pair.sync().await,
+            "created 0, updated 0, suspended 1, deleted 0, unchanged 1"
+        );
+        let snapshot = pair.snapshot().await;
+        assert!(
+            by_email(&snapshot, "bob@example.test")
+                .expect("kept")
+                .suspended
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_user_deleted_on_an_unrestricted_server_is_deleted_on_the_client() {
+        let pair = Pair::start("keep", PEOPLE, &[]).await;
+        let first = pair.sync().await;
+        // Every user but guest is shared, the server's own admin included.
+        assert!(first.starts_with("created "), "{first}");
+        let snapshot = pair.snapshot().await;
+        assert!(by_email(&snapshot, "carol@example.test").is_some());
+        pair.import(r#"{"users": [{"username": "carol", "deleted": true}]}"#);
+        assert_eq!(
+            pair.sync().await,
+            format!(
+                "created 0, updated 0, suspended 0, deleted 1, unchanged {}",
+                snapshot.connect_links.len() - 1
+            )
+        );
+        assert!(by_email(&pair.snapshot().await, "carol@example.test").is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn ten_thousand_users_between_two_gatehouse_hosts() {
+        let users: Vec<String> = (1..=10_000)
+            .map(|i| {
+                format!(
+                    r#"{{"username": "user{i}", "email": "user{i}@example.test", "firstname": "User", "lastname": "N{i}", "idnumber": "E{i}", "fields": {{"department": "Dept/{}"}}}}"#,
+                    i % 17
+                )
+            })
+            .collect();
+        let directory = format!(
+            r#"{{"users": [{}], "audiences": [{{"idnumber": "STAFF", "name": "Staff", "members": [{}]}}]}}"#,
+            users.join(","),
+            (1..=10_000)
+                .map(|i| format!("\"user{i}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let pair = Pair::start("suspend", &directory, &["--restrict-audience", "STAFF"]).await;
+        let started = Instant::now();
+        assert_eq!(
+            pair.sync().await,
+            "created 10000, updated 0, suspended 0, deleted 0, unchanged 0"
+        );
+        let first = started.elapsed();
+        let started = Instant::now();
+        assert_eq!(
+            pair.sync().await,
+            "created 0, updated 0, suspended 0, deleted 0, unchanged 10000"
+        );
+        eprintln!(
+            "10,000-user sync between two Gatehouse hosts (debug build, SQLite): first {first:?}, unchanged {:?}",
+            started.elapsed()
+        );
+    }
+}
