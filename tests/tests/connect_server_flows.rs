@@ -678,3 +678,164 @@ async fn an_idp_logout_at_the_server_ends_the_client_session() {
         "the client session outlived the IdP's logout at the server"
     );
 }
+
+/// A server in process, without a socket: bad input at `sso_request.php` needs no client.
+const IN_PROCESS_SERVER: &str = r#"
+[host]
+public_url = "http://127.0.0.1:8080"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+
+[connect_server]
+enabled = {enabled}
+
+[[domain]]
+name = "root"
+hosts = ["127.0.0.1"]
+"#;
+
+/// A client row straight in the store, at a URL nothing listens on.
+async fn stored_client(host: &gatehouse_tests::TestHost) -> (i64, String) {
+    let idnumber = "c".repeat(40);
+    let id = host
+        .store
+        .insert_connect_client(
+            &gatehouse::store::NewConnectClient {
+                client_idnumber: idnumber.clone(),
+                client_secret: "d".repeat(40),
+                server_secret: "e".repeat(40),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                client_name: "Nowhere".into(),
+                client_comment: String::new(),
+                options: Default::default(),
+            },
+            1,
+        )
+        .await
+        .expect("client");
+    (id, idnumber)
+}
+
+/// Every bad request at `sso_request.php` gets its documented answer and writes no SSO
+/// session: the role off, a missing parameter, an unknown or deleted client (the raw
+/// identifiers, 404), a visitor not signed in (to the login, and back), a malformed or
+/// unconfirmed request token (back to the client with `result=error`, audited), and a cancel
+/// POST without the CSRF token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_at_sso_request_get_their_answers_and_write_nothing() {
+    use gatehouse_tests::TestHost;
+    let off = TestHost::start(&IN_PROCESS_SERVER.replace("{enabled}", "false")).await;
+    let page = off
+        .browser("127.0.0.1")
+        .get("/totara/connect/sso_request.php?clientidnumber=abc&requesttoken=def")
+        .await;
+    assert_eq!(page.status.as_u16(), 404);
+    assert!(
+        page.body.contains("totara_connect/errorservernotenabled"),
+        "{}",
+        page.body
+    );
+
+    let host = TestHost::start(&IN_PROCESS_SERVER.replace("{enabled}", "true")).await;
+    let (id, idnumber) = stored_client(&host).await;
+    let path = |token: &str| {
+        format!("/totara/connect/sso_request.php?clientidnumber={idnumber}&requesttoken={token}")
+    };
+    let mut visitor = host.browser("127.0.0.1");
+    let missing = visitor
+        .get(&format!(
+            "/totara/connect/sso_request.php?clientidnumber={idnumber}"
+        ))
+        .await;
+    assert_eq!(missing.status.as_u16(), 400);
+    assert!(
+        missing
+            .body
+            .contains("A required parameter (requesttoken) was missing")
+    );
+    let unknown = visitor
+        .get("/totara/connect/sso_request.php?clientidnumber=nobody&requesttoken=abc")
+        .await;
+    assert_eq!(unknown.status.as_u16(), 404);
+    assert!(
+        unknown
+            .body
+            .contains("totara_connect/invalidclientidnumber")
+    );
+
+    // Not signed in: to the login, which returns here.
+    let token = "a".repeat(40);
+    let away = visitor.get(&path(&token)).await;
+    assert_eq!(away.status.as_u16(), 303);
+    let login = away.location.clone().expect("to the login");
+    assert!(login.starts_with("/login?return_to="), "{login}");
+    let back: String =
+        url::form_urlencoded::parse(login.split_once('?').expect("query").1.as_bytes())
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.into_owned())
+            .expect("return_to");
+    assert_eq!(back, path(&token));
+
+    // Signed in: a token that is not 40 lowercase hex, and one the (absent) client cannot
+    // confirm, both go back with result=error and leave no SSO session.
+    let user = host.create_user("ada", false).await;
+    let mut ada = host.signed_in_browser("127.0.0.1", user).await;
+    let session_key = gatehouse::web::http_util::token_hash(&ada.cookies["gh_session"].clone());
+    for presented in ["A".repeat(40), token.clone()] {
+        let answer = ada.get(&path(&presented)).await;
+        assert_eq!(answer.status.as_u16(), 303, "{}", answer.body);
+        let location = answer.location.expect("to the client");
+        assert!(
+            location.contains("/auth/connect/sso_finish.php?"),
+            "{location}"
+        );
+        assert!(location.ends_with("&result=error"), "{location}");
+        assert!(!location.contains("ssotoken"), "{location}");
+    }
+    assert!(
+        host.store
+            .connect_sso_sessions_of_session(&session_key)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let audited = host.store.recent_audit(10).await.expect("audit");
+    assert_eq!(
+        audited
+            .iter()
+            .filter(|e| e.method == "connect-sso" && e.outcome == "refused")
+            .count(),
+        2,
+        "{audited:#?}"
+    );
+
+    // Cancel: the confirmation, and its POST without the CSRF token refused.
+    let confirm = ada.get(&format!("{}&action=cancel", path(&token))).await;
+    assert_eq!(confirm.status.as_u16(), 200);
+    assert!(confirm.hidden_field("csrf").is_some());
+    let forged = ada
+        .post_form(
+            "/totara/connect/sso_request.php",
+            &[
+                ("clientidnumber", idnumber.as_str()),
+                ("requesttoken", token.as_str()),
+                ("action", "cancel"),
+                ("csrf", "forged"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status.as_u16(), 403);
+
+    // A deleted client is unknown here.
+    host.store
+        .mark_connect_client_deleted(id, 2)
+        .await
+        .expect("delete");
+    let deleted = ada.get(&path(&token)).await;
+    assert_eq!(deleted.status.as_u16(), 404);
+    assert!(
+        deleted
+            .body
+            .contains("totara_connect/invalidclientidnumber")
+    );
+}
