@@ -33,8 +33,6 @@ const CONFIG: &str = r#"
 public_url = "http://localhost:8080"
 database = "{database}"
 plugin_dir = "{plugin_dir}"
-plugin_call_timeout_seconds = 120
-http_timeout_seconds = 60
 
 [[plugin]]
 id = "connect"
@@ -802,8 +800,6 @@ listen = "127.0.0.1:{port}"
 public_url = "{origin}"
 database = "{database}"
 plugin_dir = "{plugin_dir}"
-plugin_call_timeout_seconds = 120
-http_timeout_seconds = 60
 
 [[plugin]]
 id = "connect"
