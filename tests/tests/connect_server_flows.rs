@@ -839,3 +839,120 @@ async fn bad_requests_at_sso_request_get_their_answers_and_write_nothing() {
             .contains("totara_connect/invalidclientidnumber")
     );
 }
+
+/// `add-client`'s own checks, before anything is written or sent: the role off, an empty
+/// name, a URL that is not a site, this server's own URL, an active client's URL, a setup
+/// secret that is not one, and each kind of linked record that does not exist, named by its
+/// option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_client_refuses_bad_options_before_writing_anything() {
+    use gatehouse::connect_server::registration::{AddClient, add_client};
+    use gatehouse_tests::TestHost;
+    let good = AddClient {
+        name: "Learning".into(),
+        url: format!("http://localhost:{}", free_port()),
+        setup_secret: "f".repeat(40),
+        ..AddClient::default()
+    };
+    let off = TestHost::start(&IN_PROCESS_SERVER.replace("{enabled}", "false")).await;
+    let refused = add_client(&off.state, &good, "hq")
+        .await
+        .expect_err("the role is off");
+    assert!(
+        refused.to_string().contains("[connect_server]"),
+        "{refused}"
+    );
+
+    let host = TestHost::start(&IN_PROCESS_SERVER.replace("{enabled}", "true")).await;
+    stored_client(&host).await;
+    let active_url = host.store.connect_clients().await.expect("clients")[0]
+        .client_url
+        .clone();
+    let cases: Vec<(AddClient, String)> = vec![
+        (
+            AddClient {
+                name: " ".into(),
+                ..good.clone()
+            },
+            "--name must not be empty".into(),
+        ),
+        (
+            AddClient {
+                url: "ftp://learn.test".into(),
+                ..good.clone()
+            },
+            "only http and https URLs are allowed".into(),
+        ),
+        (
+            AddClient {
+                url: "http://127.0.0.1:8080/".into(),
+                ..good.clone()
+            },
+            "is this server's own URL".into(),
+        ),
+        (
+            AddClient {
+                url: format!("{active_url}/"),
+                ..good.clone()
+            },
+            "already belongs to the active client `Nowhere`".into(),
+        ),
+        (
+            AddClient {
+                setup_secret: "not-a-secret".into(),
+                ..good.clone()
+            },
+            "--setup-secret is not a setup secret".into(),
+        ),
+        (
+            AddClient {
+                restrict_audience: Some("AUD-X".into()),
+                ..good.clone()
+            },
+            "--restrict-audience AUD-X: there is no audience with that idnumber".into(),
+        ),
+        (
+            AddClient {
+                audiences: vec!["AUD-Y".into()],
+                ..good.clone()
+            },
+            "--audience AUD-Y: there is no audience with that idnumber".into(),
+        ),
+        (
+            AddClient {
+                courses: vec!["C-1".into()],
+                ..good.clone()
+            },
+            "--course C-1: there is no course with that shortname".into(),
+        ),
+        (
+            AddClient {
+                position_frameworks: vec!["PF-1".into()],
+                ..good.clone()
+            },
+            "--position-framework PF-1: there is no position framework with that idnumber".into(),
+        ),
+        (
+            AddClient {
+                organisation_frameworks: vec!["OF-1".into()],
+                ..good.clone()
+            },
+            "--organisation-framework OF-1: there is no organisation framework with that idnumber"
+                .into(),
+        ),
+    ];
+    for (request, expected) in cases {
+        let refused = add_client(&host.state, &request, "hq")
+            .await
+            .expect_err("refused");
+        assert!(
+            refused.to_string().contains(&expected),
+            "expected {expected:?}, got {refused}"
+        );
+        assert_eq!(
+            host.store.connect_clients().await.expect("clients").len(),
+            1,
+            "{expected}: a row was written"
+        );
+    }
+}
