@@ -1233,24 +1233,17 @@ fn connect_add_client(
             return Ok(ExitCode::FAILURE);
         }
     };
+    let clients = [registered.client];
     match format {
         Format::Json => println!(
             "{}",
-            serde_json::json!({
-                "id": registered.id,
-                "name": registered.name,
-                "url": registered.url,
-                "client_idnumber": registered.client_idnumber,
-                "api_version": registered.api_version,
-            })
+            gatehouse::connect_server::cli::to_json(&clients)["clients"][0]
         ),
         Format::Human => {
-            println!(
-                "Registered client `{}` at {}",
-                registered.name, registered.url
+            print!(
+                "Registered:\n{}",
+                gatehouse::connect_server::cli::to_human(&clients)
             );
-            println!("Client idnumber: {}", registered.client_idnumber);
-            println!("API version: {}", registered.api_version);
         }
     }
     Ok(ExitCode::SUCCESS)

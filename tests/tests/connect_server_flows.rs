@@ -267,6 +267,9 @@ async fn registration_single_sign_on_restriction_cancel_and_logout() {
         serde_json::from_slice(&output.stdout).expect("JSON output");
     assert_eq!(registered["url"], pair.client.origin());
     assert_eq!(registered["api_version"], 2, "{registered}");
+    assert_eq!(registered["client_type"], "totaralms", "{registered}");
+    assert_eq!(registered["restrict_audience"], "AUD-1", "{registered}");
+    assert_eq!(registered["status"], "active", "{registered}");
     assert_eq!(pair.client_rows().await, 1);
 
     // The same secret a second time, for the client's other host name (so that the

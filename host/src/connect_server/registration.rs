@@ -10,7 +10,7 @@ use gatehouse_connect_wire::{
     sep::{CLIENT_SEP_SETUP_PATH, endpoint_url},
 };
 use gatehouse_store::{
-    AuditEvent, ConnectClientOptions, FrameworkKind, NewConnectClient, StoreError,
+    AuditEvent, ConnectClient, ConnectClientOptions, FrameworkKind, NewConnectClient, StoreError,
 };
 use thiserror::Error;
 
@@ -57,16 +57,11 @@ impl std::fmt::Debug for AddClient {
     }
 }
 
-/// A client registered and stored.
+/// A client registered and stored, as it is now (its API version and client type set by
+/// its `update_api_version` call-back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {
-    pub id: i64,
-    pub name: String,
-    pub url: String,
-    /// The client's idnumber (not a secret: the browser carries it).
-    pub client_idnumber: String,
-    /// The version the client chose (its `update_api_version` call-back stored it).
-    pub api_version: i64,
+    pub client: ConnectClient,
 }
 
 /// Why no client was registered. Every variant leaves no client row behind.
@@ -379,13 +374,7 @@ pub async fn add_client(
         Err(refused) => Err(refused),
     };
     let outcome = match registered {
-        Ok(Some(client)) => Ok(Registered {
-            id,
-            name: client.client_name,
-            url: client.client_url,
-            client_idnumber: client.client_idnumber,
-            api_version: client.api_version,
-        }),
+        Ok(Some(client)) => Ok(Registered { client }),
         Ok(None) => Err(AddClientError::Store(StoreError::NotFound(
             "the client row vanished during its registration".into(),
         ))),
@@ -411,7 +400,7 @@ async fn audit(
             "success",
             format!(
                 "client `{name}` ({url}) registered, API version {}",
-                registered.api_version
+                registered.client.api_version
             ),
         ),
         Err(error) => ("refused", format!("client `{name}` ({url}): {error}")),
