@@ -972,14 +972,18 @@ fn run_task(path: Option<PathBuf>, name: &str, idp: Option<&str>) -> anyhow::Res
     runtime.block_on(async {
         let (store, state) = command_state(&config, site).await?;
         let scheduler = Scheduler::new(state, TaskSettings::from_config(&config), "cli");
-        let on_terminal = std::io::stderr().is_terminal();
-        let started = std::time::Instant::now();
-        let progress = move |line: &str| {
-            if on_terminal {
-                eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+        let ticker = std::io::stderr()
+            .is_terminal()
+            .then(|| TerminalProgress::start(std::time::Instant::now()));
+        let progress = |line: &str| {
+            if let Some(ticker) = &ticker {
+                ticker.stage(line);
             }
         };
         let outcome = scheduler.run_now(name, idp, &progress).await;
+        if let Some(ticker) = ticker {
+            ticker.finish();
+        }
         store.close().await;
         match outcome {
             Ok(report) => {
@@ -1035,6 +1039,56 @@ fn connect_clients(path: Option<PathBuf>, format: Format) -> anyhow::Result<Exit
         Format::Human => print!("{}", gatehouse::connect_server::cli::to_human(&clients)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The progress of `gatehouse tasks run` on a terminal (stderr): each stage on its own line
+/// with the time since the start, and below it a spinner with the time the current stage
+/// has taken, redrawn every 100 ms until the run ends (a sync's plugin call or transaction
+/// can take a while).
+struct TerminalProgress {
+    started: std::time::Instant,
+    stage_started: std::sync::Arc<std::sync::Mutex<std::time::Instant>>,
+    ticking: tokio::task::JoinHandle<()>,
+}
+
+impl TerminalProgress {
+    const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
+
+    fn start(started: std::time::Instant) -> Self {
+        let stage_started = std::sync::Arc::new(std::sync::Mutex::new(started));
+        let shared = std::sync::Arc::clone(&stage_started);
+        let ticking = tokio::spawn(async move {
+            for turn in 0usize.. {
+                let since = shared.lock().map(|at| at.elapsed()).unwrap_or_default();
+                eprint!(
+                    "\r\x1b[2K {} {:.1}s",
+                    Self::SPINNER[turn % Self::SPINNER.len()],
+                    since.as_secs_f64()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+        Self {
+            started,
+            stage_started,
+            ticking,
+        }
+    }
+
+    fn stage(&self, line: &str) {
+        if let Ok(mut at) = self.stage_started.lock() {
+            *at = std::time::Instant::now();
+        }
+        eprintln!(
+            "\r\x1b[2K[{:>6.1}s] {line}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn finish(self) {
+        self.ticking.abort();
+        eprint!("\r\x1b[2K");
+    }
 }
 
 /// `gatehouse connect servers`: each Connect IdP, the server it is registered with (asked
