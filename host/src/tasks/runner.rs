@@ -522,6 +522,82 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_output_that_cannot_be_applied_whole_applies_nothing() {
+        let (scheduler, _hand) = scheduler("a").await;
+        let state = &scheduler.state;
+        let store = state.store();
+        let now = state.now();
+        let user = store
+            .create_user(
+                &gatehouse_store::NewUser {
+                    username: "ada".into(),
+                    branch: "root".into(),
+                    auth_source: "idp:hq".into(),
+                    ..Default::default()
+                },
+                &[],
+                now,
+            )
+            .await
+            .expect("user");
+        store
+            .create_session(&gatehouse_store::Session {
+                id_hash: "live".into(),
+                user_id: user,
+                domain: "root".into(),
+                idp_id: Some("hq".into()),
+                subject: Some("7".into()),
+                logout_state: Vec::new(),
+                csrf_token: "csrf".into(),
+                created_at: now,
+                expires_at: now + 3_600,
+            })
+            .await
+            .expect("session");
+        let end_ada = serde_json::json!([{"kind": "end_sessions", "subject": "7"}]);
+        let section = serde_json::json!({
+            "server_idnumber": "5f3b0c9a1e2d4f6a8b7c0d1e2f3a4b5c6d7e8f90",
+            "api_version": 2,
+            "options": {"remove_user": "delete", "sync_profile_fields": false},
+            "users": [],
+        });
+        let task = TaskId::plugin("users", "hq");
+        for (why, task, output) in [
+            (
+                "a malformed section",
+                &task,
+                serde_json::json!({"actions": end_ada, "directory": {"connect_users": {"users": 5}}}),
+            ),
+            (
+                "a section beside another",
+                &task,
+                serde_json::json!({"actions": end_ada, "directory": {"connect_users": section, "audiences": []}}),
+            ),
+            (
+                "an IdP that is not configured (or not Connect)",
+                &task,
+                serde_json::json!({"actions": end_ada, "directory": {"connect_users": section}}),
+            ),
+            (
+                "a host task",
+                &TaskId::host("cleanup"),
+                serde_json::json!({"directory": {"connect_users": section}}),
+            ),
+        ] {
+            let outcome = apply_task_output(state, task, &output, &quiet).await;
+            assert!(outcome.is_err(), "{why}: {outcome:?}");
+            assert!(
+                store.session("live", 0).await.unwrap().is_some(),
+                "{why}: the actions were not applied"
+            );
+            assert!(
+                store.user_by_username("ada").await.unwrap().is_some(),
+                "{why}: nothing written"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_held_lease_refuses_a_run_and_names_its_holder() {
         let (scheduler, _hand) = scheduler("a").await;
         let store = scheduler.state.store().clone();
