@@ -5,7 +5,8 @@
 //! expired secrets, an unreachable client); single sign-on from the client's
 //! `/sso/<idp>/start` through the server's `sso_request.php` and password login back to the
 //! client, the `tc_` account created; a restricted client refusing a non-member; cancel;
-//! logout at the server, and an IdP's sign-out at the server (an `end_sessions` action),
+//! logout at the client ending the server's session (`force_sso_logout`), logout at the
+//! server and an IdP's sign-out at the server (an `end_sessions` action),
 //! ending the client's session (`kill_sso_user`); and the keep-alive (§4.2) on the server's
 //! clock, with the server in process and the client served.
 
@@ -53,6 +54,7 @@ plugin = "connect"
 name = "Head office"
 behaviour = "button"
 username_attribute = "username"
+logout = { at_idp = true }
 
 [idp.provisioning]
 create_users = true
@@ -392,6 +394,31 @@ async fn registration_single_sign_on_restriction_cancel_and_logout() {
             .body
             .contains("totara_connect/invalidclientidnumber")
     );
+
+    // Logout at the client (force_sso_logout) ends that browser's server session, not the
+    // other browser's.
+    let second = WebClient::new();
+    let chain = sign_in_through_server(&pair, &second, "alice", "alice-password-1").await;
+    assert_eq!(
+        finish_result(&chain).as_deref(),
+        Some("success"),
+        "{chain:#?}"
+    );
+    assert_eq!(second.get(&pair.server.url("/me")).await.status, 200);
+    let home = second.get(&pair.client.url("/")).await;
+    let csrf = hidden_field(&home.body, "csrf").expect("the client's logout CSRF token");
+    let out = second
+        .post_form(&pair.client.url("/logout"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert_eq!(second.get(&pair.client.url("/me")).await.status, 401);
+    assert_eq!(
+        second.get(&pair.server.url("/me")).await.status,
+        401,
+        "the server session outlived the client's logout"
+    );
+    assert_eq!(alice_browser.get(&pair.server.url("/me")).await.status, 200);
+    assert_eq!(alice_browser.get(&pair.client.url("/me")).await.status, 200);
 
     // Logout at the server ends alice's session at the client (kill_sso_user).
     let home = alice_browser.get(&pair.server.url("/")).await;
