@@ -22,6 +22,19 @@ pub const SERVER_TASK: &str = "server";
 /// The daily task (Totara's `handshake_task` runs at 00:00).
 pub const HANDSHAKE_TASK: &str = "handshake";
 
+/// The largest response a Connect IdP's requests read unless its `[[idp]]
+/// http_max_response_bytes` says otherwise: `get_users` answers with every user the server
+/// shares in one reply (the protocol has no paging), about 1.1 KB each, so the host's 1 MiB
+/// would stop a sync at some 900 users; 64 MiB holds some 55,000, and a larger server needs
+/// the key.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
+
+/// The response size cap of an IdP of `protocol` that sets none, where it is not the
+/// host's `[host] http_max_response_bytes`.
+pub fn default_max_response_bytes(protocol: &str) -> Option<u32> {
+    (protocol == CONNECT_PROTOCOL).then_some(DEFAULT_MAX_RESPONSE_BYTES)
+}
+
 /// How often a Connect client task runs unless `plugins.toml` says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefaultSchedule {
@@ -301,6 +314,44 @@ mod tests {
             read_output("hq", r#"{"setup_secret":"x"}"#),
             Err(ConnectCliError::BadOutput { .. })
         ));
+    }
+
+    #[test]
+    fn connect_idps_have_their_own_defaults() {
+        assert_eq!(
+            default_schedule(CONNECT_PROTOCOL, HANDSHAKE_TASK),
+            Some(DefaultSchedule::Every(1440))
+        );
+        for task in [NEW_SERVER_TASK, SERVER_TASK] {
+            assert_eq!(
+                default_schedule(CONNECT_PROTOCOL, task),
+                Some(DefaultSchedule::OnDemand)
+            );
+        }
+        assert_eq!(default_schedule(CONNECT_PROTOCOL, "users"), None);
+        assert_eq!(default_schedule("saml", HANDSHAKE_TASK), None);
+        assert_eq!(
+            default_max_response_bytes(CONNECT_PROTOCOL),
+            Some(64 * 1024 * 1024)
+        );
+        assert_eq!(default_max_response_bytes("oidc"), None);
+    }
+
+    #[test]
+    fn the_server_tasks_output_is_read_strictly() {
+        let registered = read_server(
+            r#"{"summary":"x","server":{"name":"HQ","url":"https://hq.example.test","server_idnumber":"5f3b0c9a1e2d4f6a8b7c0d1e2f3a4b5c6d7e8f90","api_version":2,"registered_at":1767225600,"status":"active"}}"#,
+        )
+        .expect("reads")
+        .expect("registered");
+        assert_eq!(
+            (registered.name.as_str(), registered.api_version),
+            ("HQ", 2)
+        );
+        assert_eq!(read_server(r#"{"server":null}"#), Ok(None));
+        for bad in ["not json", "{}", r#"{"server":{"name":"HQ"}}"#] {
+            assert!(read_server(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -211,9 +211,11 @@ impl Site {
                     continue;
                 };
                 let placement = placement(config, &config.domains[index]);
-                match IdpInstance::build(plugin, &idp.id, &idp.settings, &placement)
-                    .map(|built| built.with_max_response_bytes(idp.http_max_response_bytes))
-                {
+                match IdpInstance::build(plugin, &idp.id, &idp.settings, &placement).map(|built| {
+                    let default =
+                        crate::connect::default_max_response_bytes(&built.plugin.protocol);
+                    built.with_max_response_bytes(idp.http_max_response_bytes.or(default))
+                }) {
                     Ok(instance) => {
                         diagnostics.extend(unknown_tasks(config, idp, &instance));
                         idps[index].push(Arc::new(SiteIdp {
