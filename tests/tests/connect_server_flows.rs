@@ -986,3 +986,31 @@ async fn add_client_refuses_bad_options_before_writing_anything() {
         );
     }
 }
+
+/// Regression: keep-alive extended the stored session, but the browser dropped the cookie at
+/// its Max-Age (the original lifetime), so the user looked signed out at the server anyway.
+/// On a Connect server the session cookie lasts the browser session; elsewhere it keeps its
+/// Max-Age.
+#[tokio::test]
+async fn a_connect_servers_session_cookie_outlives_the_session_lifetime_for_keep_alive() {
+    for (enabled, expect_max_age) in [("true", false), ("false", true)] {
+        let host =
+            gatehouse_tests::TestHost::start(&IN_PROCESS_SERVER.replace("{enabled}", enabled))
+                .await;
+        host.create_password_user("ada", "root", "ada-password-1", false)
+            .await;
+        let mut browser = host.browser("127.0.0.1");
+        let signed_in = browser.password_sign_in("ada", "ada-password-1").await;
+        assert_eq!(signed_in.status.as_u16(), 303, "{}", signed_in.body);
+        let session_cookie = signed_in
+            .set_cookies
+            .iter()
+            .find(|c| c.starts_with("gh_session="))
+            .expect("the session cookie");
+        assert_eq!(
+            session_cookie.contains("Max-Age="),
+            expect_max_age,
+            "connect_server enabled = {enabled}: {session_cookie}"
+        );
+    }
+}

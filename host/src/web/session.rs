@@ -94,12 +94,11 @@ pub async fn start(
         expires_at: now + seconds(lifetime),
     };
     state.store().create_session(&session).await?;
-    Ok(set_cookie(
-        SESSION_COOKIE,
-        &token,
-        Some(lifetime.as_secs()),
-        secure,
-    ))
+    // A Connect server keeps a session alive past its lifetime while a client still uses it
+    // (keep-alive): the browser must keep presenting the cookie for that, so there it lasts
+    // as long as the browser session and the stored expiry alone decides.
+    let max_age = (!crate::connect_server::server_enabled(state)).then(|| lifetime.as_secs());
+    Ok(set_cookie(SESSION_COOKIE, &token, max_age, secure))
 }
 
 /// The browser's CSRF token, and the cookie to set when it had none the host minted.
