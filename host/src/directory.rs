@@ -8,8 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_store::{
-    BatchSummary, DirectorySnapshot, ImportAudience, ImportDocument, ImportUser, PlanError, Store,
-    StoreError, WrittenBy, plan,
+    BatchSummary, DirectoryFramework, DirectorySnapshot, FrameworkKind, ImportAudience,
+    ImportCourse, ImportDocument, ImportFramework, ImportItem, ImportJob, ImportUser, PlanError,
+    Store, StoreError, WrittenBy, plan,
 };
 use serde_json::{Map, Value, json};
 
@@ -36,35 +37,10 @@ pub struct DirectoryFile {
     passwords: BTreeMap<usize, String>,
 }
 
-/// Sections of the file format that part 2 of Totara Connect brings.
-const LATER_SECTIONS: [(&str, &str); 3] = [
-    ("courses", "courses"),
-    ("position_frameworks", "position frameworks"),
-    ("organisation_frameworks", "organisation frameworks"),
-];
-
 fn refuse(path: impl Into<String>, message: impl Into<String>) -> PlanError {
     PlanError {
         path: path.into(),
         message: message.into(),
-    }
-}
-
-fn later(path: &str, what: &str) -> PlanError {
-    refuse(
-        path,
-        format!(
-            "importing {what} comes with Totara Connect part 2; remove the section to import the rest"
-        ),
-    )
-}
-
-/// A section that names something: present, not `null`, not an empty list.
-fn names_something(value: Option<&Value>) -> bool {
-    match value {
-        None | Some(Value::Null) => false,
-        Some(Value::Array(items)) => !items.is_empty(),
-        Some(_) => true,
     }
 }
 
@@ -121,6 +97,18 @@ const USER_KEYS: [&str; 11] = [
     "provenance",
 ];
 const AUDIENCE_KEYS: [&str; 4] = ["idnumber", "name", "description", "members"];
+const JOB_KEYS: [&str; 7] = [
+    "idnumber",
+    "fullname",
+    "shortname",
+    "position",
+    "organisation",
+    "startdate",
+    "enddate",
+];
+const COURSE_KEYS: [&str; 4] = ["shortname", "fullname", "summary", "enrolled"];
+const FRAMEWORK_KEYS: [&str; 3] = ["idnumber", "fullname", "items"];
+const ITEM_KEYS: [&str; 4] = ["idnumber", "fullname", "parent", "type"];
 const TOP_KEYS: [&str; 5] = [
     "users",
     "audiences",
@@ -133,9 +121,6 @@ fn read_user(value: &Value, index: usize) -> Result<(ImportUser, Option<String>)
     let path = format!("users[{index}]");
     let record = object(value, &path)?;
     only_keys(record, &USER_KEYS, &path)?;
-    if names_something(record.get("jobs")) {
-        return Err(later(&format!("{path}.jobs"), "job assignments"));
-    }
     let username = text(record, "username", &path)?
         .ok_or_else(|| refuse(format!("{path}.username"), "is required"))?;
     let mut fields = BTreeMap::new();
@@ -169,8 +154,62 @@ fn read_user(value: &Value, index: usize) -> Result<(ImportUser, Option<String>)
         suspended: flag(record, "suspended", &path)?,
         deleted: flag(record, "deleted", &path)?.unwrap_or(false),
         fields,
+        jobs: match record.get("jobs") {
+            None => None,
+            Some(jobs) => {
+                let jobs_path = format!("{path}.jobs");
+                let jobs = list(jobs, &jobs_path)?;
+                Some(
+                    jobs.iter()
+                        .enumerate()
+                        .map(|(j, job)| read_job(job, &format!("{jobs_path}[{j}]")))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+        },
     };
     Ok((user, password))
+}
+
+/// A list of usernames (an audience's members, a course's enrolled users).
+fn usernames(value: &Value, path: &str) -> Result<Vec<String>, PlanError> {
+    list(value, path)?
+        .iter()
+        .enumerate()
+        .map(|(m, member)| match member {
+            Value::String(name) => Ok(name.clone()),
+            _ => Err(refuse(format!("{path}[{m}]"), "must be a username")),
+        })
+        .collect()
+}
+
+/// A required key (a record's own key).
+fn key(record: &Map<String, Value>, key: &str, path: &str) -> Result<String, PlanError> {
+    text(record, key, path)?.ok_or_else(|| refuse(format!("{path}.{key}"), "is required"))
+}
+
+/// A string, or `null` read as `""` (an item's parent, a job's position: none).
+fn text_or_null(
+    record: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<String>, PlanError> {
+    match record.get(key) {
+        Some(Value::Null) => Ok(Some(String::new())),
+        _ => text(record, key, path),
+    }
+}
+
+fn integer(record: &Map<String, Value>, key: &str, path: &str) -> Result<Option<i64>, PlanError> {
+    match record.get(key) {
+        None => Ok(None),
+        Some(value) => value.as_i64().map(Some).ok_or_else(|| {
+            refuse(
+                format!("{path}.{key}"),
+                "must be a whole number (a Unix time)",
+            )
+        }),
+    }
 }
 
 fn read_audience(value: &Value, index: usize) -> Result<ImportAudience, PlanError> {
@@ -179,31 +218,77 @@ fn read_audience(value: &Value, index: usize) -> Result<ImportAudience, PlanErro
     only_keys(record, &AUDIENCE_KEYS, &path)?;
     let members = match record.get("members") {
         None => None,
-        Some(members) => {
-            let members_path = format!("{path}.members");
-            let mut names = Vec::new();
-            for (m, member) in list(members, &members_path)?.iter().enumerate() {
-                match member {
-                    Value::String(name) => names.push(name.clone()),
-                    _ => {
-                        return Err(refuse(format!("{members_path}[{m}]"), "must be a username"));
-                    }
-                }
-            }
-            Some(names)
-        }
+        Some(members) => Some(usernames(members, &format!("{path}.members"))?),
     };
     Ok(ImportAudience {
-        idnumber: text(record, "idnumber", &path)?
-            .ok_or_else(|| refuse(format!("{path}.idnumber"), "is required"))?,
+        idnumber: key(record, "idnumber", &path)?,
         name: text(record, "name", &path)?,
         description: text(record, "description", &path)?,
         members,
     })
 }
 
-/// Reads a directory file. Every key is optional; the sections part 2 brings are refused
-/// when they name anything (an empty list names nothing).
+fn read_course(value: &Value, index: usize) -> Result<ImportCourse, PlanError> {
+    let path = format!("courses[{index}]");
+    let record = object(value, &path)?;
+    only_keys(record, &COURSE_KEYS, &path)?;
+    let enrolled = match record.get("enrolled") {
+        None => None,
+        Some(enrolled) => Some(usernames(enrolled, &format!("{path}.enrolled"))?),
+    };
+    Ok(ImportCourse {
+        shortname: key(record, "shortname", &path)?,
+        fullname: text(record, "fullname", &path)?,
+        summary: text(record, "summary", &path)?,
+        enrolled,
+    })
+}
+
+fn read_framework(value: &Value, path: &str) -> Result<ImportFramework, PlanError> {
+    let record = object(value, path)?;
+    only_keys(record, &FRAMEWORK_KEYS, path)?;
+    let items = match record.get("items") {
+        None => None,
+        Some(items) => {
+            let items_path = format!("{path}.items");
+            let mut read = Vec::new();
+            for (i, item) in list(items, &items_path)?.iter().enumerate() {
+                let item_path = format!("{items_path}[{i}]");
+                let item = object(item, &item_path)?;
+                only_keys(item, &ITEM_KEYS, &item_path)?;
+                read.push(ImportItem {
+                    idnumber: key(item, "idnumber", &item_path)?,
+                    fullname: text(item, "fullname", &item_path)?,
+                    // Absent, null and "" are all the top of the tree.
+                    parent: text_or_null(item, "parent", &item_path)?.filter(|p| !p.is_empty()),
+                    type_idnumber: text(item, "type", &item_path)?,
+                });
+            }
+            Some(read)
+        }
+    };
+    Ok(ImportFramework {
+        idnumber: key(record, "idnumber", path)?,
+        fullname: text(record, "fullname", path)?,
+        items,
+    })
+}
+
+fn read_job(value: &Value, path: &str) -> Result<ImportJob, PlanError> {
+    let record = object(value, path)?;
+    only_keys(record, &JOB_KEYS, path)?;
+    Ok(ImportJob {
+        idnumber: key(record, "idnumber", path)?,
+        fullname: text(record, "fullname", path)?,
+        shortname: text(record, "shortname", path)?,
+        position: text_or_null(record, "position", path)?,
+        organisation: text_or_null(record, "organisation", path)?,
+        startdate: integer(record, "startdate", path)?,
+        enddate: integer(record, "enddate", path)?,
+    })
+}
+
+/// Reads a directory file. Every key is optional.
 pub fn parse_file(contents: &str) -> Result<DirectoryFile, PlanError> {
     let root: Value = serde_json::from_str(contents)
         .map_err(|e| refuse("the file", format!("is not JSON: {e}")))?;
@@ -213,11 +298,6 @@ pub fn parse_file(contents: &str) -> Result<DirectoryFile, PlanError> {
             key.clone(),
             format!("unknown section; the sections are {}", TOP_KEYS.join(", ")),
         ));
-    }
-    for (key, what) in LATER_SECTIONS {
-        if names_something(root.get(key)) {
-            return Err(later(key, what));
-        }
     }
     let mut file = DirectoryFile::default();
     if let Some(users) = root.get("users") {
@@ -232,6 +312,27 @@ pub fn parse_file(contents: &str) -> Result<DirectoryFile, PlanError> {
     if let Some(audiences) = root.get("audiences") {
         for (index, value) in list(audiences, "audiences")?.iter().enumerate() {
             file.document.audiences.push(read_audience(value, index)?);
+        }
+    }
+    if let Some(courses) = root.get("courses") {
+        for (index, value) in list(courses, "courses")?.iter().enumerate() {
+            file.document.courses.push(read_course(value, index)?);
+        }
+    }
+    for (section, frameworks) in [
+        (
+            "position_frameworks",
+            &mut file.document.position_frameworks,
+        ),
+        (
+            "organisation_frameworks",
+            &mut file.document.organisation_frameworks,
+        ),
+    ] {
+        if let Some(given) = root.get(section) {
+            for (index, value) in list(given, section)?.iter().enumerate() {
+                frameworks.push(read_framework(value, &format!("{section}[{index}]"))?);
+            }
         }
     }
     Ok(file)
@@ -290,14 +391,32 @@ pub async fn import(
         .await?)
 }
 
-/// The directory in the import format: users (username order) with their fields and the
-/// provenance of each value (never a password hash), audiences with their members.
-/// Importing it again changes nothing.
+/// The directory in the import format: users (username order) with their fields, the
+/// provenance of each value (never a password hash) and their job assignments; audiences
+/// with their members; courses with their enrolled users; position and organisation
+/// frameworks with their items, parents first. Importing it again changes nothing.
 pub fn export_json(snapshot: &DirectorySnapshot) -> Value {
     let users: Vec<Value> = snapshot
         .users
         .values()
         .map(|user| {
+            let jobs: Vec<Value> = snapshot
+                .jobs
+                .get(&user.username)
+                .into_iter()
+                .flat_map(|jobs| jobs.values())
+                .map(|job| {
+                    json!({
+                        "idnumber": job.idnumber,
+                        "fullname": job.fullname,
+                        "shortname": job.shortname,
+                        "position": job.position.as_deref().unwrap_or(""),
+                        "organisation": job.organisation.as_deref().unwrap_or(""),
+                        "startdate": job.startdate,
+                        "enddate": job.enddate,
+                    })
+                })
+                .collect();
             json!({
                 "username": user.username,
                 "email": user.email,
@@ -306,6 +425,7 @@ pub fn export_json(snapshot: &DirectorySnapshot) -> Value {
                 "idnumber": user.idnumber,
                 "suspended": user.suspended,
                 "fields": user.fields,
+                "jobs": jobs,
                 "provenance": user.provenance,
             })
         })
@@ -322,7 +442,63 @@ pub fn export_json(snapshot: &DirectorySnapshot) -> Value {
             })
         })
         .collect();
-    json!({ "users": users, "audiences": audiences })
+    let courses: Vec<Value> = snapshot
+        .courses
+        .values()
+        .map(|course| {
+            json!({
+                "shortname": course.shortname,
+                "fullname": course.fullname,
+                "summary": course.summary,
+                "enrolled": course.enrolled,
+            })
+        })
+        .collect();
+    json!({
+        "users": users,
+        "audiences": audiences,
+        "courses": courses,
+        "position_frameworks": export_frameworks(snapshot, FrameworkKind::Position),
+        "organisation_frameworks": export_frameworks(snapshot, FrameworkKind::Organisation),
+    })
+}
+
+fn export_frameworks(snapshot: &DirectorySnapshot, kind: FrameworkKind) -> Vec<Value> {
+    snapshot
+        .frameworks(kind)
+        .values()
+        .map(|framework| {
+            json!({
+                "idnumber": framework.idnumber,
+                "fullname": framework.fullname,
+                "items": items_parents_first(framework),
+            })
+        })
+        .collect()
+}
+
+/// A framework's items, each after its parent (breadth first from the top, by idnumber).
+fn items_parents_first(framework: &DirectoryFramework) -> Vec<Value> {
+    let mut out = Vec::with_capacity(framework.items.len());
+    let mut level: Vec<Option<&String>> = vec![None];
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for parent in level {
+            for item in framework.items.values() {
+                if item.parent.as_ref() == parent {
+                    out.push(json!({
+                        "idnumber": item.idnumber,
+                        "fullname": item.fullname,
+                        "parent": item.parent,
+                        "type": item.type_idnumber,
+                    }));
+                    next.push(Some(&item.idnumber));
+                }
+            }
+        }
+        level = next;
+    }
+    out
 }
 
 /// The one-line summary `gatehouse directory import` prints.
@@ -330,16 +506,63 @@ pub fn summary_line(summary: &BatchSummary) -> String {
     if *summary == BatchSummary::default() {
         return "nothing to change: the directory already says what the file says".to_owned();
     }
-    format!(
-        "users: {} created, {} updated, {} deleted; audiences: {} created, {} updated; members: {} added, {} removed",
-        summary.users_created,
-        summary.users_updated,
-        summary.users_deleted,
-        summary.audiences_created,
-        summary.audiences_updated,
-        summary.members_added,
-        summary.members_removed,
-    )
+    let mut parts = vec![
+        format!(
+            "users: {} created, {} updated, {} deleted",
+            summary.users_created, summary.users_updated, summary.users_deleted
+        ),
+        format!(
+            "audiences: {} created, {} updated",
+            summary.audiences_created, summary.audiences_updated
+        ),
+        format!(
+            "members: {} added, {} removed",
+            summary.members_added, summary.members_removed
+        ),
+    ];
+    let more = [
+        (
+            summary.courses_created + summary.courses_updated,
+            format!(
+                "courses: {} created, {} updated",
+                summary.courses_created, summary.courses_updated
+            ),
+        ),
+        (
+            summary.enrolments_added + summary.enrolments_removed,
+            format!(
+                "enrolments: {} added, {} removed",
+                summary.enrolments_added, summary.enrolments_removed
+            ),
+        ),
+        (
+            summary.frameworks_created + summary.frameworks_updated,
+            format!(
+                "frameworks: {} created, {} updated",
+                summary.frameworks_created, summary.frameworks_updated
+            ),
+        ),
+        (
+            summary.items_created + summary.items_updated + summary.items_deleted,
+            format!(
+                "items: {} created, {} updated, {} deleted",
+                summary.items_created, summary.items_updated, summary.items_deleted
+            ),
+        ),
+        (
+            summary.jobs_created + summary.jobs_updated + summary.jobs_deleted,
+            format!(
+                "jobs: {} created, {} updated, {} deleted",
+                summary.jobs_created, summary.jobs_updated, summary.jobs_deleted
+            ),
+        ),
+    ];
+    parts.extend(
+        more.into_iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(_, part)| part),
+    );
+    parts.join("; ")
 }
 
 #[cfg(test)]
@@ -351,22 +574,63 @@ mod tests {
     }
 
     #[test]
-    fn later_sections_are_refused_by_name() {
+    fn every_section_is_read() {
+        let file = parse_file(
+            r#"{"users": [{"username": "a", "jobs": [{"idnumber": "J1", "position": null, "organisation": "O1", "startdate": 5}]}],
+                "courses": [{"shortname": "C1", "enrolled": ["a"]}],
+                "position_frameworks": [{"idnumber": "PF", "items": [{"idnumber": "P1", "parent": null, "type": "T"}, {"idnumber": "P2", "parent": "P1"}]}],
+                "organisation_frameworks": [{"idnumber": "OF"}]}"#,
+        )
+        .expect("read");
+        let document = file.document;
+        let job = &document.users[0].jobs.as_ref().expect("jobs")[0];
         assert_eq!(
-            refused(r#"{"courses": [{"shortname": "C1"}]}"#),
-            "courses: importing courses comes with Totara Connect part 2; remove the section to import the rest"
+            (
+                job.position.as_deref(),
+                job.organisation.as_deref(),
+                job.startdate,
+                job.enddate
+            ),
+            (Some(""), Some("O1"), Some(5), None)
+        );
+        assert_eq!(document.courses[0].enrolled, Some(vec!["a".to_owned()]));
+        let items = document.position_frameworks[0]
+            .items
+            .as_ref()
+            .expect("items");
+        assert_eq!(items[0].parent, None);
+        assert_eq!(items[1].parent.as_deref(), Some("P1"));
+        assert_eq!(document.organisation_frameworks[0].items, None);
+    }
+
+    #[test]
+    fn shapes_of_the_new_sections_are_refused_by_index_and_key() {
+        assert_eq!(
+            refused(r#"{"courses": [{"shortname": "C1"}, {"fullname": "x"}]}"#),
+            "courses[1].shortname: is required"
         );
         assert_eq!(
-            refused(r#"{"position_frameworks": [{}]}"#),
-            "position_frameworks: importing position frameworks comes with Totara Connect part 2; remove the section to import the rest"
+            refused(r#"{"courses": [{"shortname": "C1", "enrolled": [3]}]}"#),
+            "courses[0].enrolled[0]: must be a username"
         );
         assert_eq!(
             refused(
-                r#"{"users": [{"username": "a"}, {"username": "b", "jobs": [{"idnumber": "J1"}]}]}"#
+                r#"{"position_frameworks": [{"idnumber": "PF", "items": [{"idnumber": "P", "parent": 1}]}]}"#
             ),
-            "users[1].jobs: importing job assignments comes with Totara Connect part 2; remove the section to import the rest"
+            "position_frameworks[0].items[0].parent: must be a string"
         );
-        assert!(parse_file(r#"{"courses": [], "users": [{"username": "a", "jobs": []}]}"#).is_ok());
+        assert_eq!(
+            refused(
+                r#"{"organisation_frameworks": [{"idnumber": "OF", "items": [{"idnumber": "O", "colour": "red"}]}]}"#
+            ),
+            "organisation_frameworks[0].items[0].colour: unknown key; the keys are idnumber, fullname, parent, type"
+        );
+        assert_eq!(
+            refused(
+                r#"{"users": [{"username": "a", "jobs": [{"idnumber": "J", "startdate": "today"}]}]}"#
+            ),
+            "users[0].jobs[0].startdate: must be a whole number (a Unix time)"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `gatehouse directory import|export` through the real binary: an import, its export, and
 //! that export imported into a fresh database giving the same directory back; a second
 //! import of the same file changing nothing; a bad record (named by index and key) or a
-//! part-2 section leaving nothing written.
+//! record in any section leaving nothing written; items of a framework moved and removed.
 
 use std::{path::Path, process::Command};
 
@@ -35,11 +35,19 @@ const DIRECTORY: &str = r#"{
   "users": [
     {"username": "alice", "email": "alice@example.com", "firstname": "Alice", "lastname": "Ng",
      "idnumber": "E100", "password": "correct horse", "suspended": false, "deleted": false,
-     "fields": {"department": "Sales"}, "jobs": []},
+     "fields": {"department": "Sales"},
+     "jobs": [{"idnumber": "J1", "fullname": "Sales rep", "shortname": "rep",
+               "position": "POS-2", "organisation": "ORG-1", "startdate": 1700000000, "enddate": 0}]},
     {"username": "bob", "email": "bob@example.com", "firstname": "Bob", "suspended": true}
   ],
   "audiences": [{"idnumber": "AUD-1", "name": "Sales", "description": "", "members": ["alice", "bob"]}],
-  "courses": []
+  "courses": [{"shortname": "C1", "fullname": "Onboarding", "summary": "", "enrolled": ["alice"]}],
+  "position_frameworks": [{"idnumber": "PF-1", "fullname": "Positions",
+                           "items": [{"idnumber": "POS-2", "fullname": "Rep", "parent": "POS-1", "type": "T1"},
+                                     {"idnumber": "POS-1", "fullname": "Head", "parent": null, "type": ""},
+                                     {"idnumber": "POS-3", "fullname": "Manager", "parent": null, "type": ""}]}],
+  "organisation_frameworks": [{"idnumber": "OF-1", "fullname": "Organisations",
+                               "items": [{"idnumber": "ORG-1", "fullname": "Sales", "parent": null, "type": ""}]}]
 }"#;
 
 /// A configuration in `dir` with its own SQLite database; its path.
@@ -88,6 +96,9 @@ fn import_export_round_trip_and_a_second_import_changes_nothing() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("users: 2 created"), "{stderr}");
     assert!(stderr.contains("members: 2 added"), "{stderr}");
+    assert!(stderr.contains("courses: 1 created"), "{stderr}");
+    assert!(stderr.contains("items: 4 created"), "{stderr}");
+    assert!(stderr.contains("jobs: 1 created"), "{stderr}");
 
     let exported = export(&config);
     let alice = &exported["users"][0];
@@ -104,6 +115,27 @@ fn import_export_round_trip_and_a_second_import_changes_nothing() {
         exported["audiences"][0]["members"],
         serde_json::json!(["alice", "bob"])
     );
+    assert_eq!(
+        exported["courses"],
+        serde_json::json!([{"shortname": "C1", "fullname": "Onboarding", "summary": "", "enrolled": ["alice"]}])
+    );
+    // Items parents first.
+    assert_eq!(
+        exported["position_frameworks"][0]["items"],
+        serde_json::json!([
+            {"idnumber": "POS-1", "fullname": "Head", "parent": null, "type": ""},
+            {"idnumber": "POS-3", "fullname": "Manager", "parent": null, "type": ""},
+            {"idnumber": "POS-2", "fullname": "Rep", "parent": "POS-1", "type": "T1"},
+        ])
+    );
+    assert_eq!(exported["organisation_frameworks"][0]["idnumber"], "OF-1");
+    assert_eq!(
+        alice["jobs"],
+        serde_json::json!([{"idnumber": "J1", "fullname": "Sales rep", "shortname": "rep",
+                            "position": "POS-2", "organisation": "ORG-1",
+                            "startdate": 1700000000, "enddate": 0}])
+    );
+    assert_eq!(exported["users"][1]["jobs"], serde_json::json!([]));
 
     // The same file again (its password included): nothing changes.
     let (code, stderr) = import(&config, &file);
@@ -158,8 +190,20 @@ fn a_bad_record_leaves_nothing_written() {
             "users[0].fields.shoe: the platform has no [[field]] named \"shoe\"",
         ),
         (
-            r#"{"users": [{"username": "alice"}], "courses": [{"shortname": "C1"}]}"#,
-            "courses: importing courses comes with Totara Connect part 2; remove the section to import the rest",
+            r#"{"users": [{"username": "alice"}], "courses": [{"shortname": "C0"}, {"shortname": "C1"}, {"shortname": "C2", "enrolled": ["zed"]}]}"#,
+            "courses[2].enrolled[0]: there is no user \"zed\"",
+        ),
+        (
+            r#"{"users": [{"username": "alice"}], "position_frameworks": [{"idnumber": "PF", "items": [{"idnumber": "P1"}, {"idnumber": "P2", "parent": "P1"}, {"idnumber": "P3"}, {"idnumber": "P4", "parent": "P9"}]}]}"#,
+            "position_frameworks[0].items[3].parent: \"P9\" is not an item of this framework's list",
+        ),
+        (
+            r#"{"users": [{"username": "alice"}], "organisation_frameworks": [{"idnumber": "OF", "items": [{"idnumber": "O1", "parent": "O2"}, {"idnumber": "O2", "parent": "O1"}]}]}"#,
+            "organisation_frameworks[0].items[0].parent: makes a cycle: O1 → O2 → O1",
+        ),
+        (
+            r#"{"users": [{"username": "alice", "jobs": [{"idnumber": "J1", "position": "POS-404"}]}], "position_frameworks": [{"idnumber": "PF", "items": [{"idnumber": "P1"}]}]}"#,
+            "users[0].jobs[0].position: there is no position \"POS-404\"",
         ),
     ];
     for (text, message) in cases {
@@ -167,8 +211,67 @@ fn a_bad_record_leaves_nothing_written() {
         let (code, stderr) = import(&config, &file);
         assert_eq!(code, Some(1), "{stderr}");
         assert!(stderr.contains(message), "{stderr}");
-        assert_eq!(export(&config)["users"], serde_json::json!([]), "{message}");
+        let exported = export(&config);
+        for section in [
+            "users",
+            "courses",
+            "position_frameworks",
+            "organisation_frameworks",
+        ] {
+            assert_eq!(
+                exported[section],
+                serde_json::json!([]),
+                "{message}: {section}"
+            );
+        }
     }
+}
+
+#[test]
+fn an_item_moved_and_an_item_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = configured(dir.path());
+    let file = dir.path().join("directory.json");
+    std::fs::write(&file, DIRECTORY).unwrap();
+    assert_eq!(import(&config, &file).0, Some(0));
+    // POS-2 moves under POS-3 and POS-1 goes: alice's job keeps POS-2.
+    let moved = r#"{"position_frameworks": [{"idnumber": "PF-1",
+        "items": [{"idnumber": "POS-3", "parent": null}, {"idnumber": "POS-2", "parent": "POS-3"}]}]}"#;
+    std::fs::write(&file, moved).unwrap();
+    let (code, stderr) = import(&config, &file);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("items: 0 created, 1 updated, 1 deleted"),
+        "{stderr}"
+    );
+    let exported = export(&config);
+    assert_eq!(
+        exported["position_frameworks"][0]["items"],
+        serde_json::json!([
+            {"idnumber": "POS-3", "fullname": "Manager", "parent": null, "type": ""},
+            {"idnumber": "POS-2", "fullname": "Rep", "parent": "POS-3", "type": "T1"},
+        ])
+    );
+    assert_eq!(exported["users"][0]["jobs"][0]["position"], "POS-2");
+    let (code, stderr) = import(&config, &file);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("nothing to change"), "{stderr}");
+
+    // Removing the item a job names leaves the job without a position.
+    let removed =
+        r#"{"position_frameworks": [{"idnumber": "PF-1", "items": [{"idnumber": "POS-3"}]}]}"#;
+    std::fs::write(&file, removed).unwrap();
+    let (code, stderr) = import(&config, &file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let exported = export(&config);
+    assert_eq!(
+        exported["position_frameworks"][0]["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(exported["users"][0]["jobs"][0]["position"], "");
+    assert_eq!(exported["users"][0]["jobs"][0]["organisation"], "ORG-1");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::Row;
 
 use crate::users::{ADMIN_PROVENANCE, CORE_FIELDS, RESERVED_FIELDS};
-use crate::{Store, StoreError, get_bool};
+use crate::{FrameworkKind, Store, StoreError, get_bool};
 
 // ---- State and documents --------------------------------------------------------------------
 
@@ -50,6 +50,49 @@ pub struct ConnectLink {
     pub server_user_id: i64,
 }
 
+/// A course. Shortnames are the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryCourse {
+    pub shortname: String,
+    pub fullname: String,
+    pub summary: String,
+    /// Usernames of the enrolled users.
+    pub enrolled: BTreeSet<String>,
+}
+
+/// An item of a position or organisation framework. Idnumbers are the key, unique per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryItem {
+    pub idnumber: String,
+    pub fullname: String,
+    /// The parent item's idnumber (in the same framework), `None` at the top.
+    pub parent: Option<String>,
+    /// The item's type, by the type's idnumber; `""` for none.
+    pub type_idnumber: String,
+}
+
+/// A position or organisation framework and its items (by idnumber).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryFramework {
+    pub idnumber: String,
+    pub fullname: String,
+    pub items: BTreeMap<String, DirectoryItem>,
+}
+
+/// A user's job assignment. Idnumbers are the key, per user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryJob {
+    pub idnumber: String,
+    pub fullname: String,
+    pub shortname: String,
+    /// The position item's idnumber, `None` for none (or when the item was deleted).
+    pub position: Option<String>,
+    /// The organisation item's idnumber, `None` for none.
+    pub organisation: Option<String>,
+    pub startdate: i64,
+    pub enddate: i64,
+}
+
 /// The directory as it is: every user and audience, by key, and the Connect links.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectorySnapshot {
@@ -57,6 +100,52 @@ pub struct DirectorySnapshot {
     pub audiences: BTreeMap<String, DirectoryAudience>,
     /// By username. A user has at most one; a server user is linked to at most one user.
     pub connect_links: BTreeMap<String, ConnectLink>,
+    pub courses: BTreeMap<String, DirectoryCourse>,
+    pub position_frameworks: BTreeMap<String, DirectoryFramework>,
+    pub organisation_frameworks: BTreeMap<String, DirectoryFramework>,
+    /// Job assignments by username, then by job idnumber (users without jobs are absent).
+    pub jobs: BTreeMap<String, BTreeMap<String, DirectoryJob>>,
+}
+
+/// The name `hierarchy_frameworks.kind` and `hierarchy_items.kind` give a kind.
+pub fn framework_kind_name(kind: FrameworkKind) -> &'static str {
+    match kind {
+        FrameworkKind::Position => "position",
+        FrameworkKind::Organisation => "organisation",
+    }
+}
+
+/// The file's section for a kind of framework.
+fn framework_section(kind: FrameworkKind) -> &'static str {
+    match kind {
+        FrameworkKind::Position => "position_frameworks",
+        FrameworkKind::Organisation => "organisation_frameworks",
+    }
+}
+
+impl DirectorySnapshot {
+    /// The frameworks of one kind.
+    pub fn frameworks(&self, kind: FrameworkKind) -> &BTreeMap<String, DirectoryFramework> {
+        match kind {
+            FrameworkKind::Position => &self.position_frameworks,
+            FrameworkKind::Organisation => &self.organisation_frameworks,
+        }
+    }
+
+    fn frameworks_mut(&mut self, kind: FrameworkKind) -> &mut BTreeMap<String, DirectoryFramework> {
+        match kind {
+            FrameworkKind::Position => &mut self.position_frameworks,
+            FrameworkKind::Organisation => &mut self.organisation_frameworks,
+        }
+    }
+
+    /// Which framework holds the item `idnumber` of this kind.
+    fn framework_of_item(&self, kind: FrameworkKind, idnumber: &str) -> Option<&str> {
+        self.frameworks(kind)
+            .values()
+            .find(|f| f.items.contains_key(idnumber))
+            .map(|f| f.idnumber.as_str())
+    }
 }
 
 /// One user record of an import. `None` leaves a value as it is.
@@ -75,6 +164,48 @@ pub struct ImportUser {
     pub deleted: bool,
     /// Field name → value to set, or `None` to unset.
     pub fields: BTreeMap<String, Option<String>>,
+    /// When present, the user's whole list of job assignments.
+    pub jobs: Option<Vec<ImportJob>>,
+}
+
+/// One job assignment of a user record. `None` leaves a value as it is; a position or
+/// organisation of `Some("")` is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportJob {
+    pub idnumber: String,
+    pub fullname: Option<String>,
+    pub shortname: Option<String>,
+    pub position: Option<String>,
+    pub organisation: Option<String>,
+    pub startdate: Option<i64>,
+    pub enddate: Option<i64>,
+}
+
+/// One course record. `enrolled`, when present, is the whole list of enrolled users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportCourse {
+    pub shortname: String,
+    pub fullname: Option<String>,
+    pub summary: Option<String>,
+    pub enrolled: Option<Vec<String>>,
+}
+
+/// One framework record. `items`, when present, is the framework's whole tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportFramework {
+    pub idnumber: String,
+    pub fullname: Option<String>,
+    pub items: Option<Vec<ImportItem>>,
+}
+
+/// One item of a framework record. `parent` `None` is the top of the tree; `type_idnumber`
+/// `None` leaves the type as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportItem {
+    pub idnumber: String,
+    pub fullname: Option<String>,
+    pub parent: Option<String>,
+    pub type_idnumber: Option<String>,
 }
 
 /// One audience record of an import. `members`, when present, is the whole membership.
@@ -91,6 +222,19 @@ pub struct ImportAudience {
 pub struct ImportDocument {
     pub users: Vec<ImportUser>,
     pub audiences: Vec<ImportAudience>,
+    pub courses: Vec<ImportCourse>,
+    pub position_frameworks: Vec<ImportFramework>,
+    pub organisation_frameworks: Vec<ImportFramework>,
+}
+
+impl ImportDocument {
+    /// The frameworks of one kind.
+    pub fn frameworks(&self, kind: FrameworkKind) -> &[ImportFramework] {
+        match kind {
+            FrameworkKind::Position => &self.position_frameworks,
+            FrameworkKind::Organisation => &self.organisation_frameworks,
+        }
+    }
 }
 
 // ---- Changes --------------------------------------------------------------------------------
@@ -211,6 +355,64 @@ pub enum Change {
     UnlinkConnectUser {
         username: String,
     },
+    /// Creates a course (and links it to the Connect clients that add new courses).
+    CreateCourse {
+        shortname: String,
+        fullname: String,
+        summary: String,
+    },
+    UpdateCourse {
+        shortname: String,
+        fullname: String,
+        summary: String,
+    },
+    Enrol {
+        course: String,
+        username: String,
+    },
+    Unenrol {
+        course: String,
+        username: String,
+    },
+    CreateFramework {
+        kind: FrameworkKind,
+        idnumber: String,
+        fullname: String,
+    },
+    UpdateFramework {
+        kind: FrameworkKind,
+        idnumber: String,
+        fullname: String,
+    },
+    /// Creates an item in `framework`; its parent, if any, is already there.
+    CreateItem {
+        kind: FrameworkKind,
+        framework: String,
+        item: DirectoryItem,
+    },
+    /// Sets an item's name, parent and type (it stays in its framework).
+    UpdateItem {
+        kind: FrameworkKind,
+        item: DirectoryItem,
+    },
+    /// Deletes an item; its children are gone or moved by then. Jobs naming it keep no
+    /// position (or organisation).
+    DeleteItem {
+        kind: FrameworkKind,
+        idnumber: String,
+    },
+    CreateJob {
+        username: String,
+        job: DirectoryJob,
+    },
+    UpdateJob {
+        username: String,
+        job: DirectoryJob,
+    },
+    DeleteJob {
+        username: String,
+        idnumber: String,
+    },
 }
 
 /// The changes one import or sync makes, applied together or not at all.
@@ -233,6 +435,18 @@ pub struct BatchSummary {
     pub members_removed: usize,
     pub connect_links_added: usize,
     pub connect_links_removed: usize,
+    pub courses_created: usize,
+    pub courses_updated: usize,
+    pub enrolments_added: usize,
+    pub enrolments_removed: usize,
+    pub frameworks_created: usize,
+    pub frameworks_updated: usize,
+    pub items_created: usize,
+    pub items_updated: usize,
+    pub items_deleted: usize,
+    pub jobs_created: usize,
+    pub jobs_updated: usize,
+    pub jobs_deleted: usize,
 }
 
 impl Batch {
@@ -262,6 +476,18 @@ impl Batch {
                 Change::RemoveMember { .. } => summary.members_removed += 1,
                 Change::LinkConnectUser { .. } => summary.connect_links_added += 1,
                 Change::UnlinkConnectUser { .. } => summary.connect_links_removed += 1,
+                Change::CreateCourse { .. } => summary.courses_created += 1,
+                Change::UpdateCourse { .. } => summary.courses_updated += 1,
+                Change::Enrol { .. } => summary.enrolments_added += 1,
+                Change::Unenrol { .. } => summary.enrolments_removed += 1,
+                Change::CreateFramework { .. } => summary.frameworks_created += 1,
+                Change::UpdateFramework { .. } => summary.frameworks_updated += 1,
+                Change::CreateItem { .. } => summary.items_created += 1,
+                Change::UpdateItem { .. } => summary.items_updated += 1,
+                Change::DeleteItem { .. } => summary.items_deleted += 1,
+                Change::CreateJob { .. } => summary.jobs_created += 1,
+                Change::UpdateJob { .. } => summary.jobs_updated += 1,
+                Change::DeleteJob { .. } => summary.jobs_deleted += 1,
             }
         }
         summary.users_updated = updated.len();
@@ -478,21 +704,9 @@ pub fn plan(
                 check_text(&at(key), value)?;
             }
         }
-        let wanted: Option<BTreeSet<&str>> = match &audience.members {
+        let wanted = match &audience.members {
             None => None,
-            Some(members) => {
-                let mut set = BTreeSet::new();
-                for (m, username) in members.iter().enumerate() {
-                    if !exists.contains(username.as_str()) {
-                        return Err(refuse(
-                            at(&format!("members[{m}]")),
-                            format!("there is no user {username:?} (or the file deletes it)"),
-                        ));
-                    }
-                    set.insert(username.as_str());
-                }
-                Some(set)
-            }
+            Some(members) => Some(named_users(&at("members"), members, &exists)?),
         };
         let existing = current.audiences.get(&audience.idnumber);
         let had: BTreeSet<&str> = existing
@@ -520,24 +734,404 @@ pub fn plan(
             }
         }
         if let Some(wanted) = wanted {
-            for username in wanted.difference(&had) {
-                changes.push(Change::AddMember {
-                    audience: audience.idnumber.clone(),
-                    username: (*username).to_owned(),
-                });
+            membership_changes(&had, &wanted, &exists, &mut changes, |username, add| {
+                let (audience, username) = (audience.idnumber.clone(), username.to_owned());
+                if add {
+                    Change::AddMember { audience, username }
+                } else {
+                    Change::RemoveMember { audience, username }
+                }
+            });
+        }
+    }
+    plan_courses(current, document, &exists, &mut changes)?;
+    let positions = plan_frameworks(current, document, FrameworkKind::Position, &mut changes)?;
+    let organisations =
+        plan_frameworks(current, document, FrameworkKind::Organisation, &mut changes)?;
+    plan_jobs(
+        current,
+        document,
+        [&positions, &organisations],
+        &mut changes,
+    )?;
+    Ok(Batch { changes })
+}
+
+/// A list of usernames that must all exist once the users section is applied, as a set.
+fn named_users<'a>(
+    path: &str,
+    names: &'a [String],
+    exists: &BTreeSet<&str>,
+) -> Result<BTreeSet<&'a str>, PlanError> {
+    let mut set = BTreeSet::new();
+    for (index, username) in names.iter().enumerate() {
+        if !exists.contains(username.as_str()) {
+            return Err(refuse(
+                format!("{path}[{index}]"),
+                format!("there is no user {username:?} (or the file deletes it)"),
+            ));
+        }
+        set.insert(username.as_str());
+    }
+    Ok(set)
+}
+
+/// The additions and removals that make a membership list `wanted`; a member the users
+/// section deletes leaves with its account, so no removal is planned for it.
+fn membership_changes(
+    had: &BTreeSet<&str>,
+    wanted: &BTreeSet<&str>,
+    exists: &BTreeSet<&str>,
+    changes: &mut Vec<Change>,
+    change: impl Fn(&str, bool) -> Change,
+) {
+    for username in wanted.difference(had) {
+        changes.push(change(username, true));
+    }
+    for username in had.difference(wanted) {
+        if exists.contains(username) {
+            changes.push(change(username, false));
+        }
+    }
+}
+
+/// Records that `key` is named at `index` of `section`, refusing a second naming.
+fn named_once<'a>(
+    seen: &mut BTreeMap<&'a str, String>,
+    key: &'a str,
+    here: String,
+    path: String,
+) -> Result<(), PlanError> {
+    if let Some(first) = seen.get(key) {
+        return Err(refuse(path, format!("{key:?} is already named by {first}")));
+    }
+    seen.insert(key, here);
+    Ok(())
+}
+
+fn plan_courses(
+    current: &DirectorySnapshot,
+    document: &ImportDocument,
+    exists: &BTreeSet<&str>,
+    changes: &mut Vec<Change>,
+) -> Result<(), PlanError> {
+    let mut seen = BTreeMap::new();
+    for (index, course) in document.courses.iter().enumerate() {
+        let at = |key: &str| format!("courses[{index}].{key}");
+        check_identifier(&at("shortname"), &course.shortname, false)?;
+        named_once(
+            &mut seen,
+            &course.shortname,
+            format!("courses[{index}]"),
+            at("shortname"),
+        )?;
+        for (key, value) in [("fullname", &course.fullname), ("summary", &course.summary)] {
+            if let Some(value) = value {
+                check_text(&at(key), value)?;
             }
-            for username in had.difference(&wanted) {
-                // A member the users section deletes leaves with its account.
-                if exists.contains(username) {
-                    changes.push(Change::RemoveMember {
-                        audience: audience.idnumber.clone(),
-                        username: (*username).to_owned(),
+        }
+        let wanted = match &course.enrolled {
+            None => None,
+            Some(enrolled) => Some(named_users(&at("enrolled"), enrolled, exists)?),
+        };
+        let existing = current.courses.get(&course.shortname);
+        match existing {
+            None => changes.push(Change::CreateCourse {
+                shortname: course.shortname.clone(),
+                fullname: course.fullname.clone().unwrap_or_default(),
+                summary: course.summary.clone().unwrap_or_default(),
+            }),
+            Some(existing) => {
+                let fullname = course.fullname.as_ref().unwrap_or(&existing.fullname);
+                let summary = course.summary.as_ref().unwrap_or(&existing.summary);
+                if *fullname != existing.fullname || *summary != existing.summary {
+                    changes.push(Change::UpdateCourse {
+                        shortname: course.shortname.clone(),
+                        fullname: fullname.clone(),
+                        summary: summary.clone(),
                     });
                 }
             }
         }
+        if let Some(wanted) = wanted {
+            let had: BTreeSet<&str> = existing
+                .map(|c| c.enrolled.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            membership_changes(&had, &wanted, exists, changes, |username, add| {
+                let (course, username) = (course.shortname.clone(), username.to_owned());
+                if add {
+                    Change::Enrol { course, username }
+                } else {
+                    Change::Unenrol { course, username }
+                }
+            });
+        }
     }
-    Ok(Batch { changes })
+    Ok(())
+}
+
+/// Plans the frameworks of one kind and their item trees; returns the idnumbers of the items
+/// of that kind once the batch is applied (what job assignments may name).
+fn plan_frameworks(
+    current: &DirectorySnapshot,
+    document: &ImportDocument,
+    kind: FrameworkKind,
+    changes: &mut Vec<Change>,
+) -> Result<BTreeSet<String>, PlanError> {
+    let section = framework_section(kind);
+    let stored = current.frameworks(kind);
+    let mut after: BTreeSet<String> = stored
+        .values()
+        .flat_map(|f| f.items.keys().cloned())
+        .collect();
+    let mut seen_frameworks = BTreeMap::new();
+    let mut seen_items = BTreeMap::new();
+    for (index, framework) in document.frameworks(kind).iter().enumerate() {
+        let here = format!("{section}[{index}]");
+        let at = |key: &str| format!("{here}.{key}");
+        check_identifier(&at("idnumber"), &framework.idnumber, false)?;
+        named_once(
+            &mut seen_frameworks,
+            &framework.idnumber,
+            here.clone(),
+            at("idnumber"),
+        )?;
+        if let Some(fullname) = &framework.fullname {
+            check_text(&at("fullname"), fullname)?;
+        }
+        let existing = stored.get(&framework.idnumber);
+        match existing {
+            None => changes.push(Change::CreateFramework {
+                kind,
+                idnumber: framework.idnumber.clone(),
+                fullname: framework.fullname.clone().unwrap_or_default(),
+            }),
+            Some(existing) => {
+                if let Some(fullname) = &framework.fullname
+                    && *fullname != existing.fullname
+                {
+                    changes.push(Change::UpdateFramework {
+                        kind,
+                        idnumber: framework.idnumber.clone(),
+                        fullname: fullname.clone(),
+                    });
+                }
+            }
+        }
+        let Some(items) = &framework.items else {
+            continue;
+        };
+        let item_at = |i: usize, key: &str| format!("{here}.items[{i}].{key}");
+        let mut named: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            check_identifier(&item_at(i, "idnumber"), &item.idnumber, false)?;
+            named_once(
+                &mut seen_items,
+                &item.idnumber,
+                format!("{here}.items[{i}]"),
+                item_at(i, "idnumber"),
+            )?;
+            named.insert(&item.idnumber, i);
+            if let Some(fullname) = &item.fullname {
+                check_text(&item_at(i, "fullname"), fullname)?;
+            }
+            if let Some(type_idnumber) = &item.type_idnumber {
+                check_identifier(&item_at(i, "type"), type_idnumber, true)?;
+            }
+            if let Some(other) = current.framework_of_item(kind, &item.idnumber)
+                && other != framework.idnumber
+            {
+                return Err(refuse(
+                    item_at(i, "idnumber"),
+                    format!(
+                        "{:?} is an item of framework {other:?}; items do not move between frameworks",
+                        item.idnumber
+                    ),
+                ));
+            }
+        }
+        // Each item's depth in the new tree (parents first), refusing unknown parents and
+        // cycles.
+        let mut order = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let mut chain = vec![item.idnumber.as_str()];
+            let mut at_item = item;
+            while let Some(parent) = &at_item.parent {
+                let Some(&p) = named.get(parent.as_str()) else {
+                    return Err(refuse(
+                        item_at(i, "parent"),
+                        format!(
+                            "{parent:?} is not an item of this framework's list (the list is the framework's whole tree)"
+                        ),
+                    ));
+                };
+                if chain.contains(&parent.as_str()) {
+                    chain.push(parent);
+                    return Err(refuse(
+                        item_at(i, "parent"),
+                        format!("makes a cycle: {}", chain.join(" → ")),
+                    ));
+                }
+                chain.push(parent);
+                at_item = &items[p];
+            }
+            order.push((chain.len(), i));
+        }
+        order.sort();
+        let stored_items = existing.map(|f| &f.items);
+        for (_, i) in order {
+            let item = &items[i];
+            match stored_items.and_then(|s| s.get(&item.idnumber)) {
+                None => changes.push(Change::CreateItem {
+                    kind,
+                    framework: framework.idnumber.clone(),
+                    item: DirectoryItem {
+                        idnumber: item.idnumber.clone(),
+                        fullname: item.fullname.clone().unwrap_or_default(),
+                        parent: item.parent.clone(),
+                        type_idnumber: item.type_idnumber.clone().unwrap_or_default(),
+                    },
+                }),
+                Some(had) => {
+                    let wanted = DirectoryItem {
+                        idnumber: item.idnumber.clone(),
+                        fullname: item.fullname.clone().unwrap_or(had.fullname.clone()),
+                        parent: item.parent.clone(),
+                        type_idnumber: item
+                            .type_idnumber
+                            .clone()
+                            .unwrap_or(had.type_idnumber.clone()),
+                    };
+                    if wanted != *had {
+                        changes.push(Change::UpdateItem { kind, item: wanted });
+                    }
+                }
+            }
+            after.insert(item.idnumber.clone());
+        }
+        // Stored items the list does not name: deleted after the moves, children first.
+        if let Some(stored_items) = stored_items {
+            let mut gone: Vec<(usize, &str)> = stored_items
+                .keys()
+                .filter(|id| !named.contains_key(id.as_str()))
+                .map(|id| (stored_depth(stored_items, id), id.as_str()))
+                .collect();
+            gone.sort_by(|a, b| b.cmp(a));
+            for (_, idnumber) in gone {
+                after.remove(idnumber);
+                changes.push(Change::DeleteItem {
+                    kind,
+                    idnumber: idnumber.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(after)
+}
+
+/// An item's depth in a stored tree (which has no cycles; the bound is a guard).
+fn stored_depth(items: &BTreeMap<String, DirectoryItem>, idnumber: &str) -> usize {
+    let mut depth = 0;
+    let mut at = items.get(idnumber);
+    while let Some(parent) = at.and_then(|item| item.parent.as_ref()) {
+        depth += 1;
+        if depth > items.len() {
+            break;
+        }
+        at = items.get(parent);
+    }
+    depth
+}
+
+/// Plans each named user's job assignments (a given list is the user's whole list), after
+/// the frameworks: `items` are the position and organisation idnumbers once they are applied.
+fn plan_jobs(
+    current: &DirectorySnapshot,
+    document: &ImportDocument,
+    items: [&BTreeSet<String>; 2],
+    changes: &mut Vec<Change>,
+) -> Result<(), PlanError> {
+    let [positions, organisations] = items;
+    for (index, user) in document.users.iter().enumerate() {
+        let Some(jobs) = &user.jobs else { continue };
+        if user.deleted {
+            continue;
+        }
+        let stored = current.jobs.get(&user.username);
+        let mut seen = BTreeMap::new();
+        for (j, job) in jobs.iter().enumerate() {
+            let here = format!("users[{index}].jobs[{j}]");
+            let at = |key: &str| format!("{here}.{key}");
+            check_identifier(&at("idnumber"), &job.idnumber, false)?;
+            named_once(&mut seen, &job.idnumber, here.clone(), at("idnumber"))?;
+            for (key, value) in [("fullname", &job.fullname), ("shortname", &job.shortname)] {
+                if let Some(value) = value {
+                    check_text(&at(key), value)?;
+                }
+            }
+            for (key, value, known) in [
+                ("position", &job.position, positions),
+                ("organisation", &job.organisation, organisations),
+            ] {
+                if let Some(value) = value
+                    && !value.is_empty()
+                    && !known.contains(value)
+                {
+                    return Err(refuse(
+                        at(key),
+                        format!("there is no {key} {value:?} (or the file removes it)"),
+                    ));
+                }
+            }
+            // As the stored job will be once the items the file removes are gone.
+            let had = stored
+                .and_then(|s| s.get(&job.idnumber))
+                .map(|had| DirectoryJob {
+                    position: had.position.clone().filter(|p| positions.contains(p)),
+                    organisation: had
+                        .organisation
+                        .clone()
+                        .filter(|o| organisations.contains(o)),
+                    ..had.clone()
+                });
+            let base = had.clone().unwrap_or_default();
+            let item = |given: &Option<String>, kept: Option<String>| match given {
+                None => kept,
+                Some(value) if value.is_empty() => None,
+                Some(value) => Some(value.clone()),
+            };
+            let wanted = DirectoryJob {
+                idnumber: job.idnumber.clone(),
+                fullname: job.fullname.clone().unwrap_or(base.fullname),
+                shortname: job.shortname.clone().unwrap_or(base.shortname),
+                position: item(&job.position, base.position),
+                organisation: item(&job.organisation, base.organisation),
+                startdate: job.startdate.unwrap_or(base.startdate),
+                enddate: job.enddate.unwrap_or(base.enddate),
+            };
+            let username = user.username.clone();
+            match had {
+                None => changes.push(Change::CreateJob {
+                    username,
+                    job: wanted,
+                }),
+                Some(had) if had != wanted => changes.push(Change::UpdateJob {
+                    username,
+                    job: wanted,
+                }),
+                Some(_) => {}
+            }
+        }
+        for idnumber in stored.into_iter().flat_map(|s| s.keys()) {
+            if !seen.contains_key(idnumber.as_str()) {
+                changes.push(Change::DeleteJob {
+                    username: user.username.clone(),
+                    idnumber: idnumber.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl DirectorySnapshot {
@@ -588,8 +1182,12 @@ impl DirectorySnapshot {
                 Change::DeleteUser { username } => {
                     self.users.remove(username);
                     self.connect_links.remove(username);
+                    self.jobs.remove(username);
                     for audience in self.audiences.values_mut() {
                         audience.members.remove(username);
+                    }
+                    for course in self.courses.values_mut() {
+                        course.enrolled.remove(username);
                     }
                 }
                 Change::CreateAudience {
@@ -632,6 +1230,125 @@ impl DirectorySnapshot {
                 Change::UnlinkConnectUser { username } => {
                     self.connect_links.remove(username);
                 }
+                Change::CreateCourse {
+                    shortname,
+                    fullname,
+                    summary,
+                }
+                | Change::UpdateCourse {
+                    shortname,
+                    fullname,
+                    summary,
+                } => {
+                    let course =
+                        self.courses
+                            .entry(shortname.clone())
+                            .or_insert_with(|| DirectoryCourse {
+                                shortname: shortname.clone(),
+                                ..DirectoryCourse::default()
+                            });
+                    course.fullname = fullname.clone();
+                    course.summary = summary.clone();
+                }
+                Change::Enrol { course, username } => {
+                    if let Some(course) = self.courses.get_mut(course) {
+                        course.enrolled.insert(username.clone());
+                    }
+                }
+                Change::Unenrol { course, username } => {
+                    if let Some(course) = self.courses.get_mut(course) {
+                        course.enrolled.remove(username);
+                    }
+                }
+                Change::CreateFramework {
+                    kind,
+                    idnumber,
+                    fullname,
+                }
+                | Change::UpdateFramework {
+                    kind,
+                    idnumber,
+                    fullname,
+                } => {
+                    let framework = self
+                        .frameworks_mut(*kind)
+                        .entry(idnumber.clone())
+                        .or_insert_with(|| DirectoryFramework {
+                            idnumber: idnumber.clone(),
+                            ..DirectoryFramework::default()
+                        });
+                    framework.fullname = fullname.clone();
+                }
+                Change::CreateItem {
+                    kind,
+                    framework,
+                    item,
+                } => {
+                    if let Some(framework) = self.frameworks_mut(*kind).get_mut(framework) {
+                        framework.items.insert(item.idnumber.clone(), item.clone());
+                    }
+                }
+                Change::UpdateItem { kind, item } => {
+                    for framework in self.frameworks_mut(*kind).values_mut() {
+                        if let Some(stored) = framework.items.get_mut(&item.idnumber) {
+                            *stored = item.clone();
+                        }
+                    }
+                }
+                Change::DeleteItem { kind, idnumber } => self.delete_item(*kind, idnumber),
+                Change::CreateJob { username, job } | Change::UpdateJob { username, job } => {
+                    if self.users.contains_key(username) {
+                        self.jobs
+                            .entry(username.clone())
+                            .or_default()
+                            .insert(job.idnumber.clone(), job.clone());
+                    }
+                }
+                Change::DeleteJob { username, idnumber } => {
+                    if let Some(jobs) = self.jobs.get_mut(username) {
+                        jobs.remove(idnumber);
+                        if jobs.is_empty() {
+                            self.jobs.remove(username);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl DirectorySnapshot {
+    /// Deletes an item as the tables do: its descendants with it (ON DELETE CASCADE), and
+    /// jobs naming any of them keep no position or organisation (ON DELETE SET NULL).
+    fn delete_item(&mut self, kind: FrameworkKind, idnumber: &str) {
+        let mut gone = BTreeSet::from([idnumber.to_owned()]);
+        for framework in self.frameworks_mut(kind).values_mut() {
+            if framework.items.remove(idnumber).is_none() {
+                continue;
+            }
+            loop {
+                let orphans: Vec<String> = framework
+                    .items
+                    .values()
+                    .filter(|item| item.parent.as_ref().is_some_and(|p| gone.contains(p)))
+                    .map(|item| item.idnumber.clone())
+                    .collect();
+                if orphans.is_empty() {
+                    break;
+                }
+                for orphan in orphans {
+                    framework.items.remove(&orphan);
+                    gone.insert(orphan);
+                }
+            }
+        }
+        for job in self.jobs.values_mut().flat_map(|jobs| jobs.values_mut()) {
+            let slot = match kind {
+                FrameworkKind::Position => &mut job.position,
+                FrameworkKind::Organisation => &mut job.organisation,
+            };
+            if slot.as_ref().is_some_and(|id| gone.contains(id)) {
+                *slot = None;
             }
         }
     }
@@ -785,6 +1502,9 @@ impl Store {
                 );
             }
         }
+        read_courses(&mut tx, &by_id, &mut snapshot).await?;
+        let items = read_hierarchies(&mut tx, &mut snapshot).await?;
+        read_jobs(&mut tx, &by_id, &items, &mut snapshot).await?;
         tx.commit().await?;
         Ok(snapshot)
     }
@@ -810,6 +1530,135 @@ impl Store {
         }
         tx.commit().await?;
         Ok(batch.summary())
+    }
+}
+
+async fn read_courses(
+    tx: &mut Tx<'_>,
+    users: &BTreeMap<i64, String>,
+    snapshot: &mut DirectorySnapshot,
+) -> Result<(), StoreError> {
+    let mut by_id: BTreeMap<i64, String> = BTreeMap::new();
+    for row in sqlx::query("SELECT id, shortname, fullname, summary FROM courses")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let course = DirectoryCourse {
+            shortname: row.try_get("shortname")?,
+            fullname: row.try_get("fullname")?,
+            summary: row.try_get("summary")?,
+            enrolled: BTreeSet::new(),
+        };
+        by_id.insert(row.try_get("id")?, course.shortname.clone());
+        snapshot.courses.insert(course.shortname.clone(), course);
+    }
+    for row in sqlx::query("SELECT course_id, user_id FROM course_enrolments")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let course: i64 = row.try_get("course_id")?;
+        let user: i64 = row.try_get("user_id")?;
+        if let (Some(shortname), Some(username)) = (by_id.get(&course), users.get(&user))
+            && let Some(course) = snapshot.courses.get_mut(shortname)
+        {
+            course.enrolled.insert(username.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Reads the frameworks and their items; returns each item's idnumber by row id.
+async fn read_hierarchies(
+    tx: &mut Tx<'_>,
+    snapshot: &mut DirectorySnapshot,
+) -> Result<BTreeMap<i64, String>, StoreError> {
+    let mut frameworks: BTreeMap<i64, (FrameworkKind, String)> = BTreeMap::new();
+    for row in sqlx::query("SELECT id, kind, idnumber, fullname FROM hierarchy_frameworks")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let kind = kind_of(&row.try_get::<String, _>("kind")?)?;
+        let framework = DirectoryFramework {
+            idnumber: row.try_get("idnumber")?,
+            fullname: row.try_get("fullname")?,
+            items: BTreeMap::new(),
+        };
+        frameworks.insert(row.try_get("id")?, (kind, framework.idnumber.clone()));
+        snapshot
+            .frameworks_mut(kind)
+            .insert(framework.idnumber.clone(), framework);
+    }
+    let rows = sqlx::query(
+        "SELECT id, framework_id, parent_id, idnumber, fullname, type_idnumber          FROM hierarchy_items",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut items: BTreeMap<i64, String> = BTreeMap::new();
+    for row in &rows {
+        items.insert(row.try_get("id")?, row.try_get("idnumber")?);
+    }
+    for row in &rows {
+        let framework: i64 = row.try_get("framework_id")?;
+        let parent: Option<i64> = row.try_get("parent_id")?;
+        let item = DirectoryItem {
+            idnumber: row.try_get("idnumber")?,
+            fullname: row.try_get("fullname")?,
+            parent: parent.and_then(|id| items.get(&id).cloned()),
+            type_idnumber: row.try_get("type_idnumber")?,
+        };
+        if let Some((kind, idnumber)) = frameworks.get(&framework)
+            && let Some(framework) = snapshot.frameworks_mut(*kind).get_mut(idnumber)
+        {
+            framework.items.insert(item.idnumber.clone(), item);
+        }
+    }
+    Ok(items)
+}
+
+async fn read_jobs(
+    tx: &mut Tx<'_>,
+    users: &BTreeMap<i64, String>,
+    items: &BTreeMap<i64, String>,
+    snapshot: &mut DirectorySnapshot,
+) -> Result<(), StoreError> {
+    for row in sqlx::query(
+        "SELECT user_id, idnumber, fullname, shortname, position_id, organisation_id,          startdate, enddate FROM job_assignments",
+    )
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let user: i64 = row.try_get("user_id")?;
+        let item = |column: &str| -> Result<Option<String>, StoreError> {
+            let id: Option<i64> = row.try_get(column)?;
+            Ok(id.and_then(|id| items.get(&id).cloned()))
+        };
+        let job = DirectoryJob {
+            idnumber: row.try_get("idnumber")?,
+            fullname: row.try_get("fullname")?,
+            shortname: row.try_get("shortname")?,
+            position: item("position_id")?,
+            organisation: item("organisation_id")?,
+            startdate: row.try_get("startdate")?,
+            enddate: row.try_get("enddate")?,
+        };
+        if let Some(username) = users.get(&user) {
+            snapshot
+                .jobs
+                .entry(username.clone())
+                .or_default()
+                .insert(job.idnumber.clone(), job);
+        }
+    }
+    Ok(())
+}
+
+fn kind_of(name: &str) -> Result<FrameworkKind, StoreError> {
+    match name {
+        "position" => Ok(FrameworkKind::Position),
+        "organisation" => Ok(FrameworkKind::Organisation),
+        other => Err(StoreError::Corrupt(format!(
+            "hierarchy kind {other:?} is neither position nor organisation"
+        ))),
     }
 }
 
@@ -978,14 +1827,22 @@ async fn apply_change(
             name,
             description,
         } => {
-            sqlx::query(
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO audiences (idnumber, name, description, component, created_at, \
-                 updated_at) VALUES ($1, $2, $3, '', $4, $4)",
+                 updated_at) VALUES ($1, $2, $3, '', $4, $4) RETURNING id",
             )
             .bind(idnumber)
             .bind(name)
             .bind(description)
             .bind(now)
+            .fetch_one(&mut **tx)
+            .await?;
+            // "Add new audiences": every active client that asked syncs it from now on.
+            sqlx::query(
+                "INSERT INTO connect_client_audiences (client_id, audience_id) \
+                 SELECT id, $1 FROM connect_clients WHERE status = 0 AND addnewaudiences = 1",
+            )
+            .bind(id)
             .execute(&mut **tx)
             .await?;
         }
@@ -1067,6 +1924,264 @@ async fn apply_change(
                 .execute(&mut **tx)
                 .await?;
         }
+        Change::CreateCourse {
+            shortname,
+            fullname,
+            summary,
+        } => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO courses (shortname, fullname, summary, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) RETURNING id",
+            )
+            .bind(shortname)
+            .bind(fullname)
+            .bind(summary)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await?;
+            // "Add new courses": every active client that asked syncs it from now on.
+            sqlx::query(
+                "INSERT INTO connect_client_courses (client_id, course_id) \
+                 SELECT id, $1 FROM connect_clients WHERE status = 0 AND addnewcourses = 1",
+            )
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::UpdateCourse {
+            shortname,
+            fullname,
+            summary,
+        } => {
+            let done = sqlx::query(
+                "UPDATE courses SET fullname = $1, summary = $2, updated_at = $3 \
+                 WHERE shortname = $4",
+            )
+            .bind(fullname)
+            .bind(summary)
+            .bind(now)
+            .bind(shortname)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("course {shortname:?}")));
+            }
+        }
+        Change::Enrol { course, username } => {
+            let course = course_id(tx, course).await?;
+            let user = user_id(tx, username).await?;
+            sqlx::query(
+                "INSERT INTO course_enrolments (course_id, user_id, enrolled_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (course_id, user_id) DO NOTHING",
+            )
+            .bind(course)
+            .bind(user)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::Unenrol { course, username } => {
+            let course = course_id(tx, course).await?;
+            let user = user_id(tx, username).await?;
+            sqlx::query("DELETE FROM course_enrolments WHERE course_id = $1 AND user_id = $2")
+                .bind(course)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Change::CreateFramework {
+            kind,
+            idnumber,
+            fullname,
+        } => {
+            sqlx::query(
+                "INSERT INTO hierarchy_frameworks (kind, idnumber, fullname, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(framework_kind_name(*kind))
+            .bind(idnumber)
+            .bind(fullname)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::UpdateFramework {
+            kind,
+            idnumber,
+            fullname,
+        } => {
+            let done = sqlx::query(
+                "UPDATE hierarchy_frameworks SET fullname = $1, updated_at = $2 \
+                 WHERE kind = $3 AND idnumber = $4",
+            )
+            .bind(fullname)
+            .bind(now)
+            .bind(framework_kind_name(*kind))
+            .bind(idnumber)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "{} framework {idnumber:?}",
+                    framework_kind_name(*kind)
+                )));
+            }
+        }
+        Change::CreateItem {
+            kind,
+            framework,
+            item,
+        } => {
+            let framework: i64 = sqlx::query_scalar(
+                "SELECT id FROM hierarchy_frameworks WHERE kind = $1 AND idnumber = $2",
+            )
+            .bind(framework_kind_name(*kind))
+            .bind(framework)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "{} framework {framework:?}",
+                    framework_kind_name(*kind)
+                ))
+            })?;
+            let parent = match &item.parent {
+                Some(parent) => Some(item_id(tx, *kind, parent).await?),
+                None => None,
+            };
+            sqlx::query(
+                "INSERT INTO hierarchy_items (kind, framework_id, parent_id, idnumber, fullname, \
+                 type_idnumber, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(framework_kind_name(*kind))
+            .bind(framework)
+            .bind(parent)
+            .bind(&item.idnumber)
+            .bind(&item.fullname)
+            .bind(&item.type_idnumber)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::UpdateItem { kind, item } => {
+            let parent = match &item.parent {
+                Some(parent) => Some(item_id(tx, *kind, parent).await?),
+                None => None,
+            };
+            let done = sqlx::query(
+                "UPDATE hierarchy_items SET fullname = $1, parent_id = $2, type_idnumber = $3, \
+                 updated_at = $4 WHERE kind = $5 AND idnumber = $6",
+            )
+            .bind(&item.fullname)
+            .bind(parent)
+            .bind(&item.type_idnumber)
+            .bind(now)
+            .bind(framework_kind_name(*kind))
+            .bind(&item.idnumber)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "{} {:?}",
+                    framework_kind_name(*kind),
+                    item.idnumber
+                )));
+            }
+        }
+        Change::DeleteItem { kind, idnumber } => {
+            sqlx::query("DELETE FROM hierarchy_items WHERE kind = $1 AND idnumber = $2")
+                .bind(framework_kind_name(*kind))
+                .bind(idnumber)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Change::CreateJob { username, job } => {
+            let user = user_id(tx, username).await?;
+            let (position, organisation) = job_items(tx, job).await?;
+            sqlx::query(
+                "INSERT INTO job_assignments (user_id, idnumber, fullname, shortname, \
+                 position_id, organisation_id, startdate, enddate, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            )
+            .bind(user)
+            .bind(&job.idnumber)
+            .bind(&job.fullname)
+            .bind(&job.shortname)
+            .bind(position)
+            .bind(organisation)
+            .bind(job.startdate)
+            .bind(job.enddate)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::UpdateJob { username, job } => {
+            let user = user_id(tx, username).await?;
+            let (position, organisation) = job_items(tx, job).await?;
+            let done = sqlx::query(
+                "UPDATE job_assignments SET fullname = $1, shortname = $2, position_id = $3, \
+                 organisation_id = $4, startdate = $5, enddate = $6, updated_at = $7 \
+                 WHERE user_id = $8 AND idnumber = $9",
+            )
+            .bind(&job.fullname)
+            .bind(&job.shortname)
+            .bind(position)
+            .bind(organisation)
+            .bind(job.startdate)
+            .bind(job.enddate)
+            .bind(now)
+            .bind(user)
+            .bind(&job.idnumber)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "job {:?} of {username:?}",
+                    job.idnumber
+                )));
+            }
+        }
+        Change::DeleteJob { username, idnumber } => {
+            let user = user_id(tx, username).await?;
+            sqlx::query("DELETE FROM job_assignments WHERE user_id = $1 AND idnumber = $2")
+                .bind(user)
+                .bind(idnumber)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
+}
+
+async fn course_id(tx: &mut Tx<'_>, shortname: &str) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT id FROM courses WHERE shortname = $1")
+        .bind(shortname)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("course {shortname:?}")))
+}
+
+async fn item_id(tx: &mut Tx<'_>, kind: FrameworkKind, idnumber: &str) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT id FROM hierarchy_items WHERE kind = $1 AND idnumber = $2")
+        .bind(framework_kind_name(kind))
+        .bind(idnumber)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("{} {idnumber:?}", framework_kind_name(kind))))
+}
+
+/// The row ids of a job's position and organisation.
+async fn job_items(
+    tx: &mut Tx<'_>,
+    job: &DirectoryJob,
+) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    let position = match &job.position {
+        Some(idnumber) => Some(item_id(tx, FrameworkKind::Position, idnumber).await?),
+        None => None,
+    };
+    let organisation = match &job.organisation {
+        Some(idnumber) => Some(item_id(tx, FrameworkKind::Organisation, idnumber).await?),
+        None => None,
+    };
+    Ok((position, organisation))
 }

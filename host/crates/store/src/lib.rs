@@ -35,8 +35,10 @@ pub use connect_sync::{
     connect_username, count_users_sync, plan_users_sync,
 };
 pub use directory::{
-    Batch, BatchSummary, Change, ConnectLink, CoreField, DirectoryAudience, DirectorySnapshot,
-    DirectoryUser, ImportAudience, ImportDocument, ImportUser, PlanError, WrittenBy, plan,
+    Batch, BatchSummary, Change, ConnectLink, CoreField, DirectoryAudience, DirectoryCourse,
+    DirectoryFramework, DirectoryItem, DirectoryJob, DirectorySnapshot, DirectoryUser,
+    ImportAudience, ImportCourse, ImportDocument, ImportFramework, ImportItem, ImportJob,
+    ImportUser, PlanError, WrittenBy, framework_kind_name, plan,
 };
 pub use error::StoreError;
 pub use logins::AuditEvent;

@@ -1,14 +1,18 @@
 //! The directory against real databases: a planned batch applied in one transaction (and
 //! nothing written when any change fails), the snapshot read back, deletion cascading to
-//! memberships, and an import planned twice being empty the second time. Runs on a fresh
+//! memberships, and an import planned twice being empty the second time; courses, position and
+//! organisation trees (an item moved, an item removed) and job assignments, with the planner's
+//! model agreeing with the database; "add new courses / audiences" linking what an import
+//! creates to the Connect clients that asked. Runs on a fresh
 //! SQLite file always, and on PostgreSQL (a schema of its own) when
 //! `GATEHOUSE_TEST_DATABASE_URL` is set, like `store.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_store::{
-    Batch, Change, ConnectLink, DirectoryUser, ImportAudience, ImportDocument, ImportUser, Store,
-    StoreError, WrittenBy, plan,
+    Batch, Change, ConnectClientOptions, ConnectLink, DirectoryItem, DirectorySnapshot,
+    DirectoryUser, FrameworkKind, ImportAudience, ImportCourse, ImportDocument, ImportFramework,
+    ImportItem, ImportJob, ImportUser, NewConnectClient, Store, StoreError, WrittenBy, plan,
 };
 
 const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
@@ -74,6 +78,9 @@ on_both_backends!(
     deleting_a_user_removes_its_memberships,
     connect_links_are_unique_per_server_user,
     an_idps_unlinked_accounts_are_listed,
+    courses_hierarchies_and_jobs_are_applied_and_read_back,
+    a_failing_hierarchy_change_leaves_nothing_written,
+    creating_a_course_or_audience_links_it_to_clients_that_add_new_ones,
 );
 
 fn fields() -> BTreeSet<String> {
@@ -108,6 +115,7 @@ fn document() -> ImportDocument {
             description: None,
             members: Some(vec!["alice".into(), "bob".into()]),
         }],
+        ..ImportDocument::default()
     }
 }
 
@@ -231,7 +239,7 @@ async fn deleting_a_user_removes_its_memberships(store: &Store) {
             deleted: true,
             ..ImportUser::default()
         }],
-        audiences: vec![],
+        ..ImportDocument::default()
     };
     let batch = import(store, &delete_bob, 11).await;
     assert_eq!(batch.summary().users_deleted, 1);
@@ -366,4 +374,266 @@ async fn an_idps_unlinked_accounts_are_listed(store: &Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// The planner's model agrees with the database (users by key: the model keeps no provenance).
+fn assert_model_is_stored(model: &DirectorySnapshot, stored: &DirectorySnapshot) {
+    assert_eq!(
+        model.users.keys().collect::<Vec<_>>(),
+        stored.users.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(model.audiences, stored.audiences);
+    assert_eq!(model.courses, stored.courses);
+    assert_eq!(model.position_frameworks, stored.position_frameworks);
+    assert_eq!(
+        model.organisation_frameworks,
+        stored.organisation_frameworks
+    );
+    assert_eq!(model.jobs, stored.jobs);
+}
+
+fn item(idnumber: &str, parent: Option<&str>) -> ImportItem {
+    ImportItem {
+        idnumber: idnumber.into(),
+        fullname: Some(format!("Item {idnumber}")),
+        parent: parent.map(Into::into),
+        type_idnumber: Some("T1".into()),
+    }
+}
+
+fn job(idnumber: &str, position: &str, organisation: &str) -> ImportJob {
+    ImportJob {
+        idnumber: idnumber.into(),
+        fullname: Some("Sales rep".into()),
+        shortname: Some("rep".into()),
+        position: Some(position.into()),
+        organisation: Some(organisation.into()),
+        startdate: Some(100),
+        enddate: Some(0),
+    }
+}
+
+fn everything() -> ImportDocument {
+    let mut alice = alice();
+    alice.jobs = Some(vec![job("J1", "P2", "O1")]);
+    let bob = ImportUser {
+        username: "bob".into(),
+        jobs: Some(vec![job("J2", "P1", "")]),
+        ..ImportUser::default()
+    };
+    ImportDocument {
+        users: vec![alice, bob],
+        courses: vec![ImportCourse {
+            shortname: "C1".into(),
+            fullname: Some("Onboarding".into()),
+            summary: None,
+            enrolled: Some(vec!["alice".into()]),
+        }],
+        position_frameworks: vec![ImportFramework {
+            idnumber: "PF-1".into(),
+            fullname: Some("Positions".into()),
+            items: Some(vec![
+                item("P2", Some("P1")),
+                item("P1", None),
+                item("P3", None),
+            ]),
+        }],
+        organisation_frameworks: vec![ImportFramework {
+            idnumber: "OF-1".into(),
+            fullname: Some("Organisations".into()),
+            items: Some(vec![item("O1", None)]),
+        }],
+        ..ImportDocument::default()
+    }
+}
+
+async fn courses_hierarchies_and_jobs_are_applied_and_read_back(store: &Store) {
+    let mut model = store.directory_snapshot().await.unwrap();
+    let batch = import(store, &everything(), 10).await;
+    model.apply(&batch);
+    let stored = store.directory_snapshot().await.unwrap();
+    assert_model_is_stored(&model, &stored);
+    assert_eq!(
+        stored.courses["C1"].enrolled,
+        BTreeSet::from(["alice".to_owned()])
+    );
+    let positions = &stored.position_frameworks["PF-1"].items;
+    assert_eq!(
+        positions["P2"],
+        DirectoryItem {
+            idnumber: "P2".into(),
+            fullname: "Item P2".into(),
+            parent: Some("P1".into()),
+            type_idnumber: "T1".into(),
+        }
+    );
+    let alices = &stored.jobs["alice"]["J1"];
+    assert_eq!(
+        (
+            alices.position.as_deref(),
+            alices.organisation.as_deref(),
+            alices.startdate
+        ),
+        (Some("P2"), Some("O1"), 100)
+    );
+    assert_eq!(stored.jobs["bob"]["J2"].organisation, None);
+    let again = plan(&stored, &everything(), &fields()).unwrap();
+    assert!(again.is_empty(), "{:?}", again.changes);
+
+    // P2 moves under P3 and P1 goes; bob (not named) keeps his job without its position.
+    let moved = ImportDocument {
+        position_frameworks: vec![ImportFramework {
+            idnumber: "PF-1".into(),
+            fullname: None,
+            items: Some(vec![item("P3", None), item("P2", Some("P3"))]),
+        }],
+        ..ImportDocument::default()
+    };
+    let batch = import(store, &moved, 11).await;
+    let summary = batch.summary();
+    assert_eq!((summary.items_updated, summary.items_deleted), (1, 1));
+    model.apply(&batch);
+    let stored = store.directory_snapshot().await.unwrap();
+    assert_model_is_stored(&model, &stored);
+    let positions = &stored.position_frameworks["PF-1"].items;
+    assert_eq!(positions.keys().collect::<Vec<_>>(), ["P2", "P3"]);
+    assert_eq!(positions["P2"].parent.as_deref(), Some("P3"));
+    assert_eq!(stored.jobs["bob"]["J2"].position, None);
+    assert_eq!(stored.jobs["alice"]["J1"].position.as_deref(), Some("P2"));
+    assert!(plan(&stored, &moved, &fields()).unwrap().is_empty());
+
+    // Deleting a user takes its enrolments and jobs with it.
+    let delete_alice = ImportDocument {
+        users: vec![ImportUser {
+            username: "alice".into(),
+            deleted: true,
+            ..ImportUser::default()
+        }],
+        ..ImportDocument::default()
+    };
+    let batch = import(store, &delete_alice, 12).await;
+    model.apply(&batch);
+    let stored = store.directory_snapshot().await.unwrap();
+    assert_model_is_stored(&model, &stored);
+    assert!(stored.courses["C1"].enrolled.is_empty());
+    assert!(!stored.jobs.contains_key("alice"));
+}
+
+async fn a_failing_hierarchy_change_leaves_nothing_written(store: &Store) {
+    let batch = Batch {
+        changes: vec![
+            Change::CreateCourse {
+                shortname: "C1".into(),
+                fullname: String::new(),
+                summary: String::new(),
+            },
+            Change::CreateFramework {
+                kind: FrameworkKind::Position,
+                idnumber: "PF-1".into(),
+                fullname: String::new(),
+            },
+            Change::CreateItem {
+                kind: FrameworkKind::Position,
+                framework: "PF-1".into(),
+                item: DirectoryItem {
+                    idnumber: "P2".into(),
+                    parent: Some("P404".into()),
+                    ..DirectoryItem::default()
+                },
+            },
+        ],
+    };
+    let error = store
+        .apply_batch(&batch, WrittenBy::ADMIN_IMPORT, 5)
+        .await
+        .expect_err("no such parent");
+    assert!(matches!(error, StoreError::NotFound(_)), "{error:?}");
+    let snapshot = store.directory_snapshot().await.unwrap();
+    assert_eq!(snapshot, DirectorySnapshot::default());
+}
+
+fn client(name: &str, add_new: bool) -> NewConnectClient {
+    let secret = |c: char| c.to_string().repeat(40);
+    NewConnectClient {
+        client_idnumber: format!("{name}-idnumber"),
+        client_secret: secret(name.chars().next().unwrap_or('a')),
+        server_secret: format!("{}{}", &secret('0')[..39], name.len()),
+        client_url: format!("https://{name}.example.com"),
+        client_name: name.into(),
+        client_comment: String::new(),
+        options: ConnectClientOptions {
+            add_new_audiences: add_new,
+            add_new_courses: add_new,
+            ..ConnectClientOptions::default()
+        },
+    }
+}
+
+async fn creating_a_course_or_audience_links_it_to_clients_that_add_new_ones(store: &Store) {
+    let before = ImportDocument {
+        courses: vec![ImportCourse {
+            shortname: "C0".into(),
+            ..ImportCourse::default()
+        }],
+        audiences: vec![ImportAudience {
+            idnumber: "AUD-0".into(),
+            ..ImportAudience::default()
+        }],
+        ..ImportDocument::default()
+    };
+    import(store, &before, 5).await;
+    let asking = store
+        .insert_connect_client(&client("asking", true), 6)
+        .await
+        .unwrap();
+    let other = store
+        .insert_connect_client(&client("other", false), 6)
+        .await
+        .unwrap();
+    let gone = store
+        .insert_connect_client(&client("gone", true), 6)
+        .await
+        .unwrap();
+    assert!(store.mark_connect_client_deleted(gone, 7).await.unwrap());
+    let after = ImportDocument {
+        courses: vec![
+            ImportCourse {
+                shortname: "C0".into(),
+                fullname: Some("Renamed".into()),
+                ..ImportCourse::default()
+            },
+            ImportCourse {
+                shortname: "C1".into(),
+                ..ImportCourse::default()
+            },
+        ],
+        audiences: vec![
+            ImportAudience {
+                idnumber: "AUD-0".into(),
+                name: Some("Renamed".into()),
+                ..ImportAudience::default()
+            },
+            ImportAudience {
+                idnumber: "AUD-1".into(),
+                ..ImportAudience::default()
+            },
+        ],
+        ..ImportDocument::default()
+    };
+    import(store, &after, 8).await;
+    let clients = store.connect_clients().await.unwrap();
+    let options = |id: i64| {
+        let client = clients.iter().find(|c| c.id == id).expect("client");
+        (
+            client.options.courses.clone(),
+            client.options.audiences.clone(),
+        )
+    };
+    // Only what the import created, and only for the active client that asked.
+    assert_eq!(
+        options(asking),
+        (vec!["C1".to_owned()], vec!["AUD-1".to_owned()])
+    );
+    assert_eq!(options(other), (vec![], vec![]));
+    assert_eq!(options(gone), (vec![], vec![]));
 }
