@@ -1,5 +1,7 @@
-//! The directory: users with their custom profile field values, audiences with their
-//! members, and Connect links (which server user a synced user is). Two halves: a **pure planner** ([`plan`]) that compares an
+//! The directory: users with their custom profile field values and job assignments,
+//! audiences with their members, courses with their enrolled users, position and
+//! organisation frameworks with their item trees, and Connect links (which server user a
+//! synced user is). Two halves: a **pure planner** ([`plan`]) that compares an
 //! [`ImportDocument`] with the current [`DirectorySnapshot`] and returns a [`Batch`] of
 //! changes (no database, no clock; property-tested to be idempotent), and the store side that
 //! reads the snapshot and applies one batch in **one transaction** ([`Store::apply_batch`]).
