@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_store::{
-    BatchSummary, DirectoryFramework, DirectorySnapshot, FrameworkKind, ImportAudience,
-    ImportCourse, ImportDocument, ImportFramework, ImportItem, ImportJob, ImportUser, PlanError,
-    Store, StoreError, WrittenBy, plan,
+    BatchSummary, DirectoryFramework, DirectoryJob, DirectorySnapshot, FrameworkKind,
+    ImportAudience, ImportCourse, ImportDocument, ImportFramework, ImportItem, ImportJob,
+    ImportUser, PlanError, Store, StoreError, WrittenBy, plan,
 };
 use serde_json::{Map, Value, json};
 
@@ -392,7 +392,8 @@ pub async fn import(
 }
 
 /// The directory in the import format: users (username order) with their fields, the
-/// provenance of each value (never a password hash) and their job assignments; audiences
+/// provenance of each value (never a password hash) and their job assignments (in their
+/// order: the first is the primary one); audiences
 /// with their members; courses with their enrolled users; position and organisation
 /// frameworks with their items, parents first. Importing it again changes nothing.
 pub fn export_json(snapshot: &DirectorySnapshot) -> Value {
@@ -400,11 +401,15 @@ pub fn export_json(snapshot: &DirectorySnapshot) -> Value {
         .users
         .values()
         .map(|user| {
-            let jobs: Vec<Value> = snapshot
+            let mut jobs: Vec<&DirectoryJob> = snapshot
                 .jobs
                 .get(&user.username)
                 .into_iter()
                 .flat_map(|jobs| jobs.values())
+                .collect();
+            jobs.sort_by_key(|job| (job.sortorder, &job.idnumber));
+            let jobs: Vec<Value> = jobs
+                .into_iter()
                 .map(|job| {
                     json!({
                         "idnumber": job.idnumber,

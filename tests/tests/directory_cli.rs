@@ -272,6 +272,25 @@ fn an_item_moved_and_an_item_removed() {
     );
     assert_eq!(exported["users"][0]["jobs"][0]["position"], "");
     assert_eq!(exported["users"][0]["jobs"][0]["organisation"], "ORG-1");
+
+    // A user's jobs keep the file's order (the first is the primary one).
+    let job_ids = |exported: &Value| -> Vec<String> {
+        exported["users"][0]["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|job| job["idnumber"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for order in [["J1", "J0"], ["J0", "J1"]] {
+        let jobs = r#"{"users": [{"username": "alice", "jobs": [{"idnumber": "FIRST", "position": "POS-3"}, {"idnumber": "SECOND"}]}]}"#
+            .replace("FIRST", order[0])
+            .replace("SECOND", order[1]);
+        std::fs::write(&file, jobs).unwrap();
+        let (code, stderr) = import(&config, &file);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(job_ids(&export(&config)), order);
+    }
 }
 
 #[test]

@@ -93,6 +93,8 @@ pub struct DirectoryJob {
     pub organisation: Option<String>,
     pub startdate: i64,
     pub enddate: i64,
+    /// Its place in the user's list, from 1 (Totara's first job is the primary one).
+    pub sortorder: i64,
 }
 
 /// The directory as it is: every user and audience, by key, and the Connect links.
@@ -1110,6 +1112,7 @@ fn plan_jobs(
                 organisation: item(&job.organisation, base.organisation),
                 startdate: job.startdate.unwrap_or(base.startdate),
                 enddate: job.enddate.unwrap_or(base.enddate),
+                sortorder: i64::try_from(j).map_or(i64::MAX, |j| j + 1),
             };
             let username = user.username.clone();
             match had {
@@ -1591,7 +1594,8 @@ async fn read_hierarchies(
             .insert(framework.idnumber.clone(), framework);
     }
     let rows = sqlx::query(
-        "SELECT id, framework_id, parent_id, idnumber, fullname, type_idnumber          FROM hierarchy_items",
+        "SELECT id, framework_id, parent_id, idnumber, fullname, type_idnumber \
+         FROM hierarchy_items",
     )
     .fetch_all(&mut **tx)
     .await?;
@@ -1624,7 +1628,8 @@ async fn read_jobs(
     snapshot: &mut DirectorySnapshot,
 ) -> Result<(), StoreError> {
     for row in sqlx::query(
-        "SELECT user_id, idnumber, fullname, shortname, position_id, organisation_id,          startdate, enddate FROM job_assignments",
+        "SELECT user_id, idnumber, fullname, shortname, position_id, organisation_id, \
+         startdate, enddate, sortorder FROM job_assignments",
     )
     .fetch_all(&mut **tx)
     .await?
@@ -1642,6 +1647,7 @@ async fn read_jobs(
             organisation: item("organisation_id")?,
             startdate: row.try_get("startdate")?,
             enddate: row.try_get("enddate")?,
+            sortorder: row.try_get("sortorder")?,
         };
         if let Some(username) = users.get(&user) {
             snapshot
@@ -2102,8 +2108,8 @@ async fn apply_change(
             let (position, organisation) = job_items(tx, job).await?;
             sqlx::query(
                 "INSERT INTO job_assignments (user_id, idnumber, fullname, shortname, \
-                 position_id, organisation_id, startdate, enddate, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                 position_id, organisation_id, startdate, enddate, sortorder, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
             )
             .bind(user)
             .bind(&job.idnumber)
@@ -2113,6 +2119,7 @@ async fn apply_change(
             .bind(organisation)
             .bind(job.startdate)
             .bind(job.enddate)
+            .bind(job.sortorder)
             .bind(now)
             .execute(&mut **tx)
             .await?;
@@ -2122,8 +2129,8 @@ async fn apply_change(
             let (position, organisation) = job_items(tx, job).await?;
             let done = sqlx::query(
                 "UPDATE job_assignments SET fullname = $1, shortname = $2, position_id = $3, \
-                 organisation_id = $4, startdate = $5, enddate = $6, updated_at = $7 \
-                 WHERE user_id = $8 AND idnumber = $9",
+                 organisation_id = $4, startdate = $5, enddate = $6, sortorder = $7, \
+                 updated_at = $8 WHERE user_id = $9 AND idnumber = $10",
             )
             .bind(&job.fullname)
             .bind(&job.shortname)
@@ -2131,6 +2138,7 @@ async fn apply_change(
             .bind(organisation)
             .bind(job.startdate)
             .bind(job.enddate)
+            .bind(job.sortorder)
             .bind(now)
             .bind(user)
             .bind(&job.idnumber)

@@ -338,6 +338,7 @@ fn snapshot() -> impl Strategy<Value = DirectorySnapshot> {
                                 organisation: exists(FrameworkKind::Organisation, &organisation),
                                 startdate,
                                 enddate: 0,
+                                sortorder: startdate,
                             };
                             (idnumber.to_owned(), job)
                         },
@@ -564,8 +565,10 @@ proptest! {
                 .unwrap_or_default();
             let named: BTreeSet<&String> = jobs.iter().map(|j| &j.idnumber).collect();
             prop_assert_eq!(stored, named);
-            for job in jobs {
+            for (place, job) in (1..).zip(jobs) {
                 let stored = &after.jobs[&user.username][&job.idnumber];
+                // The file's order is kept: the first job is the primary one.
+                prop_assert_eq!(stored.sortorder, place);
                 if let Some(position) = &job.position {
                     prop_assert_eq!(stored.position.as_deref().unwrap_or(""), position.as_str());
                 }
