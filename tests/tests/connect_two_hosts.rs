@@ -264,3 +264,42 @@ async fn automatic_sign_on_sends_the_login_page_to_the_server_and_nosso_shows_th
         form.body
     );
 }
+
+/// Regression: a user deleted on the server lost their server sessions with the account (the
+/// schema's cascade), and a suspended one kept a session nobody could use, but no client was
+/// told, so the clients' sign-ons lived on. The server's cleanup now ends such sessions at
+/// their clients (`kill_sso_user`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_deleted_or_suspended_on_the_server_are_signed_out_of_its_clients_at_the_next_cleanup()
+ {
+    let pair = ConnectPair::start(&ClientSetup::default(), DIRECTORY, &[]).await;
+    let carol = WebClient::new();
+    pair.sign_in(&carol, "carol", "carol-password-1").await;
+    let bob = WebClient::new();
+    pair.sign_in(&bob, "bob", "bob-password-1").await;
+    let alice = WebClient::new();
+    pair.sign_in(&alice, "alice", "alice-password-1").await;
+    for browser in [&carol, &bob, &alice] {
+        assert!(signed_in_user(browser, &pair.client).await.is_some());
+    }
+
+    pair.import(
+        r#"{"users": [{"username": "carol", "deleted": true},
+                      {"username": "bob", "suspended": true}]}"#,
+    );
+    assert_eq!(signed_in_user(&carol, &pair.server).await, None);
+    assert_eq!(signed_in_user(&bob, &pair.server).await, None);
+    pair.server.cli_ok(&["tasks", "run", "cleanup"]);
+    for (name, browser) in [("carol", &carol), ("bob", &bob)] {
+        assert_eq!(
+            signed_in_user(browser, &pair.client).await,
+            None,
+            "{name}'s sign-on at the client outlived the change; server log:\n{}",
+            pair.server.log()
+        );
+    }
+    assert!(
+        signed_in_user(&alice, &pair.client).await.is_some(),
+        "alice, untouched, stays signed in"
+    );
+}

@@ -58,6 +58,21 @@ pub async fn end_connect_sso(
     finish(state, session_key, sso).await
 }
 
+/// Ends everywhere the Gatehouse sessions whose user the directory deleted (the session went
+/// with it, without a word to the clients) or suspended: the clients are told
+/// `kill_sso_user`, the SSO sessions (and a suspended user's session) are deleted; waits
+/// until each client was told. The host's cleanup runs it; returns how many sessions.
+pub async fn orphans(state: &AppState) -> Result<usize, StoreError> {
+    if !super::server_enabled(state) {
+        return Ok(0);
+    }
+    let keys = state.store().orphaned_connect_sso_session_keys().await?;
+    for key in &keys {
+        end_session_everywhere(state, key).await?.finished().await;
+    }
+    Ok(keys.len())
+}
+
 /// The Connect SSO sessions of a Gatehouse session: each client and the token it holds.
 /// Empty (and no query) when the server role is off.
 pub async fn connect_sso_of(

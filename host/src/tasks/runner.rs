@@ -348,6 +348,10 @@ impl Scheduler {
                 {
                     return (TaskOutcome::Failed, String::new(), Some(error.to_string()));
                 }
+                // Sessions of users the directory deleted or suspended end at their clients.
+                if let Err(error) = crate::connect_server::propagate::orphans(&self.state).await {
+                    return (TaskOutcome::Failed, String::new(), Some(error.to_string()));
+                }
                 match self
                     .state
                     .store()

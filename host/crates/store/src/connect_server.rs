@@ -690,6 +690,23 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// The Gatehouse sessions Connect SSO sessions still name although their user is gone or
+    /// suspended, or the session itself is gone (a deleted user's, by the schema's cascade):
+    /// their clients were never told.
+    pub async fn orphaned_connect_sso_session_keys(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT s.session_id_hash FROM connect_sso_sessions s \
+             WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id_hash = s.session_id_hash) \
+             OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id AND u.suspended = 0) \
+             ORDER BY s.session_id_hash",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>("session_id_hash")?))
+            .collect()
+    }
+
     /// Deletes the SSO sessions whose Gatehouse session no longer exists (ended or swept);
     /// returns how many. For the host's cleanup.
     pub async fn delete_orphaned_connect_sso_sessions(&self) -> Result<u64, StoreError> {

@@ -61,11 +61,13 @@ CREATE TABLE connect_client_frameworks (
 -- `session_id_hash` is the Gatehouse session (sessions.id_hash) it belongs to; no foreign
 -- key, so that a token whose session has ended is answered "session expired", as the
 -- original answers it. `ssotoken` is kept as sent, not hashed: the server must hand each
--- client its own token back in kill_sso_user when the session ends.
+-- client its own token back in kill_sso_user when the session ends. No foreign key on
+-- `user_id` either: a user deleted from the directory takes its sessions with it, and its
+-- SSO sessions must outlive them until the cleanup has told their clients.
 CREATE TABLE connect_sso_sessions (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     client_id       INTEGER NOT NULL REFERENCES connect_clients (id) ON DELETE CASCADE,
-    user_id         INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id         INTEGER NOT NULL,
     session_id_hash TEXT    NOT NULL,
     ssotoken        TEXT    NOT NULL UNIQUE,
     active          INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
