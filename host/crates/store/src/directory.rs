@@ -969,11 +969,21 @@ fn plan_frameworks(
                         ),
                     ));
                 };
-                if chain.contains(&parent.as_str()) {
-                    chain.push(parent);
+                if let Some(start) = chain.iter().position(|id| id == parent) {
+                    // Named at the cycle's first item in the list, from there round.
+                    let cycle = &chain[start..];
+                    let (first, at) = cycle
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, id)| named.get(**id))
+                        .map(|(k, id)| (named.get(*id).copied().unwrap_or(i), k))
+                        .unwrap_or((i, 0));
+                    let mut round: Vec<&str> =
+                        cycle[at..].iter().chain(&cycle[..at]).copied().collect();
+                    round.push(round[0]);
                     return Err(refuse(
-                        item_at(i, "parent"),
-                        format!("makes a cycle: {}", chain.join(" → ")),
+                        item_at(first, "parent"),
+                        format!("makes a cycle: {}", round.join(" → ")),
                     ));
                 }
                 chain.push(parent);
