@@ -13,65 +13,11 @@ use gatehouse_store::{
     StoreError, WrittenBy,
 };
 
-const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
+mod support;
+
+use support::TestDb;
+
 const NOW: i64 = 1_700_000_000;
-
-/// A database for one test (a SQLite file in a temporary directory, or a fresh Postgres
-/// schema) and its URL, for the rows this crate has no writer for yet (courses, frameworks).
-async fn open(backend: &str, test: &str) -> Option<(Store, String, Box<dyn std::any::Any>)> {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("gh.db").display());
-        let store = Store::connect(&url).await.expect("SQLite");
-        return Some((store, url, Box::new(dir)));
-    }
-    use sqlx::Connection as _;
-    let Ok(admin_url) = std::env::var(PG_ENV) else {
-        eprintln!("postgres::{test}: NOT RUN ({PG_ENV} is not set)");
-        return None;
-    };
-    let schema = format!(
-        "ghcs_{}_{}",
-        &test[..test.len().min(30)],
-        std::process::id()
-    );
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .expect("Postgres");
-    for sql in [
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-        format!("CREATE SCHEMA {schema}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-            .expect("schema");
-    }
-    let sep = if admin_url.contains('?') { '&' } else { '?' };
-    let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}");
-    let store = Store::connect(&url).await.expect("Postgres");
-    Some((store, url, Box::new(())))
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let (store, url, _keep) = super::open("sqlite", stringify!($name)).await.expect("SQLite");
-                super::$name(&store, &url).await;
-            }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let Some((store, url, _keep)) = super::open("postgres", stringify!($name)).await else { return };
-                super::$name(&store, &url).await;
-            }
-        )* }
-    };
-}
 
 on_both_backends!(
     the_server_idnumber_is_made_once,
@@ -210,7 +156,8 @@ async fn user_id(store: &Store, name: &str) -> i64 {
 
 // ---------------------------------------------------------------------------------------------
 
-async fn the_server_idnumber_is_made_once(store: &Store, _url: &str) {
+async fn the_server_idnumber_is_made_once(db: &TestDb) {
+    let store = &db.store;
     // Two hosts asking for the first time at once agree on one of their candidates.
     let (c, d) = (secret('c'), secret('d'));
     let store2 = store.clone();
@@ -231,7 +178,8 @@ async fn the_server_idnumber_is_made_once(store: &Store, _url: &str) {
     );
 }
 
-async fn a_client_is_stored_with_every_option_and_link(store: &Store, url: &str) {
+async fn a_client_is_stored_with_every_option_and_link(db: &TestDb) {
+    let (store, url) = (&db.store, db.url.as_str());
     directory(store).await;
     courses_and_frameworks(url).await;
     let mut client = new_client("https://lms.example/", 'c');
@@ -279,7 +227,8 @@ async fn a_client_is_stored_with_every_option_and_link(store: &Store, url: &str)
     ));
 }
 
-async fn a_duplicate_active_url_is_refused_and_nothing_written(store: &Store, url: &str) {
+async fn a_duplicate_active_url_is_refused_and_nothing_written(db: &TestDb) {
+    let (store, url) = (&db.store, db.url.as_str());
     let first = store
         .insert_connect_client(&new_client("https://lms.example", 'c'), NOW)
         .await
@@ -312,7 +261,8 @@ async fn a_duplicate_active_url_is_refused_and_nothing_written(store: &Store, ur
     assert_eq!(count(url, "connect_clients").await, 2);
 }
 
-async fn an_unknown_linked_record_leaves_no_client_row(store: &Store, url: &str) {
+async fn an_unknown_linked_record_leaves_no_client_row(db: &TestDb) {
+    let (store, url) = (&db.store, db.url.as_str());
     directory(store).await;
     for options in [
         ConnectClientOptions {
@@ -344,7 +294,8 @@ async fn an_unknown_linked_record_leaves_no_client_row(store: &Store, url: &str)
     }
 }
 
-async fn clients_are_found_by_idnumber_and_by_server_secret_only(store: &Store, _url: &str) {
+async fn clients_are_found_by_idnumber_and_by_server_secret_only(db: &TestDb) {
+    let store = &db.store;
     let client = new_client("https://lms.example", 'c');
     let id = store
         .insert_connect_client(&client, NOW)
@@ -385,7 +336,8 @@ async fn clients_are_found_by_idnumber_and_by_server_secret_only(store: &Store, 
     );
 }
 
-async fn the_api_version_and_client_type_are_recorded(store: &Store, _url: &str) {
+async fn the_api_version_and_client_type_are_recorded(db: &TestDb) {
+    let store = &db.store;
     let client = new_client("https://lms.example", 'c');
     let id = store
         .insert_connect_client(&client, NOW)
@@ -413,7 +365,8 @@ async fn the_api_version_and_client_type_are_recorded(store: &Store, _url: &str)
     );
 }
 
-async fn delete_client_keeps_the_row_and_purges_sessions_and_links(store: &Store, url: &str) {
+async fn delete_client_keeps_the_row_and_purges_sessions_and_links(db: &TestDb) {
+    let (store, url) = (&db.store, db.url.as_str());
     directory(store).await;
     let mut client = new_client("https://lms.example", 'c');
     client.options.audiences = vec!["AUD-1".into()];
@@ -445,7 +398,8 @@ async fn delete_client_keeps_the_row_and_purges_sessions_and_links(store: &Store
     assert!(store.session("s1", NOW).await.expect("read").is_some());
 }
 
-async fn a_failed_registration_deletes_the_row_and_its_links(store: &Store, url: &str) {
+async fn a_failed_registration_deletes_the_row_and_its_links(db: &TestDb) {
+    let (store, url) = (&db.store, db.url.as_str());
     directory(store).await;
     let mut client = new_client("https://lms.example", 'c');
     client.options.audiences = vec!["AUD-1".into(), "AUD-2".into()];
@@ -464,7 +418,8 @@ async fn a_failed_registration_deletes_the_row_and_its_links(store: &Store, url:
         .expect("registered again");
 }
 
-async fn sso_sessions_are_scoped_to_their_client_and_used_once(store: &Store, _url: &str) {
+async fn sso_sessions_are_scoped_to_their_client_and_used_once(db: &TestDb) {
+    let store = &db.store;
     directory(store).await;
     let one = store
         .insert_connect_client(&new_client("https://one.example", 'c'), NOW)
@@ -523,7 +478,8 @@ async fn sso_sessions_are_scoped_to_their_client_and_used_once(store: &Store, _u
     );
 }
 
-async fn sso_activation_is_single_use_under_concurrency(store: &Store, _url: &str) {
+async fn sso_activation_is_single_use_under_concurrency(db: &TestDb) {
+    let store = &db.store;
     directory(store).await;
     let client = store
         .insert_connect_client(&new_client("https://one.example", 'c'), NOW)
@@ -550,7 +506,8 @@ async fn sso_activation_is_single_use_under_concurrency(store: &Store, _url: &st
     assert_eq!(won, 1);
 }
 
-async fn sso_sessions_are_listed_and_deleted_by_gatehouse_session(store: &Store, _url: &str) {
+async fn sso_sessions_are_listed_and_deleted_by_gatehouse_session(db: &TestDb) {
+    let store = &db.store;
     directory(store).await;
     let one = store
         .insert_connect_client(&new_client("https://one.example", 'c'), NOW)
@@ -614,7 +571,8 @@ async fn sso_sessions_are_listed_and_deleted_by_gatehouse_session(store: &Store,
     );
 }
 
-async fn deleted_users_leave_tombstones_for_unrestricted_clients(store: &Store, _url: &str) {
+async fn deleted_users_leave_tombstones_for_unrestricted_clients(db: &TestDb) {
+    let store = &db.store;
     directory(store).await;
     let bob = user_id(store, "bob").await;
     apply(
@@ -673,7 +631,8 @@ async fn deleted_users_leave_tombstones_for_unrestricted_clients(store: &Store, 
     );
 }
 
-async fn a_restricted_client_sees_only_members_and_no_tombstones(store: &Store, _url: &str) {
+async fn a_restricted_client_sees_only_members_and_no_tombstones(db: &TestDb) {
+    let store = &db.store;
     directory(store).await;
     let mut client = new_client("https://lms.example", 'c');
     client.options.restrict_audience = Some("AUD-1".into());
@@ -744,7 +703,8 @@ async fn a_restricted_client_sees_only_members_and_no_tombstones(store: &Store, 
     assert_eq!(stored.options.restrict_audience, None);
 }
 
-async fn password_hashes_are_read_only_when_asked(store: &Store, _url: &str) {
+async fn password_hashes_are_read_only_when_asked(db: &TestDb) {
+    let store = &db.store;
     directory(store).await;
     let alice = user_id(store, "alice").await;
     let without = store

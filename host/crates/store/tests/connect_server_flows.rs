@@ -10,60 +10,9 @@ use gatehouse_store::{
     Batch, Change, FrameworkKind, NewConnectClient, NewUser, Session, Store, WrittenBy,
 };
 
-const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
+mod support;
 
-async fn open(backend: &str, test: &str) -> Option<(Store, Box<dyn std::any::Any>)> {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("gh.db").display());
-        return Some((Store::connect(&url).await.expect("SQLite"), Box::new(dir)));
-    }
-    use sqlx::Connection as _;
-    let Ok(admin_url) = std::env::var(PG_ENV) else {
-        eprintln!("postgres::{test}: NOT RUN ({PG_ENV} is not set)");
-        return None;
-    };
-    let schema = format!(
-        "ghflows_{}_{}",
-        &test[..test.len().min(30)],
-        std::process::id()
-    );
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .expect("Postgres");
-    for sql in [
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-        format!("CREATE SCHEMA {schema}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-            .expect("schema");
-    }
-    let sep = if admin_url.contains('?') { '&' } else { '?' };
-    let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}");
-    Some((Store::connect(&url).await.expect("Postgres"), Box::new(())))
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (store, _keep) = super::open("sqlite", stringify!($name)).await.expect("SQLite");
-                super::$name(&store).await;
-            }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some((store, _keep)) = super::open("postgres", stringify!($name)).await else { return };
-                super::$name(&store).await;
-            }
-        )* }
-    };
-}
+use support::TestDb;
 
 on_both_backends!(
     idp_session_keys_are_what_the_selector_deletes,
@@ -108,7 +57,8 @@ fn session(
     }
 }
 
-async fn idp_session_keys_are_what_the_selector_deletes(store: &Store) {
+async fn idp_session_keys_are_what_the_selector_deletes(db: &TestDb) {
+    let store = &db.store;
     let id = user(store, "ada").await;
     for s in [
         session("a1", id, Some("hq"), "s1", 1_000),
@@ -151,7 +101,8 @@ async fn idp_session_keys_are_what_the_selector_deletes(store: &Store) {
     );
 }
 
-async fn an_expired_session_is_read_and_only_extended(store: &Store) {
+async fn an_expired_session_is_read_and_only_extended(db: &TestDb) {
+    let store = &db.store;
     let id = user(store, "ada").await;
     store
         .create_session(&session("old", id, None, "s", 500))
@@ -184,7 +135,8 @@ async fn an_expired_session_is_read_and_only_extended(store: &Store) {
     assert!(!store.extend_session("none", 2_000).await.expect("absent"));
 }
 
-async fn the_sweep_sees_expired_sessions_with_connect_sso_only(store: &Store) {
+async fn the_sweep_sees_expired_sessions_with_connect_sso_only(db: &TestDb) {
+    let store = &db.store;
     let id = user(store, "ada").await;
     for s in [
         session("expired-sso", id, None, "s", 10),
@@ -230,7 +182,8 @@ async fn the_sweep_sees_expired_sessions_with_connect_sso_only(store: &Store) {
     );
 }
 
-async fn records_are_found_by_their_key_and_members_by_audience(store: &Store) {
+async fn records_are_found_by_their_key_and_members_by_audience(db: &TestDb) {
+    let store = &db.store;
     let ada = user(store, "ada").await;
     let bob = user(store, "bob").await;
     let batch = Batch {
