@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_store::{
-    BatchSummary, DirectoryFramework, DirectoryJob, DirectorySnapshot, FrameworkKind,
-    ImportAudience, ImportCourse, ImportDocument, ImportFramework, ImportItem, ImportJob,
-    ImportUser, PlanError, Store, StoreError, WrittenBy, plan,
+    BatchSummary, DirectoryFramework, DirectoryItem, DirectoryJob, DirectorySnapshot,
+    FrameworkKind, ImportAudience, ImportCourse, ImportDocument, ImportFramework, ImportItem,
+    ImportJob, ImportUser, PlanError, Store, StoreError, WrittenBy, plan,
 };
 use serde_json::{Map, Value, json};
 
@@ -484,21 +484,23 @@ fn export_frameworks(snapshot: &DirectorySnapshot, kind: FrameworkKind) -> Vec<V
 
 /// A framework's items, each after its parent (breadth first from the top, by idnumber).
 fn items_parents_first(framework: &DirectoryFramework) -> Vec<Value> {
+    let mut children: BTreeMap<Option<&String>, Vec<&DirectoryItem>> = BTreeMap::new();
+    for item in framework.items.values() {
+        children.entry(item.parent.as_ref()).or_default().push(item);
+    }
     let mut out = Vec::with_capacity(framework.items.len());
     let mut level: Vec<Option<&String>> = vec![None];
     while !level.is_empty() {
         let mut next = Vec::new();
         for parent in level {
-            for item in framework.items.values() {
-                if item.parent.as_ref() == parent {
-                    out.push(json!({
-                        "idnumber": item.idnumber,
-                        "fullname": item.fullname,
-                        "parent": item.parent,
-                        "type": item.type_idnumber,
-                    }));
-                    next.push(Some(&item.idnumber));
-                }
+            for item in children.remove(&parent).unwrap_or_default() {
+                out.push(json!({
+                    "idnumber": item.idnumber,
+                    "fullname": item.fullname,
+                    "parent": item.parent,
+                    "type": item.type_idnumber,
+                }));
+                next.push(Some(&item.idnumber));
             }
         }
         level = next;
@@ -606,6 +608,72 @@ mod tests {
         assert_eq!(items[0].parent, None);
         assert_eq!(items[1].parent.as_deref(), Some("P1"));
         assert_eq!(document.organisation_frameworks[0].items, None);
+    }
+
+    #[test]
+    fn an_export_read_back_plans_nothing_and_lists_parents_first() {
+        use gatehouse_store::{DirectoryCourse, DirectoryUser};
+        let item = |id: &str, parent: Option<&str>| DirectoryItem {
+            idnumber: id.to_owned(),
+            fullname: format!("Item {id}"),
+            parent: parent.map(str::to_owned),
+            type_idnumber: String::new(),
+        };
+        let mut snapshot = DirectorySnapshot::default();
+        snapshot.users.insert(
+            "alice".to_owned(),
+            DirectoryUser {
+                username: "alice".to_owned(),
+                ..DirectoryUser::default()
+            },
+        );
+        snapshot.courses.insert(
+            "C1".to_owned(),
+            DirectoryCourse {
+                shortname: "C1".to_owned(),
+                enrolled: ["alice".to_owned()].into(),
+                ..DirectoryCourse::default()
+            },
+        );
+        // A deeper tree whose idnumbers sort against its shape.
+        let items = [
+            item("A", Some("B")),
+            item("B", Some("C")),
+            item("C", None),
+            item("D", Some("C")),
+        ];
+        snapshot.position_frameworks.insert(
+            "PF".to_owned(),
+            DirectoryFramework {
+                idnumber: "PF".to_owned(),
+                fullname: "Positions".to_owned(),
+                items: items.into_iter().map(|i| (i.idnumber.clone(), i)).collect(),
+            },
+        );
+        snapshot.jobs.insert(
+            "alice".to_owned(),
+            [(
+                "J1".to_owned(),
+                DirectoryJob {
+                    idnumber: "J1".to_owned(),
+                    position: Some("A".to_owned()),
+                    sortorder: 1,
+                    ..DirectoryJob::default()
+                },
+            )]
+            .into(),
+        );
+        let exported = export_json(&snapshot);
+        let order: Vec<&str> = exported["position_frameworks"][0]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|i| i["idnumber"].as_str())
+            .collect();
+        assert_eq!(order, ["C", "B", "D", "A"]);
+        let file = parse_file(&exported.to_string()).expect("the export is a directory file");
+        let batch = plan(&snapshot, &file.document, &BTreeSet::new()).expect("plans");
+        assert!(batch.is_empty(), "{:?}", batch.changes);
     }
 
     #[test]
