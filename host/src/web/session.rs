@@ -97,7 +97,7 @@ pub async fn start(
     // A Connect server keeps a session alive past its lifetime while a client still uses it
     // (keep-alive): the browser must keep presenting the cookie for that, so there it lasts
     // as long as the browser session and the stored expiry alone decides.
-    let max_age = (!crate::connect_server::server_enabled(state)).then(|| lifetime.as_secs());
+    let max_age = (!crate::connect_server::server_enabled(state)).then_some(lifetime.as_secs());
     Ok(set_cookie(SESSION_COOKIE, &token, max_age, secure))
 }
 
