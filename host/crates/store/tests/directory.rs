@@ -15,61 +15,9 @@ use gatehouse_store::{
     ImportItem, ImportJob, ImportUser, NewConnectClient, Store, StoreError, WrittenBy, plan,
 };
 
-const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
+mod support;
 
-/// A database for one test: a SQLite file in a temporary directory, or a fresh Postgres schema.
-async fn open(backend: &str, test: &str) -> Option<(Store, Box<dyn std::any::Any>)> {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("gh.db").display());
-        return Some((Store::connect(&url).await.expect("SQLite"), Box::new(dir)));
-    }
-    use sqlx::Connection as _;
-    let Ok(admin_url) = std::env::var(PG_ENV) else {
-        eprintln!("postgres::{test}: NOT RUN ({PG_ENV} is not set)");
-        return None;
-    };
-    let schema = format!(
-        "ghdir_{}_{}",
-        &test[..test.len().min(30)],
-        std::process::id()
-    );
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .expect("Postgres");
-    for sql in [
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-        format!("CREATE SCHEMA {schema}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-            .expect("schema");
-    }
-    let sep = if admin_url.contains('?') { '&' } else { '?' };
-    let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}");
-    Some((Store::connect(&url).await.expect("Postgres"), Box::new(())))
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (store, _keep) = super::open("sqlite", stringify!($name)).await.expect("SQLite");
-                super::$name(&store).await;
-            }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some((store, _keep)) = super::open("postgres", stringify!($name)).await else { return };
-                super::$name(&store).await;
-            }
-        )* }
-    };
-}
+use support::TestDb;
 
 on_both_backends!(
     a_batch_creates_users_fields_and_audiences,
@@ -129,7 +77,8 @@ async fn import(store: &Store, document: &ImportDocument, now: i64) -> Batch {
     batch
 }
 
-async fn a_batch_creates_users_fields_and_audiences(store: &Store) {
+async fn a_batch_creates_users_fields_and_audiences(db: &TestDb) {
+    let store = &db.store;
     let batch = import(store, &document(), 10).await;
     let summary = batch.summary();
     assert_eq!(
@@ -177,7 +126,8 @@ async fn a_batch_creates_users_fields_and_audiences(store: &Store) {
     assert_eq!(user.created_at, 10);
 }
 
-async fn a_failing_change_leaves_nothing_written(store: &Store) {
+async fn a_failing_change_leaves_nothing_written(db: &TestDb) {
+    let store = &db.store;
     let batch = Batch {
         changes: vec![
             Change::CreateUser(DirectoryUser {
@@ -207,7 +157,8 @@ async fn a_failing_change_leaves_nothing_written(store: &Store) {
     );
 }
 
-async fn planning_the_same_import_twice_is_empty(store: &Store) {
+async fn planning_the_same_import_twice_is_empty(db: &TestDb) {
+    let store = &db.store;
     import(store, &document(), 10).await;
     let current = store.directory_snapshot().await.unwrap();
     let again = plan(&current, &document(), &fields()).unwrap();
@@ -231,7 +182,8 @@ async fn planning_the_same_import_twice_is_empty(store: &Store) {
     assert_eq!(user.updated_at, 20);
 }
 
-async fn deleting_a_user_removes_its_memberships(store: &Store) {
+async fn deleting_a_user_removes_its_memberships(db: &TestDb) {
+    let store = &db.store;
     import(store, &document(), 10).await;
     let delete_bob = ImportDocument {
         users: vec![ImportUser {
@@ -262,7 +214,8 @@ fn link(server_user_id: i64) -> ConnectLink {
     }
 }
 
-async fn connect_links_are_unique_per_server_user(store: &Store) {
+async fn connect_links_are_unique_per_server_user(db: &TestDb) {
+    let store = &db.store;
     import(store, &document(), 10).await;
     let linked = Batch {
         changes: vec![Change::LinkConnectUser {
@@ -333,7 +286,8 @@ async fn connect_links_are_unique_per_server_user(store: &Store) {
     assert_eq!(model.audiences, stored.audiences);
 }
 
-async fn an_idps_unlinked_accounts_are_listed(store: &Store) {
+async fn an_idps_unlinked_accounts_are_listed(db: &TestDb) {
+    let store = &db.store;
     let by_hq = WrittenBy {
         provenance: "hq",
         branch: "root",
@@ -447,7 +401,8 @@ fn everything() -> ImportDocument {
     }
 }
 
-async fn courses_hierarchies_and_jobs_are_applied_and_read_back(store: &Store) {
+async fn courses_hierarchies_and_jobs_are_applied_and_read_back(db: &TestDb) {
+    let store = &db.store;
     let mut model = store.directory_snapshot().await.unwrap();
     let batch = import(store, &everything(), 10).await;
     model.apply(&batch);
@@ -519,7 +474,8 @@ async fn courses_hierarchies_and_jobs_are_applied_and_read_back(store: &Store) {
     assert!(!stored.jobs.contains_key("alice"));
 }
 
-async fn a_failing_hierarchy_change_leaves_nothing_written(store: &Store) {
+async fn a_failing_hierarchy_change_leaves_nothing_written(db: &TestDb) {
+    let store = &db.store;
     let batch = Batch {
         changes: vec![
             Change::CreateCourse {
@@ -569,7 +525,8 @@ fn client(name: &str, add_new: bool) -> NewConnectClient {
     }
 }
 
-async fn creating_a_course_or_audience_links_it_to_clients_that_add_new_ones(store: &Store) {
+async fn creating_a_course_or_audience_links_it_to_clients_that_add_new_ones(db: &TestDb) {
+    let store = &db.store;
     let before = ImportDocument {
         courses: vec![ImportCourse {
             shortname: "C0".into(),
