@@ -102,7 +102,7 @@ fn list(known: &[String]) -> String {
 }
 
 /// The Connect IdP `idp_id` of the current site, or why it is not one.
-fn connect_idp(state: &AppState, idp_id: &str) -> Result<Arc<SiteIdp>, ConnectCliError> {
+pub(crate) fn connect_idp(state: &AppState, idp_id: &str) -> Result<Arc<SiteIdp>, ConnectCliError> {
     let site = state.site();
     let known: Vec<String> = site
         .all_idps()
@@ -142,7 +142,7 @@ pub async fn new_server(state: &AppState, idp_id: &str) -> Result<NewServer, Con
 
 /// Runs the Connect plugin task `task` of `idp` now, through the same call limits as any
 /// plugin call but outside the scheduler: its output is read by the command, never recorded.
-async fn call_task(
+pub(crate) async fn call_task(
     state: &AppState,
     idp: &SiteIdp,
     task: &'static str,

@@ -3,7 +3,8 @@
 //! `plugins/connect`'s `sync::users`); the host reads that strictly, plans it with the
 //! store's pure planner against a fresh snapshot of the directory, applies the batch in one
 //! transaction (the accounts this IdP's sign-ins created before a sync linked them adopted
-//! first), and ends the sessions of the users it suspended or deleted. Not the wire
+//! first; with `migrate_users`, the local accounts migration takes over linked in the same
+//! batch), and ends the sessions of the users it suspended or deleted. Not the wire
 //! format (the plugin read the server's reply) and not the planning rules
 //! (`gatehouse_store::plan_users_sync`).
 //!
@@ -16,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_plugin_api::{HostAction, SessionSelector};
 use gatehouse_store::{
-    Change, RemoveUser, ServerUser, StoreError, SyncCounts, SyncOptions, SyncSource, WrittenBy,
-    adopt_signed_in_users, count_users_sync, plan_users_sync,
+    Change, Migration, RemoveUser, ServerUser, StoreError, SyncCounts, SyncOptions, SyncSource,
+    WrittenBy, adopt_signed_in_users, count_users_sync, plan_migration, plan_users_sync,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,6 +26,7 @@ use serde_json::Value;
 use crate::{
     actions::{self, ActionSource},
     connect::CONNECT_PROTOCOL,
+    connect_migration,
     state::AppState,
     tasks::Progress,
 };
@@ -288,9 +290,34 @@ pub async fn apply_users(
     // Accounts this IdP's sign-ins created before a sync linked them are this source's too.
     let made_here = store.connect_unlinked_accounts(idp_id).await?;
     let adopted = adopt_signed_in_users(&mut snapshot, source, &made_here);
-    let mut batch = plan_users_sync(&snapshot, source, &section.users, options, &known_fields);
+    // Local accounts taken over (`migrate_users`), linked and updated in the same batch.
+    let migration = match connect_migration::enabled_map(&idp.config).map_err(SyncError::Refused)? {
+        Some(map) => {
+            let standings = store.account_standings().await?;
+            Some(plan_migration(
+                &snapshot,
+                source,
+                &section.users,
+                Migration {
+                    map,
+                    branch: &branch,
+                    standings: &standings,
+                },
+            ))
+        }
+        None => None,
+    };
+    let mut batch = plan_users_sync(
+        &snapshot,
+        source,
+        &section.users,
+        options,
+        &known_fields,
+        migration.as_ref(),
+    );
     batch.changes.splice(0..0, adopted);
-    let counts = count_users_sync(&snapshot, source, &batch);
+    let mut counts = count_users_sync(&snapshot, source, &batch);
+    counts.not_migrated = migration.as_ref().map_or(0, |plan| plan.refused().len());
     // Whose sessions end: the users this batch suspends or deletes, by their server user id
     // (the subject their Connect sign-ins carry).
     let subjects: BTreeSet<i64> = batch

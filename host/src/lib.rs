@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod clock;
 pub mod connect;
+pub mod connect_migration;
 pub mod connect_server;
 pub mod connect_sync;
 pub mod directory;

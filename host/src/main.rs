@@ -101,6 +101,19 @@ enum ConnectCommand {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// What account migration (`migrate_users`) would do, before it is switched on: fetches
+    /// the server's users as the `users` task does and lists the local accounts that would be
+    /// taken over and by whom, and the server users whose `migrate_map` value is missing,
+    /// invalid or matches several local accounts. Writes nothing.
+    MigrationPreview {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The Connect IdP's `id` in plugins.toml.
+        #[arg(long, value_name = "ID")]
+        idp: String,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Connect server side: each client system, its status (active / deleted), URL, API
     /// version and "Add client" options.
     Clients {
@@ -286,6 +299,11 @@ fn main() -> ExitCode {
             idp,
             format,
         }) => connect_new_server(config.config, &idp, format),
+        Command::Connect(ConnectCommand::MigrationPreview {
+            config,
+            idp,
+            format,
+        }) => connect_migration_preview(config.config, &idp, format),
         Command::Connect(ConnectCommand::AddClient {
             config,
             client,
@@ -1240,6 +1258,39 @@ fn connect_new_server(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gatehouse connect migration-preview --idp ID`: what `migrate_users` would do with the
+/// server's users as they are now; writes nothing.
+fn connect_migration_preview(
+    path: Option<PathBuf>,
+    idp: &str,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let (config, site) = match servable_site(path) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let (store, state) = command_state(&config, site).await?;
+        let outcome = gatehouse::connect_migration::preview(&state, idp).await;
+        store.close().await;
+        anyhow::Ok(outcome)
+    })?;
+    match outcome {
+        Ok(preview) => {
+            match format {
+                Format::Json => println!("{}", gatehouse::connect_migration::to_json(&preview)),
+                Format::Human => print!("{}", gatehouse::connect_migration::to_human(&preview)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// `gatehouse connect add-client …`: registers a client system through its `sep_setup.php`

@@ -113,6 +113,15 @@ impl ConnectPair {
             .cli_ok(&["directory", "import", file.to_str().expect("a UTF-8 path")]);
     }
 
+    /// `gatehouse directory import` of `directory` (JSON text) on the client: local accounts
+    /// (an administrator's import).
+    pub fn import_on_client(&self, directory: &str) {
+        let file = self.client.dir().join("client-directory-import.json");
+        std::fs::write(&file, directory).expect("write the directory file");
+        self.client
+            .cli_ok(&["directory", "import", file.to_str().expect("a UTF-8 path")]);
+    }
+
     /// "Connect to new server" on the client, then "Add client" on the server with its
     /// URL and setup secret.
     pub fn register(&self, options: &[&str]) {

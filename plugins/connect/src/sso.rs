@@ -57,9 +57,15 @@ pub fn copied_columns() -> impl Iterator<Item = &'static str> {
         .filter(|column| !NOT_COPIED.contains(column))
 }
 
-/// Attributes besides the copied columns: the local username, and the server's own id and
-/// username of the user.
-pub const IDENTITY_ATTRIBUTES: [&str; 3] = ["username", "server_user_id", "server_username"];
+/// Attributes besides the copied columns: the local username, the server's own id and
+/// username of the user, and the server's idnumber (with the id, what the host finds the
+/// user's Connect link by).
+pub const IDENTITY_ATTRIBUTES: [&str; 4] = [
+    "username",
+    "server_user_id",
+    "server_username",
+    "server_idnumber",
+];
 
 /// The prefix of a synchronised custom profile field's attribute (`profile_field_<shortname>`).
 pub const PROFILE_FIELD_PREFIX: &str = "profile_field_";
@@ -226,7 +232,8 @@ pub fn identity(
             connect_username(user.id, &server.server_idnumber),
         )
         .with_attribute("server_user_id", user.id.to_string())
-        .with_attribute("server_username", user.username.as_str());
+        .with_attribute("server_username", user.username.as_str())
+        .with_attribute("server_idnumber", server.server_idnumber.as_str());
     for column in copied_columns() {
         if let Some(value) = user.column(column) {
             identity = identity.with_attribute(column, value);

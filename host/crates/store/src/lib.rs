@@ -31,8 +31,11 @@ pub use connect_server::{
 };
 pub use connect_server_flows::FrameworkKind;
 pub use connect_sync::{
-    RemoveUser, ServerUser, SyncCounts, SyncOptions, SyncSource, adopt_signed_in_users,
-    connect_username, count_users_sync, plan_users_sync,
+    AccountStanding, AmbiguousMatch, ContestedAccount, FoundAccount, LOCAL_AUTH_SOURCE,
+    MappingProblem, MigrateMap, Migration, MigrationCandidate, MigrationPlan, NamedServerUser,
+    RemoveUser, ServerUser, SyncCounts, SyncOptions, SyncSource, Takeover, adopt_signed_in_users,
+    connect_username, count_users_sync, is_valid_email, local_value, mapping_value,
+    matching_accounts, may_be_taken_over, plan_migration, plan_users_sync,
 };
 pub use directory::{
     Batch, BatchSummary, Change, ConnectLink, CoreField, DirectoryAudience, DirectoryCourse,

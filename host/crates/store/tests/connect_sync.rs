@@ -172,10 +172,10 @@ proptest! {
         users in server_users(),
         options in options(),
     ) {
-        let batch = plan_users_sync(&current, SOURCE, &users, options, &known_fields());
+        let batch = plan_users_sync(&current, SOURCE, &users, options, &known_fields(), None);
         let mut after = current.clone();
         after.apply(&batch);
-        let again = plan_users_sync(&after, SOURCE, &users, options, &known_fields());
+        let again = plan_users_sync(&after, SOURCE, &users, options, &known_fields(), None);
         prop_assert!(again.is_empty(), "first {:?}\nagain {:?}", batch.changes, again.changes);
     }
 
@@ -185,7 +185,7 @@ proptest! {
         users in server_users(),
         options in options(),
     ) {
-        let batch = plan_users_sync(&current, SOURCE, &users, options, &known_fields());
+        let batch = plan_users_sync(&current, SOURCE, &users, options, &known_fields(), None);
         let mut after = current.clone();
         after.apply(&batch);
         let first_of: BTreeMap<i64, &ServerUser> =
@@ -310,7 +310,7 @@ fn a_server_deleted_user_is_deleted_even_in_keep_mode() {
         create_users: true,
         update_existing: true,
     };
-    let batch = plan_users_sync(&current, SOURCE, &[gone], options, &known_fields());
+    let batch = plan_users_sync(&current, SOURCE, &[gone], options, &known_fields(), None);
     assert_eq!(batch.changes, [Change::DeleteUser { username: name }]);
 }
 

@@ -1,15 +1,18 @@
 //! From an identity to an account: the claims, the accounts they could match, the
 //! provisioning plan (`gatehouse_resolver::provisioning`, pure) and applying it in single
-//! transactions, with a retry when a concurrent first sign-in wins the insert. Not the
+//! transactions, with a retry when a concurrent first sign-in wins the insert; a Connect
+//! IdP's sign-in found by its Connect link first, and with `migrate_users` taking over a
+//! local account (`connect_migration`). Not the
 //! checks of the pending sign-in (`flow`) nor sessions (`session`).
 
 use gatehouse_plugin_api::Identity;
 use gatehouse_resolver::provisioning::{
-    self, AccountOrigin, Candidate, Claims, FieldValue, Lookup, Plan,
+    self, AccountOrigin, CONNECT_PROTOCOL, Candidate, Claims, FieldValue, Lookup, Plan, Refusal,
 };
-use gatehouse_store::{FieldChange, FieldProvenance, NewUser, StoreError, User};
+use gatehouse_store::{ConnectLink, FieldChange, FieldProvenance, NewUser, StoreError, User};
 
 use crate::{
+    connect_migration::{self, ConnectAccount},
     site::{SiteDomain, SiteIdp},
     state::AppState,
     web::error::AppResult,
@@ -65,10 +68,72 @@ pub async fn plan_sign_in(
     idp: &SiteIdp,
     claims: &Claims,
 ) -> AppResult<Plan> {
+    Ok(plan_with_takeover(state, domain, idp, claims).await?.0)
+}
+
+/// [`plan_sign_in`], and for a Connect IdP's sign-in into a local account that migration
+/// takes over (`migrate_users`), the account and the link to record before the plan is
+/// carried out. A Connect sign-in lands first in the account linked to its server user,
+/// then in the `tc_` account of its username (see `connect_migration::find_account`).
+async fn plan_with_takeover(
+    state: &AppState,
+    domain: SiteDomain<'_>,
+    idp: &SiteIdp,
+    claims: &Claims,
+) -> AppResult<(Plan, Option<(i64, ConnectLink)>)> {
     let policy = &idp.policy;
     let branch = &domain.plan.branch;
+    if idp.instance.plugin.protocol == CONNECT_PROTOCOL {
+        let (user, linked_here, takeover) =
+            match connect_migration::find_account(state, &idp.config, branch, claims).await? {
+                ConnectAccount::ByUsername => (None, false, None),
+                ConnectAccount::Ambiguous { map, count } => {
+                    return Ok((
+                        Plan::Refuse(Refusal::Ambiguous {
+                            match_field: map.as_str().to_owned(),
+                            count,
+                        }),
+                        None,
+                    ));
+                }
+                ConnectAccount::Linked { user, by_this_idp } => (Some(user), by_this_idp, None),
+                ConnectAccount::Migrate { user } => {
+                    let link = connect_migration::server_user_of(claims).map(
+                        |(server_user, server_idnumber)| ConnectLink {
+                            idp_id: idp.id().to_owned(),
+                            server_idnumber,
+                            server_user_id: server_user.server_user_id,
+                        },
+                    );
+                    let takeover = link.map(|link| (user.id, link));
+                    (Some(user), true, takeover)
+                }
+            };
+        if let Some(user) = user {
+            let mut found = candidate(state, &user).await?;
+            // The Connect link (a sync's, or this migration's, which the admin switched on)
+            // is this IdP's link to the account.
+            if linked_here {
+                found.linked_idps.push(idp.id().to_owned());
+            }
+            let in_branch = if &user.branch == branch {
+                vec![found]
+            } else {
+                Vec::new()
+            };
+            let lookup = Lookup {
+                in_branch: &in_branch,
+                outside_branch: usize::from(in_branch.is_empty()),
+            };
+            let plan = provisioning::plan(policy, claims, lookup);
+            // A refused sign-in writes nothing, a migration's link included.
+            let takeover =
+                takeover.filter(|_| matches!(plan, Plan::SignIn { .. } | Plan::Update { .. }));
+            return Ok((plan, takeover));
+        }
+    }
     let Some(value) = provisioning::match_value(policy, claims) else {
-        return Ok(provisioning::plan(policy, claims, Lookup::default()));
+        return Ok((provisioning::plan(policy, claims, Lookup::default()), None));
     };
     let store = state.store();
     let mut in_branch = Vec::new();
@@ -91,7 +156,7 @@ pub async fn plan_sign_in(
         in_branch: &in_branch,
         outside_branch: usize::try_from(outside).unwrap_or(usize::MAX),
     };
-    Ok(provisioning::plan(policy, claims, lookup))
+    Ok((provisioning::plan(policy, claims, lookup), None))
 }
 
 /// Finds, creates or updates the user for `identity`; `Err((username, reason))` is
@@ -112,7 +177,21 @@ pub(super) async fn provision(
     // plans again against the user that now exists. No lock is held across the IdP
     // round trip.
     for _ in 0..3 {
-        match plan_sign_in(state, domain, idp, &claims).await? {
+        let (plan, takeover) = plan_with_takeover(state, domain, idp, &claims).await?;
+        if let Some((user_id, link)) = takeover {
+            // Two sign-ins racing for one account: the loser plans again (and finds the
+            // account linked to another server user, so not its own).
+            match state
+                .store()
+                .link_migrated_account(user_id, &link, now)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        match plan {
             Plan::Refuse(reason) => return Ok(Err((match_value, reason.to_string()))),
             Plan::SignIn { user_id } => return Ok(Ok(user_id)),
             Plan::Update { user_id, changes } => {

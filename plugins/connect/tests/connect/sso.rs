@@ -130,6 +130,8 @@ fn a_finished_sign_in_is_the_servers_user_as_a_tc_account() {
         Some(format!("tc_7_{SERVER_IDNUMBER}").as_str())
     );
     assert_eq!(identity.attribute("server_username"), Some("ada"));
+    // With the subject, what the host finds the user's Connect link by.
+    assert_eq!(identity.attribute("server_idnumber"), Some(SERVER_IDNUMBER));
     assert_eq!(identity.attribute("email"), Some("ada@example.com"));
     assert_eq!(identity.attribute("firstname"), Some("Ada"));
     assert_eq!(identity.attribute("lastname"), Some("Lovelace"));
