@@ -105,8 +105,15 @@ async fn plan_with_takeover(
                             server_user_id: server_user.server_user_id,
                         },
                     );
-                    let takeover = link.map(|link| (user.id, link));
-                    (Some(user), true, takeover)
+                    // `find_account` migrates only a sign-in that names its server user,
+                    // so there is always a link to write; without one, no account.
+                    match link {
+                        Some(link) => {
+                            let takeover = Some((user.id, link));
+                            (Some(user), true, takeover)
+                        }
+                        None => (None, false, None),
+                    }
                 }
             };
         if let Some(user) = user {
