@@ -10,62 +10,11 @@ use gatehouse_store::{
     matching_accounts,
 };
 
-const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
+mod support;
+
+use support::TestDb;
+
 const SERVER: &str = "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3";
-
-/// A database for one test: a SQLite file in a temporary directory, or a fresh Postgres schema.
-async fn open(backend: &str, test: &str) -> Option<(Store, Box<dyn std::any::Any>)> {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("gh.db").display());
-        return Some((Store::connect(&url).await.expect("SQLite"), Box::new(dir)));
-    }
-    use sqlx::Connection as _;
-    let Ok(admin_url) = std::env::var(PG_ENV) else {
-        eprintln!("postgres::{test}: NOT RUN ({PG_ENV} is not set)");
-        return None;
-    };
-    let schema = format!(
-        "ghmig_{}_{}",
-        &test[..test.len().min(30)],
-        std::process::id()
-    );
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .expect("Postgres");
-    for sql in [
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-        format!("CREATE SCHEMA {schema}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-            .expect("schema");
-    }
-    let sep = if admin_url.contains('?') { '&' } else { '?' };
-    let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}");
-    Some((Store::connect(&url).await.expect("Postgres"), Box::new(())))
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (store, _keep) = super::open("sqlite", stringify!($name)).await.expect("SQLite");
-                super::$name(&store).await;
-            }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some((store, _keep)) = super::open("postgres", stringify!($name)).await else { return };
-                super::$name(&store).await;
-            }
-        )* }
-    };
-}
 
 on_both_backends!(
     candidates_carry_what_the_rule_needs,
@@ -120,7 +69,8 @@ async fn prepare(store: &Store) {
         .expect("an IdP's account");
 }
 
-async fn candidates_carry_what_the_rule_needs(store: &Store) {
+async fn candidates_carry_what_the_rule_needs(db: &TestDb) {
+    let store = &db.store;
     prepare(store).await;
     let standings = store.account_standings().await.expect("standings");
     assert_eq!(standings.len(), 3);
@@ -171,7 +121,8 @@ async fn candidates_carry_what_the_rule_needs(store: &Store) {
     );
 }
 
-async fn a_migrated_link_is_written_once(store: &Store) {
+async fn a_migrated_link_is_written_once(db: &TestDb) {
+    let store = &db.store;
     prepare(store).await;
     let ada = store
         .user_by_username("ada")
