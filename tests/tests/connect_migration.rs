@@ -194,6 +194,17 @@ async fn the_preview_lists_what_migration_by_email_would_do_and_writes_nothing_t
         signed_in_user(&browser, &pair.client).await.as_deref(),
         Some("alice.local")
     );
+    // A taken-over account signs in only through the server ("Totara Connect accounts can
+    // log in only via single sign-on"): its old local password no longer opens it, while
+    // an account nobody took over still signs in with its own.
+    assert_eq!(
+        local_password_sign_in(&pair, "alice.local", "local-password-1").await,
+        403
+    );
+    assert_eq!(
+        local_password_sign_in(&pair, "bob1", "local-password-1").await,
+        303
+    );
     // bob's sign-in is refused while two local accounts match him.
     let bob = WebClient::new();
     let chain = pair.sign_in(&bob, "bob", "bob-password-1").await;
@@ -319,4 +330,24 @@ async fn single_sign_on_takes_over_by_username_before_any_sync_and_never_the_adm
         signed_in_user(&again, &pair.client).await.as_deref(),
         Some("carol")
     );
+}
+
+/// A password sign-in at the client's own form (`?nosso=1`) in a fresh browser: the status
+/// of the answer to the POST (303 signed in, 403 refused).
+async fn local_password_sign_in(pair: &ConnectPair, username: &str, password: &str) -> u16 {
+    let browser = WebClient::new();
+    let form = browser.get(&pair.client.url("/login?nosso=1")).await;
+    let csrf = gatehouse_tests::connect::hidden_field(&form.body, "csrf").expect("the form's CSRF");
+    browser
+        .post_form(
+            &pair.client.url("/login?nosso=1"),
+            &[
+                ("csrf", csrf.as_str()),
+                ("username", username),
+                ("password", password),
+                ("return_to", "/"),
+            ],
+        )
+        .await
+        .status
 }

@@ -326,6 +326,24 @@ pub async fn submit(
                 .response(&state, &headers)
                 .await;
             }
+            // "Totara Connect accounts can log in only via single sign-on": an account a
+            // Connect server took over (migration) keeps its old password hash, which no
+            // longer opens it. Said only to someone who knew the password.
+            if let Some(idp) = store.connect_idp_of_account(user.id).await? {
+                store
+                    .audit(&audit(
+                        "refused",
+                        &format!("the account is a Totara Connect account of IdP `{idp}`"),
+                        Some(user.id),
+                    ))
+                    .await?;
+                return refuse(
+                    "This account signs in through your organisation's main site. Please use its button on this page.",
+                    StatusCode::FORBIDDEN,
+                )
+                .response(&state, &headers)
+                .await;
+            }
             let cookie = session::start(
                 &state,
                 &headers,

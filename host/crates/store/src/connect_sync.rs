@@ -984,6 +984,19 @@ impl crate::Store {
             .transpose()
     }
 
+    /// The Connect IdP that account `user_id` is linked to a server user through, if any.
+    pub async fn connect_idp_of_account(
+        &self,
+        user_id: i64,
+    ) -> Result<Option<String>, crate::StoreError> {
+        use sqlx::Row as _;
+        let row = sqlx::query("SELECT idp_id FROM connect_users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok(row.try_get("idp_id")?)).transpose()
+    }
+
     /// Links account `user_id` to a server user, as a migration at single sign-on does:
     /// `Conflict` (and nothing written) when the account or the server user is linked
     /// already, so two sign-ins racing for one account cannot both take it.
