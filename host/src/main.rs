@@ -978,6 +978,22 @@ async fn command_state(
     Ok((store, state))
 }
 
+/// Runs a one-off command's async work against [`command_state`] on a runtime of its own,
+/// closing the store afterwards, whatever the work answered.
+fn with_command_state<T>(
+    config: &Config,
+    site: gatehouse::site::Site,
+    work: impl AsyncFnOnce(&gatehouse::state::AppState) -> T,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let (store, state) = command_state(config, site).await?;
+        let outcome = work(&state).await;
+        store.close().await;
+        Ok(outcome)
+    })
+}
+
 /// `gatehouse tasks run NAME [--idp ID]`: runs one task now through the scheduler's runner
 /// and lease, with progress on stderr when it is a terminal, and one result line on stdout.
 /// Exit status 1 when the task failed or was skipped, is unknown, or runs elsewhere.
@@ -1116,13 +1132,7 @@ fn connect_servers(path: Option<PathBuf>, format: Format) -> anyhow::Result<Exit
         Ok(found) => found,
         Err(code) => return Ok(code),
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let servers = runtime.block_on(async {
-        let (store, state) = command_state(&config, site).await?;
-        let servers = connect::servers(&state).await;
-        store.close().await;
-        anyhow::Ok(servers?)
-    })?;
+    let servers = with_command_state(&config, site, async |state| connect::servers(state).await)??;
     let now = Clock::system().now_unix_seconds();
     match format {
         Format::Json => {
@@ -1222,12 +1232,8 @@ fn connect_new_server(
         Ok(found) => found,
         Err(code) => return Ok(code),
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let outcome = runtime.block_on(async {
-        let (store, state) = command_state(&config, site).await?;
-        let outcome = connect::new_server(&state, idp).await;
-        store.close().await;
-        anyhow::Ok(outcome)
+    let outcome = with_command_state(&config, site, async |state| {
+        connect::new_server(state, idp).await
     })?;
     let opened = match outcome {
         Ok(opened) => opened,
@@ -1271,12 +1277,8 @@ fn connect_migration_preview(
         Ok(found) => found,
         Err(code) => return Ok(code),
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let outcome = runtime.block_on(async {
-        let (store, state) = command_state(&config, site).await?;
-        let outcome = gatehouse::connect_migration::preview(&state, idp).await;
-        store.close().await;
-        anyhow::Ok(outcome)
+    let outcome = with_command_state(&config, site, async |state| {
+        gatehouse::connect_migration::preview(state, idp).await
     })?;
     match outcome {
         Ok(preview) => {
@@ -1322,14 +1324,8 @@ fn connect_add_client(
         comment: args.comment,
     };
     let server_name = gatehouse::connect_server::registration::server_name(&config);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let outcome = runtime.block_on(async {
-        let (store, state) = command_state(&config, site).await?;
-        let outcome =
-            gatehouse::connect_server::registration::add_client(&state, &request, &server_name)
-                .await;
-        store.close().await;
-        anyhow::Ok(outcome)
+    let outcome = with_command_state(&config, site, async |state| {
+        gatehouse::connect_server::registration::add_client(state, &request, &server_name).await
     })?;
     let registered = match outcome {
         Ok(registered) => registered,

@@ -7,43 +7,10 @@
 
 use std::{path::PathBuf, process::Command, time::Instant};
 
-use gatehouse_tests::{connect::SERVER_CONFIG, served::ServedProcess};
-
-const CLIENT_CONFIG: &str = r#"
-[host]
-listen = "127.0.0.1:{port}"
-public_url = "{origin}"
-database = "{database}"
-plugin_dir = "{plugin_dir}"
-scheduler = false
-
-[[plugin]]
-id = "connect"
-library = "gatehouse_connect"
-
-[[field]]
-name = "department"
-
-[[domain]]
-name = "root"
-hosts = ["localhost"]
-
-[[idp]]
-id = "hq"
-domain = "root"
-plugin = "connect"
-# A get_users reply of 10,000 users is several megabytes.
-http_max_response_bytes = 268435456
-
-[idp.provisioning]
-create_users = true
-update_existing = true
-fields = { email = "email", firstname = "firstname", lastname = "lastname" }
-
-[idp.settings]
-server_url = "{server_origin}"
-sync_profile_fields = true
-"#;
+use gatehouse_tests::{
+    connect::{ClientSetup, SERVER_CONFIG, client_config},
+    served::ServedProcess,
+};
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -129,7 +96,14 @@ fn main() {
         let client = ServedProcess::start_from(
             &binaries,
             "localhost",
-            &CLIENT_CONFIG.replace("{server_origin}", &server.origin()),
+            &client_config(
+                &ClientSetup {
+                    // Room for GATEHOUSE_BENCH_USERS beyond the Connect default's ~55,000.
+                    idp_lines: "http_max_response_bytes = 268435456",
+                    settings: "sync_profile_fields = true",
+                },
+                &server.origin(),
+            ),
         )
         .await;
         let file = server.dir().join("users.json");

@@ -32,7 +32,7 @@ name = "root"
 hosts = ["127.0.0.1"]
 "#;
 
-/// The client: IdP `hq` of plugin `connect` on its root domain; `{behaviour}`,
+/// The client: IdP `hq` of plugin `connect` on its root domain; `{idp_lines}`,
 /// `{settings}` (more `[idp.settings]` lines) and `{server_origin}` are filled in by
 /// [`ConnectPair::start`].
 const CLIENT_CONFIG: &str = r#"
@@ -59,7 +59,7 @@ id = "hq"
 domain = "root"
 plugin = "connect"
 name = "Head office"
-{behaviour}
+{idp_lines}
 logout = { at_idp = true }
 
 [idp.provisioning]
@@ -75,11 +75,20 @@ server_url = "{server_origin}"
 /// How the client's IdP is set up.
 #[derive(Debug, Clone, Default)]
 pub struct ClientSetup<'a> {
-    /// The `behaviour` line, e.g. `behaviour = "redirect"\nredirect_confirmed = true`;
-    /// empty for the default (a button).
-    pub behaviour: &'a str,
+    /// More lines of the `[[idp]]` table, e.g. `behaviour = "redirect"\nredirect_confirmed =
+    /// true`; empty for the defaults (a button).
+    pub idp_lines: &'a str,
     /// More `[idp.settings]` lines, e.g. `remove_user = "delete"`.
     pub settings: &'a str,
+}
+
+/// The client's configuration template for `setup`, its server at `server_origin` (the
+/// placeholders of [`crate::served::ServedProcess::start`] left for it to fill).
+pub fn client_config(setup: &ClientSetup<'_>, server_origin: &str) -> String {
+    CLIENT_CONFIG
+        .replace("{server_origin}", server_origin)
+        .replace("{idp_lines}", setup.idp_lines)
+        .replace("{settings}", setup.settings)
 }
 
 /// A Connect server process and a Connect client process, registered with each other.
@@ -94,10 +103,7 @@ impl ConnectPair {
     pub async fn start(setup: &ClientSetup<'_>, directory: &str, options: &[&str]) -> Self {
         build_packages(&["gatehouse", "gatehouse-connect"]);
         let server = ServedProcess::start("127.0.0.1", SERVER_CONFIG).await;
-        let client_config = CLIENT_CONFIG
-            .replace("{server_origin}", &server.origin())
-            .replace("{behaviour}", setup.behaviour)
-            .replace("{settings}", setup.settings);
+        let client_config = client_config(setup, &server.origin());
         let client = ServedProcess::start("localhost", &client_config).await;
         let pair = Self { server, client };
         pair.import(directory);

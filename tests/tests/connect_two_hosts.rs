@@ -238,7 +238,7 @@ async fn a_request_token_works_once_and_only_in_the_browser_that_began_the_sign_
 async fn automatic_sign_on_sends_the_login_page_to_the_server_and_nosso_shows_the_form() {
     let pair = ConnectPair::start(
         &ClientSetup {
-            behaviour: "behaviour = \"redirect\"\nredirect_confirmed = true",
+            idp_lines: "behaviour = \"redirect\"\nredirect_confirmed = true",
             ..ClientSetup::default()
         },
         DIRECTORY,
