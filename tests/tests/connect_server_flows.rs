@@ -14,23 +14,9 @@ use std::time::Duration;
 
 use gatehouse_tests::{
     build_packages,
+    connect::{SERVER_CONFIG, hidden_field, sso_finish_redirect},
     served::{Seen, ServedInProcess, ServedProcess, WebClient, free_port},
 };
-
-const SERVER_CONFIG: &str = r#"
-[host]
-listen = "127.0.0.1:{port}"
-public_url = "{origin}"
-database = "{database}"
-plugin_dir = "{plugin_dir}"
-
-[connect_server]
-enabled = true
-
-[[domain]]
-name = "root"
-hosts = ["127.0.0.1"]
-"#;
 
 const CLIENT_CONFIG: &str = r#"
 [host]
@@ -154,21 +140,6 @@ async fn assert_refused(pair: &Pair, output: &std::process::Output, reason: &str
     );
 }
 
-/// The value of hidden field `name` in an HTML page.
-fn hidden_field(body: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body.find(&marker)? + marker.len();
-    let end = body[start..].find('"')? + start;
-    let raw = &body[start..end];
-    Some(
-        raw.replace("&quot;", "\"")
-            .replace("&#x27;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&"),
-    )
-}
-
 /// From the client's sign-in button through the server's password login: the responses up
 /// to the server's answer to the login (a redirect), and the client the browser ends on.
 async fn sign_in_through_server(
@@ -208,14 +179,7 @@ async fn sign_in_through_server(
 }
 
 fn finish_result(chain: &[Seen]) -> Option<String> {
-    chain
-        .iter()
-        .find(|s| {
-            s.location
-                .as_deref()
-                .is_some_and(|l| l.contains("/auth/connect/sso_finish.php"))
-        })
-        .and_then(|s| s.location_param("result"))
+    sso_finish_redirect(chain).and_then(|s| s.location_param("result"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
