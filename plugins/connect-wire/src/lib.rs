@@ -2,7 +2,8 @@
 //! plugin (`plugins/connect`) and the host's server role. JSend replies ([`jsend`]), PHP's
 //! JSON quirks ([`php`]), secrets and tokens ([`token`]), API versions ([`version`]), the SEP
 //! envelope and its checks ([`sep`]), registration ([`setup`]), each service's request and
-//! reply ([`services`]) and the user object ([`user`]).
+//! reply ([`services`]), the user object ([`user`]) and `get_user_collections`' cohorts and
+//! courses ([`collections`]).
 //!
 //! It is pure: no I/O, no async, no clock, no random source (tokens are made from bytes the
 //! caller passes in), no database and no plugin ABI types. Checks that need stored state take
@@ -10,6 +11,7 @@
 //! `totara_connect` and `auth_connect`), read from its source; see
 //! `../shared/reference/totara-connect-protocol.md`.
 
+pub mod collections;
 pub mod jsend;
 pub mod php;
 pub mod sep;
@@ -19,6 +21,10 @@ pub mod token;
 pub mod user;
 pub mod version;
 
+pub use collections::{
+    CollectionError, CollectionType, RemoteCollection, RemoteCollections, SharedCohort,
+    SharedCourse,
+};
 pub use jsend::{JSend, JSendError};
 pub use php::PhpValue;
 pub use sep::{

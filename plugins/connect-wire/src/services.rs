@@ -387,6 +387,13 @@ pub enum ReplyError {
     },
     #[error("user {index} of the reply: {error}")]
     User { index: usize, error: UserError },
+    /// A `get_user_collections` row (`cohort` or `course`, by its index in that list).
+    #[error("{collection_type} {index} of the reply: {error}")]
+    Collection {
+        collection_type: &'static str,
+        index: usize,
+        error: crate::collections::CollectionError,
+    },
 }
 
 fn describe(reply: &JSend) -> String {
@@ -397,14 +404,14 @@ fn describe(reply: &JSend) -> String {
     }
 }
 
-fn success_data(reply: JSend) -> Result<Value, ReplyError> {
+pub(crate) fn success_data(reply: JSend) -> Result<Value, ReplyError> {
     match reply {
         JSend::Success { data } => Ok(data),
         other => Err(ReplyError::Refused(other)),
     }
 }
 
-fn field<'a>(data: &'a Value, name: &'static str) -> Result<&'a Value, ReplyError> {
+pub(crate) fn field<'a>(data: &'a Value, name: &'static str) -> Result<&'a Value, ReplyError> {
     match data.get(name) {
         None => Err(ReplyError::MissingField(name)),
         Some(value) => Ok(value),
