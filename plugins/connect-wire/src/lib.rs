@@ -2,8 +2,8 @@
 //! plugin (`plugins/connect`) and the host's server role. JSend replies ([`jsend`]), PHP's
 //! JSON quirks ([`php`]), secrets and tokens ([`token`]), API versions ([`version`]), the SEP
 //! envelope and its checks ([`sep`]), registration ([`setup`]), each service's request and
-//! reply ([`services`]), the user object ([`user`]) and `get_user_collections`' cohorts and
-//! courses ([`collections`]).
+//! reply ([`services`]), the user object ([`user`]), `get_user_collections`' cohorts and
+//! courses ([`collections`]) and the position and organisation hierarchies ([`hierarchy`]).
 //!
 //! It is pure: no I/O, no async, no clock, no random source (tokens are made from bytes the
 //! caller passes in), no database and no plugin ABI types. Checks that need stored state take
@@ -12,6 +12,7 @@
 //! `../shared/reference/totara-connect-protocol.md`.
 
 pub mod collections;
+pub mod hierarchy;
 pub mod jsend;
 pub mod php;
 pub mod sep;
@@ -24,6 +25,9 @@ pub mod version;
 pub use collections::{
     CollectionError, CollectionType, RemoteCollection, RemoteCollections, SharedCohort,
     SharedCourse,
+};
+pub use hierarchy::{
+    HierarchyCustomField, HierarchyFramework, HierarchyItem, HierarchyKind, HierarchyReply,
 };
 pub use jsend::{JSend, JSendError};
 pub use php::PhpValue;

@@ -394,6 +394,13 @@ pub enum ReplyError {
         index: usize,
         error: crate::collections::CollectionError,
     },
+    /// A row of a list in the reply (`get_positions`' frameworks and items).
+    #[error("{list}[{index}] of the reply: {why}")]
+    Row {
+        list: &'static str,
+        index: usize,
+        why: String,
+    },
 }
 
 fn describe(reply: &JSend) -> String {

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -133,8 +134,10 @@ pub struct ProfileFieldValue {
 }
 
 /// A job assignment as a v2 server sends it. The columns part 2 maps are typed; every
-/// column is also kept as text in `columns`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// column is also kept as text in `columns`. With serde (a client's task output hands jobs
+/// to the host as they are), only the typed columns travel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RemoteJob {
     pub id: i64,
     pub fullname: Option<String>,
@@ -146,6 +149,7 @@ pub struct RemoteJob {
     pub positionid: Option<i64>,
     pub organisationid: Option<i64>,
     pub sortorder: Option<i64>,
+    #[serde(skip)]
     pub columns: BTreeMap<String, Option<String>>,
 }
 
