@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 
 use gatehouse_connect_wire::{
     ApiVersion, Authorized, ClientType, JSend, ProfileFieldValue, SepEnvelope, ServerCall,
-    ServerService, ServiceRefusal, SharedUser, Token, UserWriteOptions,
+    ServerService, ServiceRefusal, SharedJob, SharedUser, Token, UserWriteOptions,
     sep::{ClientStanding, read_server_sep_form},
     services::{api_version_reply, empty_reply, sso_user_reply, user_reply, users_reply},
 };
-use gatehouse_store::{ConnectClient, ConnectSharedUser, ConnectSsoSession, Session};
+use gatehouse_store::{
+    ConnectClient, ConnectSharedJob, ConnectSharedUser, ConnectSsoSession, ConnectUsersQuery,
+    Session,
+};
 
 /// A reply (its JSON body, always sent with HTTP 200 as the original does) and what the
 /// handler must do before sending it.
@@ -146,6 +149,23 @@ pub fn delete_client(client: &ConnectClient) -> Outcome {
     }
 }
 
+/// What `get_users` must read besides the users: field values and jobs only when the
+/// reply carries them (API v2 and the client's `syncprofilefields` / `syncjobs`), so that
+/// a client that takes neither costs one query.
+pub fn users_query(
+    client: &ConnectClient,
+    api_version: ApiVersion,
+    context: &ServerContext,
+) -> ConnectUsersQuery {
+    let v2 = api_version.has_v2_data();
+    ConnectUsersQuery {
+        restrict_audience_id: client.restrict_audience_id,
+        password_hashes: context.sync_passwords,
+        fields: v2 && client.options.sync_profile_fields,
+        jobs: v2 && client.options.sync_jobs,
+    }
+}
+
 fn write_options(
     client: &ConnectClient,
     api_version: ApiVersion,
@@ -161,7 +181,8 @@ fn write_options(
 }
 
 /// A stored user as the wire writes it: profile fields of declared fields only, with their
-/// type as `datatype`; no jobs yet (part 2).
+/// type as `datatype`; job assignments in the user's order, their position and organisation
+/// this server's item ids.
 pub fn shared_user(user: &ConnectSharedUser, context: &ServerContext) -> SharedUser {
     SharedUser {
         id: user.id,
@@ -189,7 +210,24 @@ pub fn shared_user(user: &ConnectSharedUser, context: &ServerContext) -> SharedU
                     })
             })
             .collect(),
-        jobs: Vec::new(),
+        jobs: user.jobs.iter().map(shared_job).collect(),
+    }
+}
+
+fn shared_job(job: &ConnectSharedJob) -> SharedJob {
+    SharedJob {
+        id: job.id,
+        fullname: job.fullname.clone(),
+        shortname: job.shortname.clone(),
+        idnumber: job.idnumber.clone(),
+        description: job.description.clone(),
+        startdate: job.startdate,
+        enddate: job.enddate,
+        positionid: job.position_id,
+        organisationid: job.organisation_id,
+        sortorder: job.sortorder,
+        timecreated: job.created_at,
+        timemodified: job.updated_at,
     }
 }
 
@@ -645,6 +683,20 @@ mod tests {
                 ("department".into(), "Sales".into()),
                 ("undeclared".into(), "x".into()),
             ],
+            jobs: vec![ConnectSharedJob {
+                id: 31,
+                idnumber: "J1".into(),
+                fullname: "Sales rep".into(),
+                shortname: "rep".into(),
+                description: String::new(),
+                position_id: Some(7),
+                organisation_id: None,
+                startdate: 10,
+                enddate: 0,
+                sortorder: 1,
+                created_at: 100,
+                updated_at: 150,
+            }],
         }
     }
 
@@ -662,6 +714,7 @@ mod tests {
             created_at: 100,
             updated_at: 300,
             fields: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -717,9 +770,21 @@ mod tests {
             v2["data"]["users"][0]["profile_fields"],
             json!([{"shortname": "department", "datatype": "text", "data": "Sales"}])
         );
-        assert_eq!(v2["data"]["users"][0]["jobs"], json!([]));
+        // The job row minus userid and the manager and appraiser columns (§3.1), ids as
+        // strings, positionid the server's item id, organisationid null when there is none.
+        assert_eq!(
+            v2["data"]["users"][0]["jobs"],
+            json!([{
+                "id": "31", "fullname": "Sales rep", "shortname": "rep", "idnumber": "J1",
+                "description": "", "startdate": "10", "enddate": "0", "timecreated": "100",
+                "timemodified": "150", "usermodified": "0", "positionid": "7",
+                "positionassignmentdate": "100", "organisationid": null, "sortorder": "1",
+                "totarasync": "0", "synctimemodified": "0"
+            }])
+        );
         // Deleted users have no profile_fields or jobs keys (§3.1).
         assert!(v2["data"]["users"][1].get("profile_fields").is_none());
+        assert!(v2["data"]["users"][1].get("jobs").is_none());
 
         // With sync_passwords, the hash as stored.
         let passwords = ServerContext {
@@ -737,6 +802,37 @@ mod tests {
             get_users(&c, ApiVersion::V1, &[], &context()).body,
             r#"{"status":"success","data":{"users":[]}}"#
         );
+    }
+
+    #[test]
+    fn get_users_reads_fields_and_jobs_only_when_the_reply_carries_them() {
+        let mut c = client();
+        c.restrict_audience_id = Some(3);
+        let plain = ConnectUsersQuery {
+            restrict_audience_id: Some(3),
+            ..ConnectUsersQuery::default()
+        };
+        assert_eq!(users_query(&c, ApiVersion::V2, &context()), plain);
+        c.options.sync_profile_fields = true;
+        c.options.sync_jobs = true;
+        // API v1 carries neither, whatever the client's options.
+        assert_eq!(users_query(&c, ApiVersion::V1, &context()), plain);
+        let passwords = ServerContext {
+            sync_passwords: true,
+            ..context()
+        };
+        assert_eq!(
+            users_query(&c, ApiVersion::V2, &passwords),
+            ConnectUsersQuery {
+                restrict_audience_id: Some(3),
+                password_hashes: true,
+                fields: true,
+                jobs: true,
+            }
+        );
+        c.options.sync_jobs = false;
+        assert!(!users_query(&c, ApiVersion::V2, &context()).jobs);
+        assert!(users_query(&c, ApiVersion::V2, &context()).fields);
     }
 
     #[test]

@@ -154,7 +154,7 @@ async fn serve(
         } => core::update_api_version(client, *api_version, *client_type),
         ServerCall::GetUsers => {
             let users = store
-                .connect_visible_users(client.restrict_audience_id, context.sync_passwords)
+                .connect_shared_users(&core::users_query(client, api_version, &context))
                 .await?;
             core::get_users(client, api_version, &users, &context)
         }

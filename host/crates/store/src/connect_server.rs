@@ -5,7 +5,7 @@
 //! client sees what are decided by the host's `connect_server` module; this only keeps and
 //! returns the rows, each write in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -152,8 +152,41 @@ pub struct ConnectSharedUser {
     pub created_at: i64,
     /// For a tombstone, when it was deleted.
     pub updated_at: i64,
-    /// Additional profile field values by name, ordered by name.
+    /// Additional profile field values by name, ordered by name (empty unless asked for).
     pub fields: Vec<(String, String)>,
+    /// Job assignments in the user's order (`sortorder`; empty unless asked for).
+    pub jobs: Vec<ConnectSharedJob>,
+}
+
+/// A user's job assignment as a client may see it (`job_assignment`); the position and
+/// organisation are this server's hierarchy item ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSharedJob {
+    pub id: i64,
+    pub idnumber: String,
+    pub fullname: String,
+    pub shortname: String,
+    pub description: String,
+    pub position_id: Option<i64>,
+    pub organisation_id: Option<i64>,
+    pub startdate: i64,
+    pub enddate: i64,
+    /// From 1, the first the primary one.
+    pub sortorder: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What [`Store::connect_shared_users`] reads besides the users themselves: each extra is
+/// one query over every user the client sees (never one per user), and skipped when the
+/// reply will not carry it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectUsersQuery {
+    /// Only this audience's members, and no tombstones (§8.3).
+    pub restrict_audience_id: Option<i64>,
+    pub password_hashes: bool,
+    pub fields: bool,
+    pub jobs: bool,
 }
 
 impl fmt::Debug for ConnectSharedUser {
@@ -368,8 +401,83 @@ fn shared_user_from_row(row: &AnyRow) -> Result<ConnectSharedUser, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         fields: Vec::new(),
+        jobs: Vec::new(),
     })
 }
+
+fn shared_job_from_row(row: &AnyRow) -> Result<ConnectSharedJob, StoreError> {
+    Ok(ConnectSharedJob {
+        id: row.try_get("id")?,
+        idnumber: row.try_get("idnumber")?,
+        fullname: row.try_get("fullname")?,
+        shortname: row.try_get("shortname")?,
+        description: row.try_get("description")?,
+        position_id: row.try_get("position_id")?,
+        organisation_id: row.try_get("organisation_id")?,
+        startdate: row.try_get("startdate")?,
+        enddate: row.try_get("enddate")?,
+        sortorder: row.try_get("sortorder")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The rows of `sql` (ordered by `user_id`, bound to the restricting audience when there
+/// is one) grouped by user, each read by `read`.
+async fn per_user<T>(
+    tx: &mut Tx<'_>,
+    sql: &'static str,
+    restrict_audience_id: Option<i64>,
+    read: impl Fn(&AnyRow) -> Result<T, StoreError>,
+) -> Result<HashMap<i64, Vec<T>>, StoreError> {
+    let mut query = sqlx::query(sql);
+    if let Some(audience) = restrict_audience_id {
+        query = query.bind(audience);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    let mut grouped: HashMap<i64, Vec<T>> = HashMap::new();
+    for row in &rows {
+        grouped
+            .entry(row.try_get("user_id")?)
+            .or_default()
+            .push(read(row)?);
+    }
+    Ok(grouped)
+}
+
+fn field_value_from_row(row: &AnyRow) -> Result<(String, String), StoreError> {
+    Ok((row.try_get("name")?, row.try_get("value")?))
+}
+
+/// A job assignment's columns as [`shared_job_from_row`] reads them, from `job_assignments j`.
+macro_rules! job_columns {
+    () => {
+        "j.user_id, j.id, j.idnumber, j.fullname, j.shortname, j.description, j.position_id, \
+         j.organisation_id, j.startdate, j.enddate, j.sortorder, j.created_at, j.updated_at"
+    };
+}
+
+const FIELDS_SQL: &str = "SELECT user_id, name, value FROM user_fields ORDER BY user_id, name";
+const RESTRICTED_FIELDS_SQL: &str = "SELECT f.user_id, f.name, f.value FROM user_fields f \
+     JOIN audience_members m ON m.user_id = f.user_id AND m.audience_id = $1 \
+     ORDER BY f.user_id, f.name";
+const JOBS_SQL: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM job_assignments j ORDER BY j.user_id, j.sortorder, j.id"
+);
+const RESTRICTED_JOBS_SQL: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM job_assignments j \
+     JOIN audience_members m ON m.user_id = j.user_id AND m.audience_id = $1 \
+     ORDER BY j.user_id, j.sortorder, j.id"
+);
+const USER_JOBS_SQL: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM job_assignments j WHERE j.user_id = $1 ORDER BY j.sortorder, j.id"
+);
 
 impl Store {
     /// This server's idnumber: the stored one, or `fresh` (40 lowercase hex from the caller's
@@ -721,60 +829,70 @@ impl Store {
 
     /// The users a client sees (`get_users`), ordered by id: every user and every tombstone
     /// of a deleted user; with a restricting audience only that audience's members, and no
-    /// tombstones (§8.3). Each with its additional field values; password hashes only when
-    /// `with_password_hashes`.
+    /// tombstones (§8.3). Each with its additional field values and job assignments and
+    /// password hashes as `query` asks: one query each over all the users, in one read
+    /// transaction (a consistent view), however many users there are.
+    pub async fn connect_shared_users(
+        &self,
+        query: &ConnectUsersQuery,
+    ) -> Result<Vec<ConnectSharedUser>, StoreError> {
+        let restrict = query.restrict_audience_id;
+        let sql = visible_users_sql(restrict.is_some(), false, query.password_hashes);
+        let mut users_query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(audience) = restrict {
+            users_query = users_query.bind(audience);
+        }
+        let mut tx = self.pool.begin().await?;
+        let rows = users_query.fetch_all(&mut *tx).await?;
+        let mut users = rows
+            .iter()
+            .map(shared_user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(rows);
+        let mut fields = if query.fields {
+            let sql = match restrict {
+                Some(_) => RESTRICTED_FIELDS_SQL,
+                None => FIELDS_SQL,
+            };
+            per_user(&mut tx, sql, restrict, field_value_from_row).await?
+        } else {
+            HashMap::new()
+        };
+        let mut jobs = if query.jobs {
+            let sql = match restrict {
+                Some(_) => RESTRICTED_JOBS_SQL,
+                None => JOBS_SQL,
+            };
+            per_user(&mut tx, sql, restrict, shared_job_from_row).await?
+        } else {
+            HashMap::new()
+        };
+        tx.commit().await?;
+        // A tombstone's id is a deleted user's, whose rows are gone; never give it any.
+        for user in users.iter_mut().filter(|u| !u.deleted) {
+            user.fields = fields.remove(&user.id).unwrap_or_default();
+            user.jobs = jobs.remove(&user.id).unwrap_or_default();
+        }
+        Ok(users)
+    }
+
+    /// [`Store::connect_shared_users`] with every field value and job.
     pub async fn connect_visible_users(
         &self,
         restrict_audience_id: Option<i64>,
         with_password_hashes: bool,
     ) -> Result<Vec<ConnectSharedUser>, StoreError> {
-        let sql = visible_users_sql(restrict_audience_id.is_some(), false, with_password_hashes);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(audience) = restrict_audience_id {
-            query = query.bind(audience);
-        }
-        let mut tx = self.pool.begin().await?;
-        let rows = query.fetch_all(&mut *tx).await?;
-        let mut users = rows
-            .iter()
-            .map(shared_user_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        // Field values of every user in one pass (ordered as the users are), merged in.
-        let field_rows = match restrict_audience_id {
-            Some(audience) => {
-                sqlx::query(
-                    "SELECT f.user_id, f.name, f.value FROM user_fields f \
-                     JOIN audience_members m ON m.user_id = f.user_id AND m.audience_id = $1 \
-                     ORDER BY f.user_id, f.name",
-                )
-                .bind(audience)
-                .fetch_all(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query("SELECT user_id, name, value FROM user_fields ORDER BY user_id, name")
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-        };
-        tx.commit().await?;
-        let mut fields: BTreeMap<i64, Vec<(String, String)>> = BTreeMap::new();
-        for row in &field_rows {
-            fields
-                .entry(row.try_get("user_id")?)
-                .or_default()
-                .push((row.try_get("name")?, row.try_get("value")?));
-        }
-        for user in users.iter_mut().filter(|u| !u.deleted) {
-            if let Some(values) = fields.remove(&user.id) {
-                user.fields = values;
-            }
-        }
-        Ok(users)
+        self.connect_shared_users(&ConnectUsersQuery {
+            restrict_audience_id,
+            password_hashes: with_password_hashes,
+            fields: true,
+            jobs: true,
+        })
+        .await
     }
 
-    /// One user as a client sees it (`get_user`), with the same rules as
-    /// [`Store::connect_visible_users`]: `None` when there is no such user or tombstone, or
+    /// One user as a client sees it (`get_user`, `get_sso_user`), with the same rules as
+    /// [`Store::connect_visible_users`] and every field value and job: `None` when there is no such user or tombstone, or
     /// the client is restricted and the user is not a member.
     pub async fn connect_visible_user(
         &self,
@@ -794,6 +912,14 @@ impl Store {
         let mut user = shared_user_from_row(&row)?;
         if !user.deleted {
             user.fields = self.connect_user_field_values(user.id).await?;
+            let jobs = sqlx::query(USER_JOBS_SQL)
+                .bind(user.id)
+                .fetch_all(&self.pool)
+                .await?;
+            user.jobs = jobs
+                .iter()
+                .map(shared_job_from_row)
+                .collect::<Result<_, _>>()?;
         }
         Ok(Some(user))
     }

@@ -17,7 +17,7 @@ pub enum FrameworkKind {
 }
 
 impl FrameworkKind {
-    fn column(self) -> &'static str {
+    pub(crate) fn column(self) -> &'static str {
         match self {
             FrameworkKind::Position => "position",
             FrameworkKind::Organisation => "organisation",

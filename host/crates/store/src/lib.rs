@@ -9,6 +9,7 @@
 
 mod connect_server;
 mod connect_server_flows;
+mod connect_server_shares;
 mod connect_sync;
 mod directory;
 mod error;
@@ -27,9 +28,14 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 pub use connect_server::{
-    ConnectClient, ConnectClientOptions, ConnectSharedUser, ConnectSsoSession, NewConnectClient,
+    ConnectClient, ConnectClientOptions, ConnectSharedJob, ConnectSharedUser, ConnectSsoSession,
+    ConnectUsersQuery, NewConnectClient,
 };
 pub use connect_server_flows::FrameworkKind;
+pub use connect_server_shares::{
+    ConnectCollections, ConnectHierarchy, ConnectSharedAudience, ConnectSharedCourse,
+    ConnectSharedFramework, ConnectSharedItem,
+};
 pub use connect_sync::{
     AccountStanding, AmbiguousMatch, ContestedAccount, FoundAccount, LOCAL_AUTH_SOURCE,
     MappingProblem, MigrateMap, Migration, MigrationCandidate, MigrationPlan, NamedServerUser,
