@@ -41,6 +41,9 @@ pub struct DirectoryAudience {
     pub description: String,
     /// Usernames of the members.
     pub members: BTreeSet<String>,
+    /// `""` for an administrator's audience, else the Connect IdP that keeps it in step with
+    /// its server (an import may not change it).
+    pub component: String,
 }
 
 /// A user synced from a Connect server: which server (its idnumber, and the Connect IdP
@@ -716,6 +719,7 @@ pub fn plan(
         let had: BTreeSet<&str> = existing
             .map(|a| a.members.iter().map(String::as_str).collect())
             .unwrap_or_default();
+        let planned = changes.len();
         match existing {
             None => changes.push(Change::CreateAudience {
                 idnumber: audience.idnumber.clone(),
@@ -746,6 +750,18 @@ pub fn plan(
                     Change::RemoveMember { audience, username }
                 }
             });
+        }
+        if let Some(existing) = existing
+            && !existing.component.is_empty()
+            && changes.len() > planned
+        {
+            return Err(refuse(
+                at("idnumber"),
+                format!(
+                    "audience {:?} is kept in step with its Connect server by the IdP `{}`: it cannot be changed here (change it on the server)",
+                    audience.idnumber, existing.component
+                ),
+            ));
         }
     }
     plan_courses(current, document, &exists, &mut changes)?;
@@ -1471,15 +1487,18 @@ impl Store {
             }
         }
         let mut audience_by_id: BTreeMap<i64, String> = BTreeMap::new();
-        for row in sqlx::query("SELECT id, idnumber, name, description FROM audiences ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await?
+        for row in sqlx::query(
+            "SELECT id, idnumber, name, description, component FROM audiences ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
         {
             let audience = DirectoryAudience {
                 idnumber: row.try_get("idnumber")?,
                 name: row.try_get("name")?,
                 description: row.try_get("description")?,
                 members: BTreeSet::new(),
+                component: row.try_get("component")?,
             };
             audience_by_id.insert(row.try_get("id")?, audience.idnumber.clone());
             snapshot

@@ -7,6 +7,7 @@
 //! (`now`), booleans are stored as integers 0/1, bytes as BLOB/BYTEA, and every query is a
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
+mod connect_collections;
 mod connect_server;
 mod connect_server_flows;
 mod connect_server_shares;
@@ -27,6 +28,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use connect_collections::{
+    AudienceRef, CollectionChange, CollectionKind, CollectionsCounts, CollectionsPlan,
+    CollectionsState, LocalAudience, ServerCollection, SkippedCollection, collection_idnumber,
+    plan_collections_sync,
+};
 pub use connect_server::{
     ConnectClient, ConnectClientOptions, ConnectSharedJob, ConnectSharedUser, ConnectSsoSession,
     ConnectUsersQuery, NewConnectClient,

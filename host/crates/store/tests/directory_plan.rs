@@ -84,6 +84,7 @@ fn people_snapshot() -> impl Strategy<Value = DirectorySnapshot> {
                         .filter(|m| users.contains_key(*m))
                         .map(str::to_owned)
                         .collect(),
+                    component: String::new(),
                 };
                 (idnumber.to_owned(), audience)
             })
