@@ -8,6 +8,7 @@
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
 mod connect_collections;
+mod connect_hierarchy;
 mod connect_server;
 mod connect_server_flows;
 mod connect_server_shares;
@@ -32,6 +33,11 @@ pub use connect_collections::{
     AudienceRef, CollectionChange, CollectionKind, CollectionsCounts, CollectionsPlan,
     CollectionsState, LocalAudience, ServerCollection, SkippedCollection, collection_idnumber,
     plan_collections_sync,
+};
+pub use connect_hierarchy::{
+    FrameworkValues, HierarchyChange, HierarchyConflict, HierarchyCounts, HierarchyPlan,
+    HierarchyState, HierarchyTable, ItemValues, LocalFramework, LocalItem, RowRef, ServerFramework,
+    ServerItem, plan_hierarchy_sync, remote_id_kinds,
 };
 pub use connect_server::{
     ConnectClient, ConnectClientOptions, ConnectSharedJob, ConnectSharedUser, ConnectSsoSession,
