@@ -8,11 +8,11 @@
 //! is kept in the key-value store), `remote` (calls to the server's SEP), `registration`
 //! (`new_server`, `sep_setup.php`), `sep` (the client's SEP services at `sep.php`), `sso`
 //! (sign-in through the server, the identity, logout), `sync` (the `handshake`, `users` and
-//! `cleanup` tasks, and `server` for `gatehouse connect servers`). This file only wires them
-//! to the plugin API.
+//! `cleanup` tasks, and `server` for `gatehouse connect servers`), `sync_collections` (the
+//! `user_collections` task). This file only wires them to the plugin API.
 //!
-//! Not built yet: disconnecting from a server, and the sync of part 2 (collections,
-//! positions, organisations, jobs).
+//! Not built yet: disconnecting from a server, and the rest of part 2's sync (positions,
+//! organisations, jobs).
 
 mod records;
 mod registration;
@@ -21,6 +21,7 @@ mod sep;
 mod settings;
 mod sso;
 mod sync;
+mod sync_collections;
 
 use gatehouse_connect_wire::sep::{CLIENT_SEP_PATH, CLIENT_SEP_SETUP_PATH, CLIENT_SSO_FINISH_PATH};
 use gatehouse_plugin_api::{
@@ -32,12 +33,20 @@ use gatehouse_plugin_api::{
 pub use settings::{ClientConfig, ConnectSettings, MigrateMap, RemoveUser};
 pub use sso::{IDENTITY_ATTRIBUTES, NOT_COPIED, PROFILE_FIELD_PREFIX, copied_columns};
 pub use sync::CONNECT_USERS_SECTION;
+pub use sync_collections::CONNECT_COLLECTIONS_SECTION;
 
 /// The tasks: `new_server` ("Connect to new server", run by `gatehouse connect
 /// new-server`) and `server` (the registration, for `gatehouse connect servers`), both run
-/// on demand; and the sync tasks of reference §3.3 and §5, `handshake` (daily), `users` and
-/// `cleanup` (hourly).
-pub const TASKS: [&str; 5] = ["new_server", "server", "handshake", "users", "cleanup"];
+/// on demand; and the sync tasks of reference §3.3 and §5, `handshake` (daily), `users`,
+/// `user_collections` and `cleanup` (hourly).
+pub const TASKS: [&str; 6] = [
+    "new_server",
+    "server",
+    "handshake",
+    "users",
+    "user_collections",
+    "cleanup",
+];
 
 /// The callback parameter that carries the host's state token back: the request token the
 /// server echoes to `sso_finish.php`.
@@ -111,6 +120,7 @@ impl IdentityProvider for ConnectClient {
             "new_server" => registration::new_server(host, &self.config),
             "handshake" => sync::handshake(host, &self.config),
             "users" => sync::users(host, &self.config),
+            "user_collections" => sync_collections::user_collections(host, &self.config),
             "cleanup" => sync::cleanup(host, &self.config),
             "server" => sync::server_info(host, &self.config),
             other => Err(PluginError::unsupported(&format!(

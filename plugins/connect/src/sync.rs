@@ -27,14 +27,14 @@ fn not_connected(config: &ClientConfig) -> PluginError {
     ))
 }
 
-fn registered(host: &Host<'_>, config: &ClientConfig) -> Result<Server, PluginError> {
+pub(crate) fn registered(host: &Host<'_>, config: &ClientConfig) -> Result<Server, PluginError> {
     records::server(host)?.ok_or_else(|| not_connected(config))
 }
 
 /// A service's reply that is not what it promises: the server's own words when it refused
 /// (`idp_unavailable` when it could not be reached, so the host's breaker counts it), else
 /// what is wrong with the reply.
-fn reply_error(service: &str, server: &Server, error: ReplyError) -> PluginError {
+pub(crate) fn reply_error(service: &str, server: &Server, error: ReplyError) -> PluginError {
     match error {
         ReplyError::Refused(reply) => {
             let described = ReplyError::Refused(reply).to_string();
@@ -52,7 +52,7 @@ fn reply_error(service: &str, server: &Server, error: ReplyError) -> PluginError
 }
 
 /// A call that got no JSend answer, with its cause and the host's error kind.
-fn transport_error(service: &str, server: &Server, error: &PluginError) -> PluginError {
+pub(crate) fn transport_error(service: &str, server: &Server, error: &PluginError) -> PluginError {
     PluginError::new(
         error.kind,
         format!("Connect: {service} at {}: {}", server.url, error.message()),
