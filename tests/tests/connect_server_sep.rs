@@ -375,15 +375,15 @@ async fn every_bad_input_gets_its_documented_reply_and_writes_nothing() {
             call("get_organisations", &[]),
             error("get_organisations not available in api version 1"),
         ),
-        (
-            call("get_user_collections", &[]),
-            error("get_user_collections not supported yet"),
-        ),
     ];
     // The reads answer too, and write nothing either.
     cases.push((
         call("get_api_version", &[("clienttype", "totaralms")]),
         json!({"status": "success", "data": {"minapiversion": 1, "maxapiversion": 2}}),
+    ));
+    cases.push((
+        call("get_user_collections", &[]),
+        json!({"status": "success", "data": {"cohort": [], "course": []}}),
     ));
     for (form, expected) in &cases {
         let page = post(&host, "localhost", form).await;
@@ -480,10 +480,10 @@ async fn update_api_version_and_delete_client_change_the_client_on_any_domain() 
     let client = stored(host.store.connect_clients().await.expect("clients"));
     assert_eq!(client.api_version, 2);
     assert_eq!(client.client_type, "totarasocial");
-    // v2 now: the part 2 services are refused as not yet supported, not as v1.
+    // v2 now: the hierarchies are served (nothing is linked to this client).
     assert_eq!(
         reply(&post(&host, "localhost", &call("get_positions", &[])).await),
-        error("get_positions not supported yet")
+        json!({"status": "success", "data": {"frameworks": [], "positions": []}})
     );
 
     signed_in_with_sso(&host, client_id).await;

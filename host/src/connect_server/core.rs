@@ -27,7 +27,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn reply(body: String) -> Outcome {
+    pub(super) fn reply(body: String) -> Outcome {
         Outcome {
             body,
             effects: Vec::new(),
@@ -110,12 +110,6 @@ pub fn authorize(
     let call = ServerCall::read(authorized, &envelope.params)
         .map_err(|refusal| Outcome::refusal(refusal.to_jsend()))?;
     Ok((authorized, call))
-}
-
-/// The reply of a service Gatehouse does not serve yet (part 2: collections, positions,
-/// organisations), rather than an empty list a client would take for "none".
-pub fn not_supported_yet(service: ServerService) -> Outcome {
-    Outcome::refusal(JSend::error(format!("{service} not supported yet")))
 }
 
 /// `get_api_version`: the range, whatever the client's type (read already checked it).
@@ -1068,7 +1062,7 @@ mod tests {
     }
 
     #[test]
-    fn part_2_services_are_refused_by_version_then_as_not_supported_yet() {
+    fn positions_and_organisations_are_refused_below_api_version_2_with_the_original_text() {
         let mut v1 = client();
         v1.api_version = 1;
         assert_eq!(
@@ -1079,16 +1073,17 @@ mod tests {
             read("get_organisations", &[], &v1),
             Err(error("get_organisations not available in api version 1"))
         );
-        for (name, service) in [
-            ("get_positions", ServerService::GetPositions),
-            ("get_organisations", ServerService::GetOrganisations),
-            ("get_user_collections", ServerService::GetUserCollections),
+        // Collections have no version gate.
+        assert_eq!(
+            read("get_user_collections", &[], &v1),
+            Ok(ServerCall::GetUserCollections)
+        );
+        for (name, call) in [
+            ("get_positions", ServerCall::GetPositions),
+            ("get_organisations", ServerCall::GetOrganisations),
+            ("get_user_collections", ServerCall::GetUserCollections),
         ] {
-            assert_eq!(read(name, &[], &client()).map(|c| c.service()), Ok(service));
-            assert_eq!(
-                json_of(&not_supported_yet(service).body),
-                error(&format!("{name} not supported yet"))
-            );
+            assert_eq!(read(name, &[], &client()), Ok(call));
         }
     }
 }

@@ -1,9 +1,10 @@
 //! This host as a Totara Connect server (`[connect_server]`, protocol §1–§4 and §8): the
-//! SEP that client systems call (`sep.php`: the deterministic [`core`] and its handler
-//! [`sep`]), registration of client systems (`registration`, `gatehouse connect add-client`),
-//! the browser's SSO entry (`sso_request`), the calls to clients (`client_calls`), logout
-//! propagation (`propagate`), the keep-alive (`keep_alive`) and `gatehouse connect clients`
-//! ([`cli`]). It is not the client role (the `connect` plugin) nor the wire format
+//! SEP that client systems call (`sep.php`: the deterministic [`core`], [`shares`] for what
+//! it sends beyond users, and their handler [`sep`]), registration of client systems
+//! (`registration`, `gatehouse connect add-client`), the browser's SSO entry
+//! (`sso_request`), the calls to clients (`client_calls`), logout propagation
+//! (`propagate`), the keep-alive (`keep_alive`) and `gatehouse connect clients` ([`cli`]).
+//! It is not the client role (the `connect` plugin) nor the wire format
 //! (`gatehouse-connect-wire`); the rows are the store's (`connect_server` there).
 
 use crate::state::AppState;
@@ -15,6 +16,7 @@ pub mod keep_alive;
 pub mod propagate;
 pub mod registration;
 pub mod sep;
+pub mod shares;
 pub mod sso_request;
 
 /// Whether `[connect_server] enabled` is on in the current site (it follows reloads).

@@ -12,12 +12,15 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use gatehouse_connect_wire::{ApiVersion, JSend, ServerCall, Token, token::TOKEN_LEN};
+use gatehouse_connect_wire::{
+    ApiVersion, HierarchyKind, JSend, ServerCall, Token, token::TOKEN_LEN,
+};
 use gatehouse_store::{ConnectClient, StoreError};
 
 use crate::state::AppState;
 
 use super::core::{self, Effect, Outcome, ServerContext, SsoFacts, SsoUserAnswer};
+use super::shares;
 
 /// The most a SEP request body may hold (the host's inbound cap may be lower): every
 /// service's form is a few hundred bytes.
@@ -168,9 +171,16 @@ async fn serve(
                 .await?;
             core::get_user(client, api_version, user.as_ref(), &context)
         }
-        ServerCall::GetUserCollections
-        | ServerCall::GetPositions
-        | ServerCall::GetOrganisations => core::not_supported_yet(call.service()),
+        ServerCall::GetUserCollections => {
+            let collections = store
+                .connect_client_collections(client.id, client.restrict_audience_id)
+                .await?;
+            shares::get_user_collections(&collections)
+        }
+        ServerCall::GetPositions => hierarchy(state, client, HierarchyKind::Position).await?,
+        ServerCall::GetOrganisations => {
+            hierarchy(state, client, HierarchyKind::Organisation).await?
+        }
         ServerCall::GetSsoUser { sso_token } => {
             let sso = match sso_token {
                 Some(token) => {
@@ -226,6 +236,19 @@ async fn serve(
         }
         ServerCall::DeleteClient => core::delete_client(client),
     })
+}
+
+/// `get_positions` / `get_organisations`: the frameworks of `kind` linked to `client`.
+async fn hierarchy(
+    state: &AppState,
+    client: &ConnectClient,
+    kind: HierarchyKind,
+) -> Result<Outcome, StoreError> {
+    let hierarchy = state
+        .store()
+        .connect_client_hierarchy(client.id, shares::framework_kind(kind))
+        .await?;
+    Ok(shares::get_hierarchy(kind, &hierarchy))
 }
 
 async fn carry_out(state: &AppState, effect: &Effect) -> Result<(), StoreError> {
