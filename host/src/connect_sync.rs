@@ -13,6 +13,8 @@
 //! and the provisioning settings (`create_users`, `update_existing`) and the platform's
 //! fields come from `plugins.toml`, not from the plugin.
 
+pub mod hierarchy;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_plugin_api::{HostAction, SessionSelector};
@@ -104,13 +106,13 @@ pub struct UsersSection {
     pub users: Vec<ServerUser>,
 }
 
-fn malformed(why: impl Into<String>) -> SyncError {
+pub(crate) fn malformed(why: impl Into<String>) -> SyncError {
     SyncError::Malformed(why.into())
 }
 
 /// Text a user's value may hold: anything but control characters (tabs and line breaks
 /// aside), which no name or address has and PostgreSQL refuses (NUL).
-fn check_text(path: &str, value: &str) -> Result<(), SyncError> {
+pub(crate) fn check_text(path: &str, value: &str) -> Result<(), SyncError> {
     if value
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
@@ -120,33 +122,43 @@ fn check_text(path: &str, value: &str) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// The directory section of a task's output: `None` when it has no `directory`; an error
-/// when `directory` holds anything but one `connect_users` object.
-pub fn section_in(output: &Value) -> Result<Option<&Value>, SyncError> {
+/// The sections a task output's `directory` may hold, each applied by its own module.
+pub const SECTIONS: [&str; 2] = [CONNECT_USERS, hierarchy::CONNECT_HIERARCHY];
+
+/// A task output's `directory`: `None` when it has none; an error when it is not an object
+/// of known sections (at least one).
+fn directory_in(output: &Value) -> Result<Option<&serde_json::Map<String, Value>>, SyncError> {
     let Some(directory) = output.get(DIRECTORY_KEY) else {
         return Ok(None);
     };
     let object = directory
         .as_object()
         .ok_or_else(|| malformed("`directory` is not an object"))?;
-    if let Some(other) = object.keys().find(|key| key.as_str() != CONNECT_USERS) {
+    if let Some(other) = object.keys().find(|key| !SECTIONS.contains(&key.as_str())) {
         return Err(malformed(format!(
-            "`directory.{other}` is not a section the host applies (only `{CONNECT_USERS}`)"
+            "`directory.{other}` is not a section the host applies (only {})",
+            SECTIONS.map(|s| format!("`{s}`")).join(", ")
         )));
     }
-    object
-        .get(CONNECT_USERS)
-        .map(Some)
-        .ok_or_else(|| malformed(format!("`directory` has no `{CONNECT_USERS}`")))
+    if object.is_empty() {
+        return Err(malformed("`directory` has no section"));
+    }
+    Ok(Some(object))
 }
 
-/// Reads a `connect_users` section strictly: every key known and of its type, the server
-/// idnumber 40 lowercase hex, API version 1 or 2 (profile fields only with 2), server user
-/// ids positive, no control characters in any value.
-pub fn read_section(section: &Value) -> Result<UsersSection, SyncError> {
-    let parsed: OutputSection = serde_json::from_value(section.clone())
-        .map_err(|error| malformed(format!("`{CONNECT_USERS}`: {error}")))?;
-    let idnumber = &parsed.server_idnumber;
+/// The section `name` of a task output's `directory`, if it has one; an error when the
+/// `directory` is malformed.
+pub fn named_section_in<'a>(output: &'a Value, name: &str) -> Result<Option<&'a Value>, SyncError> {
+    Ok(directory_in(output)?.and_then(|directory| directory.get(name)))
+}
+
+/// The `connect_users` section of a task's output (see [`named_section_in`]).
+pub fn section_in(output: &Value) -> Result<Option<&Value>, SyncError> {
+    named_section_in(output, CONNECT_USERS)
+}
+
+/// A server idnumber as the plugin hands it over: 40 lowercase hex.
+pub(crate) fn check_server_idnumber(idnumber: &str) -> Result<(), SyncError> {
     if idnumber.len() != 40
         || !idnumber
             .bytes()
@@ -156,6 +168,37 @@ pub fn read_section(section: &Value) -> Result<UsersSection, SyncError> {
             "`server_idnumber` is not 40 lowercase hexadecimal characters",
         ));
     }
+    Ok(())
+}
+
+/// Refuses a sync of `what` by `idp_id` unless it is a configured Totara Connect IdP.
+pub(crate) fn require_connect_idp(
+    state: &AppState,
+    idp_id: &str,
+    what: &str,
+) -> Result<(), SyncError> {
+    let site = state.site();
+    let Some(idp) = site.all_idps().find(|idp| idp.id() == idp_id) else {
+        return Err(SyncError::Refused(format!(
+            "IdP `{idp_id}` is no longer configured; its sync of {what} is not applied"
+        )));
+    };
+    if idp.instance.plugin.protocol != CONNECT_PROTOCOL {
+        return Err(SyncError::Refused(format!(
+            "IdP `{idp_id}` (plugin `{}`) is not a Totara Connect IdP: only a Connect IdP's task may sync {what}",
+            idp.instance.plugin.id
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a `connect_users` section strictly: every key known and of its type, the server
+/// idnumber 40 lowercase hex, API version 1 or 2 (profile fields only with 2), server user
+/// ids positive, no control characters in any value.
+pub fn read_section(section: &Value) -> Result<UsersSection, SyncError> {
+    let parsed: OutputSection = serde_json::from_value(section.clone())
+        .map_err(|error| malformed(format!("`{CONNECT_USERS}`: {error}")))?;
+    check_server_idnumber(&parsed.server_idnumber)?;
     if !(1..=2).contains(&parsed.api_version) {
         return Err(malformed(format!(
             "`api_version` {} is not 1 or 2",

@@ -19,7 +19,8 @@ use gatehouse_plugin_api::{HostAction, SessionSelector};
 
 use crate::{
     actions::{self, ActionSource},
-    connect, connect_sync,
+    connect,
+    connect_sync::{self, hierarchy},
     plugins::IdpInstance,
     site::Site,
     state::AppState,
@@ -238,13 +239,16 @@ pub async fn apply_task_output(
     let users = connect_sync::section_in(output)
         .and_then(|section| section.map(connect_sync::read_section).transpose())
         .map_err(|error| error.to_string())?;
-    if actions.is_empty() && users.is_none() {
+    let hierarchy = connect_sync::named_section_in(output, hierarchy::CONNECT_HIERARCHY)
+        .and_then(|section| section.map(hierarchy::read_section).transpose())
+        .map_err(|error| error.to_string())?;
+    if actions.is_empty() && users.is_none() && hierarchy.is_none() {
         return Ok(None);
     }
     let Some(idp) = task.idp.as_deref() else {
         return Err("a host task cannot return actions or directory changes".into());
     };
-    let recorded = match &users {
+    let mut recorded = match &users {
         Some(section) => {
             let report = connect_sync::apply_users(state, idp, section, progress)
                 .await
@@ -253,6 +257,12 @@ pub async fn apply_task_output(
         }
         None => None,
     };
+    if let Some(section) = &hierarchy {
+        let report = hierarchy::apply(state, idp, section, progress)
+            .await
+            .map_err(|error| error.to_string())?;
+        recorded = Some(format!("{report} ({})", summary_of(output)));
+    }
     if !actions.is_empty() {
         let origin = format!("task `{}`", task.name);
         let source = ActionSource {

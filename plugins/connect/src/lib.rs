@@ -9,10 +9,10 @@
 //! (`new_server`, `sep_setup.php`), `sep` (the client's SEP services at `sep.php`), `sso`
 //! (sign-in through the server, the identity, logout), `sync` (the `handshake`, `users` and
 //! `cleanup` tasks, and `server` for `gatehouse connect servers`), `sync_collections` (the
-//! `user_collections` task). This file only wires them to the plugin API.
+//! `user_collections` task), `sync_hierarchy` (the `positions` and `organisations` tasks).
+//! This file only wires them to the plugin API.
 //!
-//! Not built yet: disconnecting from a server, and the rest of part 2's sync (positions,
-//! organisations, jobs).
+//! Not built yet: disconnecting from a server, and job assignments within `users`.
 
 mod records;
 mod registration;
@@ -22,6 +22,7 @@ mod settings;
 mod sso;
 mod sync;
 mod sync_collections;
+mod sync_hierarchy;
 
 use gatehouse_connect_wire::sep::{CLIENT_SEP_PATH, CLIENT_SEP_SETUP_PATH, CLIENT_SSO_FINISH_PATH};
 use gatehouse_plugin_api::{
@@ -34,18 +35,21 @@ pub use settings::{ClientConfig, ConnectSettings, MigrateMap, RemoveUser};
 pub use sso::{IDENTITY_ATTRIBUTES, NOT_COPIED, PROFILE_FIELD_PREFIX, copied_columns};
 pub use sync::CONNECT_USERS_SECTION;
 pub use sync_collections::CONNECT_COLLECTIONS_SECTION;
+pub use sync_hierarchy::CONNECT_HIERARCHY_SECTION;
 
 /// The tasks: `new_server` ("Connect to new server", run by `gatehouse connect
 /// new-server`) and `server` (the registration, for `gatehouse connect servers`), both run
 /// on demand; and the sync tasks of reference §3.3 and §5, `handshake` (daily), `users`,
-/// `user_collections` and `cleanup` (hourly).
-pub const TASKS: [&str; 6] = [
+/// `user_collections`, `cleanup`, `positions` and `organisations` (hourly).
+pub const TASKS: [&str; 8] = [
     "new_server",
     "server",
     "handshake",
     "users",
     "user_collections",
     "cleanup",
+    "positions",
+    "organisations",
 ];
 
 /// The callback parameter that carries the host's state token back: the request token the
@@ -122,6 +126,8 @@ impl IdentityProvider for ConnectClient {
             "users" => sync::users(host, &self.config),
             "user_collections" => sync_collections::user_collections(host, &self.config),
             "cleanup" => sync::cleanup(host, &self.config),
+            "positions" => sync_hierarchy::positions(host, &self.config),
+            "organisations" => sync_hierarchy::organisations(host, &self.config),
             "server" => sync::server_info(host, &self.config),
             other => Err(PluginError::unsupported(&format!(
                 "the scheduled task `{other}`"
