@@ -273,7 +273,7 @@ impl CoreField {
         }
     }
 
-    fn of(self, user: &DirectoryUser) -> &str {
+    pub(crate) fn of(self, user: &DirectoryUser) -> &str {
         match self {
             CoreField::Email => &user.email,
             CoreField::Firstname => &user.firstname,
@@ -1387,7 +1387,7 @@ impl DirectorySnapshot {
 
 // ---- The store side -------------------------------------------------------------------------
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 async fn user_id(tx: &mut Tx<'_>, username: &str) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT id FROM users WHERE username = $1")
@@ -1559,9 +1559,7 @@ impl Store {
         sqlx::query("DELETE FROM audience_members WHERE 1 = 0")
             .execute(&mut *tx)
             .await?;
-        for change in &batch.changes {
-            apply_change(&mut tx, change, by, now).await?;
-        }
+        crate::batch_writer::write_batch(&mut tx, batch, by, now).await?;
         tx.commit().await?;
         Ok(batch.summary())
     }
@@ -1725,7 +1723,7 @@ async fn touch(tx: &mut Tx<'_>, user: i64, now: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn apply_change(
+pub(crate) async fn apply_change(
     tx: &mut Tx<'_>,
     change: &Change,
     by: WrittenBy<'_>,

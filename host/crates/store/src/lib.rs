@@ -7,6 +7,7 @@
 //! (`now`), booleans are stored as integers 0/1, bytes as BLOB/BYTEA, and every query is a
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
+mod batch_writer;
 mod connect_collections;
 mod connect_hierarchy;
 mod connect_server;
