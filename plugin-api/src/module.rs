@@ -205,8 +205,8 @@ impl<P: IdentityProvider> IdpFfi for Adapter<P> {
 
     fn run_task(&self, host: HostRef<'_>, task: RStr<'_>) -> RResult<RString, PluginError> {
         guard(|| {
-            let value = self.0.run_task(&Host::new(host), task.as_str())?;
-            Ok(RString::from(value.to_string()))
+            let text = self.0.run_task_json(&Host::new(host), task.as_str())?;
+            Ok(RString::from(text))
         })
     }
 

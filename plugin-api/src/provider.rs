@@ -122,6 +122,14 @@ pub trait IdentityProvider: Send + Sync {
         )))
     }
 
+    /// [`run_task`](Self::run_task) with its output as JSON text, which is what crosses to
+    /// the host: a task whose output is large (a directory of 100,000 users) overrides this
+    /// to serialize typed data straight to text instead of building a JSON tree first. The
+    /// default serializes `run_task`'s value.
+    fn run_task_json(&self, host: &Host<'_>, task: &str) -> Result<String, PluginError> {
+        self.run_task(host, task).map(|value| value.to_string())
+    }
+
     /// Optional (1.1, with routes declared in [`Plugin::routes`]): answers a request a
     /// remote party sent to one of them. Refuse what is malformed with a 4xx reply or a
     /// [`PluginError`] (never a panic); put what the host must do (end sessions) in the

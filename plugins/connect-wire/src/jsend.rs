@@ -227,7 +227,7 @@ impl PhpValue {
 
 /// Totara's `clean_result` removes NUL bytes from every string (and fixes invalid UTF-8,
 /// which `serde_json` has already refused).
-fn strip_nul(value: &mut Value) {
+pub(crate) fn strip_nul(value: &mut Value) {
     match value {
         Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
         Value::Array(items) => items.iter_mut().for_each(strip_nul),

@@ -14,6 +14,7 @@
 pub mod collections;
 pub mod hierarchy;
 pub mod jsend;
+pub mod listing;
 pub mod php;
 pub mod sep;
 pub mod services;

@@ -123,7 +123,9 @@ impl IdentityProvider for ConnectClient {
         match task {
             "new_server" => registration::new_server(host, &self.config),
             "handshake" => sync::handshake(host, &self.config),
-            "users" => sync::users(host, &self.config),
+            // The same text `run_task_json` hands the host, as a tree (for tests and tools).
+            "users" => serde_json::from_str(&sync::users(host, &self.config)?)
+                .map_err(|error| PluginError::internal(error.to_string())),
             "user_collections" => sync_collections::user_collections(host, &self.config),
             "cleanup" => sync::cleanup(host, &self.config),
             "positions" => sync_hierarchy::positions(host, &self.config),
@@ -132,6 +134,14 @@ impl IdentityProvider for ConnectClient {
             other => Err(PluginError::unsupported(&format!(
                 "the scheduled task `{other}`"
             ))),
+        }
+    }
+
+    fn run_task_json(&self, host: &Host<'_>, task: &str) -> Result<String, PluginError> {
+        match task {
+            // A directory's worth of users: serialized typed, never built as a tree.
+            "users" => sync::users(host, &self.config),
+            other => self.run_task(host, other).map(|value| value.to_string()),
         }
     }
 

@@ -38,6 +38,20 @@ pub fn exchange(
     url: &str,
     form: &[(String, String)],
 ) -> Result<JSend, PluginError> {
+    let body = exchange_raw(host, url, form)?;
+    Ok(JSend::parse(&body).unwrap_or_else(|error| {
+        host.warn(&format!("Connect: POST {url}: {error}"));
+        error.to_jsend()
+    }))
+}
+
+/// [`exchange`] without reading the answer: the body of a 200, for a caller that reads a
+/// large reply as a stream (`get_users`).
+pub fn exchange_raw(
+    host: &Host<'_>,
+    url: &str,
+    form: &[(String, String)],
+) -> Result<Vec<u8>, PluginError> {
     let request = HttpRequest::post(url, "application/x-www-form-urlencoded", encode_form(form));
     let response = host.http(request).map_err(|error| {
         PluginError::new(
@@ -51,12 +65,7 @@ pub fn exchange(
             response.status
         )));
     }
-    Ok(
-        JSend::parse(response.body.as_slice()).unwrap_or_else(|error| {
-            host.warn(&format!("Connect: POST {url}: {error}"));
-            error.to_jsend()
-        }),
-    )
+    Ok(response.body.into_vec())
 }
 
 fn server_call(server: &Server, call: &ServerCall) -> (String, Vec<(String, String)>) {
@@ -73,6 +82,16 @@ fn server_call(server: &Server, call: &ServerCall) -> (String, Vec<(String, Stri
 pub fn call_server(host: &Host<'_>, server: &Server, call: &ServerCall) -> JSend {
     let (url, form) = server_call(server, call);
     post(host, &url, &form)
+}
+
+/// [`call_server`] with [`exchange_raw`]'s errors and the body unread.
+pub fn exchange_raw_with_server(
+    host: &Host<'_>,
+    server: &Server,
+    call: &ServerCall,
+) -> Result<Vec<u8>, PluginError> {
+    let (url, form) = server_call(server, call);
+    exchange_raw(host, &url, &form)
 }
 
 /// [`call_server`] with [`exchange`]'s errors.

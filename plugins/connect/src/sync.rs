@@ -6,13 +6,17 @@
 //! client's options to the host (the output shape is [`users`]'s doc), which plans them
 //! against a fresh snapshot of the directory and writes them in one transaction.
 
+use std::collections::BTreeMap;
+
 use gatehouse_connect_wire::{
     RemoteUser, ServerCall,
-    services::{ReplyError, read_api_version_reply, read_empty_reply, read_users_reply},
+    listing::read_users_listing,
+    services::{ReplyError, read_api_version_reply, read_empty_reply},
     version::{ClientType, MAX_API_VERSION, MIN_API_VERSION, select_api_version},
 };
 use gatehouse_plugin_api::{Host, PluginError};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::{
     records::{self, REQUEST_LIFETIME, Server},
@@ -120,8 +124,10 @@ pub fn handshake(host: &Host<'_>, config: &ClientConfig) -> Result<Value, Plugin
 /// The name of the directory section the host applies (the host's `connect_sync`).
 pub const CONNECT_USERS_SECTION: &str = "connect_users";
 
-/// `users` (hourly): `get_users` through the host's HTTP, read with the wire crate; the
-/// output carries them to the host, which plans and applies the batch:
+/// `users` (hourly): `get_users` through the host's HTTP, read with the wire crate as a
+/// stream (only the columns the directory keeps are built); the output, serialized from
+/// typed data straight to JSON text, carries them to the host, which plans and applies the
+/// batch:
 ///
 /// ```text
 /// {"summary": "get_users: 3 users (1 deleted) from https://hq.example.com",
@@ -138,66 +144,118 @@ pub const CONNECT_USERS_SECTION: &str = "connect_users";
 /// `sync_profile_fields` in `options` is true. A reply that is not a complete `get_users`
 /// (the server refused, could not be reached, or the body was cut) fails the task, and the
 /// host writes nothing.
-pub fn users(host: &Host<'_>, config: &ClientConfig) -> Result<Value, PluginError> {
+pub fn users(host: &Host<'_>, config: &ClientConfig) -> Result<String, PluginError> {
     let server = registered(host, config)?;
-    let reply = remote::exchange_with_server(host, &server, &ServerCall::GetUsers)
+    let body = remote::exchange_raw_with_server(host, &server, &ServerCall::GetUsers)
         .map_err(|error| transport_error("get_users", &server, &error))?;
-    let users =
-        read_users_reply(reply).map_err(|error| reply_error("get_users", &server, error))?;
+    let users = read_users_listing(&body, &KEPT_COLUMNS)
+        .map_err(|error| reply_error("get_users", &server, error))?;
+    // The body is by far the largest thing held: gone before the output is written.
+    drop(body);
     let with_fields = config.settings.sync_profile_fields && server.api_version.has_v2_data();
     let deleted = users.iter().filter(|u| u.deleted).count();
-    let listed: Vec<Value> = users
-        .iter()
-        .map(|user| user_output(user, with_fields))
-        .collect();
-    let remove_user = match config.settings.remove_user {
-        RemoveUser::Keep => "keep",
-        RemoveUser::Suspend => "suspend",
-        RemoveUser::Delete => "delete",
-    };
-    Ok(json!({
-        "summary": format!(
+    let output = UsersOutput {
+        summary: format!(
             "get_users: {} users ({deleted} deleted) from {}",
             users.len(),
             server.url
         ),
-        "directory": {
-            CONNECT_USERS_SECTION: {
-                "server_idnumber": server.server_idnumber.as_str(),
-                "api_version": server.api_version.number(),
-                "options": {
-                    "remove_user": remove_user,
-                    "sync_profile_fields": with_fields,
+        directory: UsersDirectory {
+            connect_users: UsersSection {
+                server_idnumber: server.server_idnumber.as_str(),
+                api_version: server.api_version.number(),
+                options: UsersOptions {
+                    remove_user: match config.settings.remove_user {
+                        RemoveUser::Keep => "keep",
+                        RemoveUser::Suspend => "suspend",
+                        RemoveUser::Delete => "delete",
+                    },
+                    sync_profile_fields: with_fields,
                 },
-                "users": listed,
-            }
-        }
-    }))
+                users: users
+                    .iter()
+                    .map(|user| UserOutput::of(user, with_fields))
+                    .collect(),
+            },
+        },
+    };
+    serde_json::to_string(&output).map_err(|error| {
+        PluginError::internal(format!("Connect: writing the users output: {error}"))
+    })
+}
+
+/// The columns of a listed user the output carries (beyond id, username and the flags).
+const KEPT_COLUMNS: [&str; 6] = [
+    "email",
+    "firstname",
+    "lastname",
+    "idnumber",
+    "profile_fields",
+    "jobs",
+];
+
+#[derive(Serialize)]
+struct UsersOutput<'a> {
+    summary: String,
+    directory: UsersDirectory<'a>,
+}
+
+#[derive(Serialize)]
+struct UsersDirectory<'a> {
+    connect_users: UsersSection<'a>,
+}
+
+#[derive(Serialize)]
+struct UsersSection<'a> {
+    server_idnumber: &'a str,
+    api_version: u8,
+    options: UsersOptions,
+    users: Vec<UserOutput<'a>>,
+}
+
+#[derive(Serialize)]
+struct UsersOptions {
+    remove_user: &'static str,
+    sync_profile_fields: bool,
 }
 
 /// One user of the output: what the directory keeps of it.
-fn user_output(user: &RemoteUser, with_fields: bool) -> Value {
-    let text = |column: &str| user.column(column).unwrap_or_default().to_owned();
-    let profile_fields = match (&user.profile_fields, with_fields) {
-        (Some(fields), true) => Value::Object(
-            fields
-                .iter()
-                .map(|f| (f.shortname.clone(), Value::String(f.data.clone())))
-                .collect::<Map<String, Value>>(),
-        ),
-        _ => Value::Null,
-    };
-    json!({
-        "id": user.id,
-        "username": user.username,
-        "email": text("email"),
-        "firstname": text("firstname"),
-        "lastname": text("lastname"),
-        "idnumber": text("idnumber"),
-        "suspended": user.suspended,
-        "deleted": user.deleted,
-        "profile_fields": profile_fields,
-    })
+#[derive(Serialize)]
+struct UserOutput<'a> {
+    id: i64,
+    username: &'a str,
+    email: &'a str,
+    firstname: &'a str,
+    lastname: &'a str,
+    idnumber: &'a str,
+    suspended: bool,
+    deleted: bool,
+    profile_fields: Option<BTreeMap<&'a str, &'a str>>,
+}
+
+impl<'a> UserOutput<'a> {
+    fn of(user: &'a RemoteUser, with_fields: bool) -> Self {
+        let text = |column: &str| user.column(column).unwrap_or_default();
+        UserOutput {
+            id: user.id,
+            username: &user.username,
+            email: text("email"),
+            firstname: text("firstname"),
+            lastname: text("lastname"),
+            idnumber: text("idnumber"),
+            suspended: user.suspended,
+            deleted: user.deleted,
+            profile_fields: match (&user.profile_fields, with_fields) {
+                (Some(fields), true) => Some(
+                    fields
+                        .iter()
+                        .map(|f| (f.shortname.as_str(), f.data.as_str()))
+                        .collect(),
+                ),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// `cleanup` (hourly): what T13's `cleanup_task` does, purging SSO requests older than
