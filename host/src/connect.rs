@@ -21,6 +21,24 @@ pub const NEW_SERVER_TASK: &str = "new_server";
 pub const SERVER_TASK: &str = "server";
 /// The daily task (Totara's `handshake_task` runs at 00:00).
 pub const HANDSHAKE_TASK: &str = "handshake";
+/// The manual full sync ("Synchronise", `server_sync.php`), run on demand by the host as a
+/// chain of the plugin's tasks.
+pub const FULL_SYNC_TASK: &str = "sync";
+/// Its steps, in the original's order: the API version first, positions and organisations
+/// before users so that job assignments can map their ids, collections last.
+pub const FULL_SYNC_STEPS: [&str; 5] = [
+    HANDSHAKE_TASK,
+    "positions",
+    "organisations",
+    "users",
+    "user_collections",
+];
+
+/// The task the host runs as a chain of a plugin's own tasks for IdPs of `protocol`
+/// (Connect's full `sync`), with its steps.
+pub fn chained_task(protocol: &str) -> Option<(&'static str, &'static [&'static str])> {
+    (protocol == CONNECT_PROTOCOL).then_some((FULL_SYNC_TASK, &FULL_SYNC_STEPS[..]))
+}
 
 /// The largest response a Connect IdP's requests read unless its `[[idp]]
 /// http_max_response_bytes` says otherwise: `get_users` answers with every user the server

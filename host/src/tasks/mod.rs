@@ -121,6 +121,10 @@ pub enum TaskKind {
     Cleanup,
     /// A task of the plugin behind this IdP instance.
     Plugin(Arc<IdpInstance>),
+    /// Other tasks of the same IdP, one after another, each under its own lease and
+    /// recorded as its own run; the first that fails ends the chain (Connect's manual full
+    /// `sync`). A step the plugin does not offer is passed over, and said so.
+    Chain(&'static [&'static str]),
 }
 
 impl fmt::Debug for TaskKind {
@@ -128,6 +132,7 @@ impl fmt::Debug for TaskKind {
         match self {
             Self::Cleanup => f.write_str("Cleanup"),
             Self::Plugin(instance) => f.debug_tuple("Plugin").field(&instance.id).finish(),
+            Self::Chain(steps) => f.debug_tuple("Chain").field(steps).finish(),
         }
     }
 }
@@ -163,6 +168,18 @@ pub fn catalogue(site: &Site, settings: &TaskSettings) -> Vec<Task> {
                 id: TaskId::plugin(name, idp.id()),
                 schedule,
                 kind: TaskKind::Plugin(Arc::clone(&idp.instance)),
+            });
+        }
+        if let Some((name, steps)) = connect::chained_task(&idp.instance.plugin.protocol)
+            && !idp.instance.plugin.tasks.iter().any(|task| task == name)
+        {
+            tasks.push(Task {
+                id: TaskId::plugin(name, idp.id()),
+                schedule: Schedule::on_demand_unless(
+                    idp.config.tasks.get(name),
+                    DEFAULT_EVERY_MINUTES,
+                ),
+                kind: TaskKind::Chain(steps),
             });
         }
     }

@@ -326,6 +326,75 @@ impl Scheduler {
         })
     }
 
+    /// Runs the chain `steps` of the IdP of `chain` (each step a task of that IdP, under its
+    /// own lease, recorded as its own run) until one fails: what the chain came to.
+    fn perform_chain<'a>(
+        &'a self,
+        chain: &'a TaskId,
+        steps: &'static [&'static str],
+        progress: Progress<'a>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = (TaskOutcome, String, Option<String>)> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let tasks = self.tasks();
+            let mut done: Vec<String> = Vec::new();
+            for (index, step) in steps.iter().enumerate() {
+                let found = tasks.iter().find(|task| {
+                    task.id.name == *step
+                        && task.id.idp == chain.idp
+                        && matches!(task.kind, TaskKind::Plugin(_))
+                });
+                let Some(task) = found else {
+                    done.push(format!("{step}: not offered by the plugin"));
+                    continue;
+                };
+                progress(&format!(
+                    "step {} of {}: task {}",
+                    index + 1,
+                    steps.len(),
+                    task.id
+                ));
+                let summary = |done: &[String]| truncate(&done.join("; "), MAX_SUMMARY_CHARS);
+                match self
+                    .with_lease(&task.id, self.run_and_record(task, progress))
+                    .await
+                {
+                    Ok(report) if report.run.outcome == TaskOutcome::Ok => {
+                        // Each step's line shortened, so that the last steps still fit.
+                        let line = truncate(&report.run.summary, MAX_SUMMARY_CHARS / steps.len());
+                        done.push(format!("{step}: {line}"));
+                    }
+                    Ok(report) => {
+                        return (
+                            TaskOutcome::Failed,
+                            summary(&done),
+                            Some(format!(
+                                "step `{step}` {}: {}",
+                                match report.run.outcome {
+                                    TaskOutcome::Skipped => "was skipped",
+                                    _ => "failed",
+                                },
+                                report.run.error.unwrap_or_default()
+                            )),
+                        );
+                    }
+                    Err(error) => {
+                        return (
+                            TaskOutcome::Failed,
+                            summary(&done),
+                            Some(format!("step `{step}` could not run: {error}")),
+                        );
+                    }
+                }
+            }
+            (
+                TaskOutcome::Ok,
+                truncate(&done.join("; "), MAX_SUMMARY_CHARS),
+                None,
+            )
+        })
+    }
+
     /// What running `task` at `now` came to: outcome, summary, error.
     async fn perform(
         &self,
@@ -362,6 +431,7 @@ impl Scheduler {
                     Err(error) => (TaskOutcome::Failed, String::new(), Some(error.to_string())),
                 }
             }
+            TaskKind::Chain(steps) => self.perform_chain(&task.id, steps, progress).await,
             TaskKind::Plugin(instance) => {
                 progress(&format!(
                     "calling plugin `{}` (IdP `{}`)",
