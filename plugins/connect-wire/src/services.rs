@@ -335,16 +335,23 @@ pub fn empty_reply() -> String {
     success_json(PhpValue::empty())
 }
 
-/// `get_users`: `{"status":"success","data":{"users":[…]}}` in the list form.
+/// `get_users`: `{"status":"success","data":{"users":[…]}}` in the list form. Each user is
+/// made a PHP value and written in turn, so that a reply of 100,000 users never exists as
+/// one value tree beside its text (the bytes are [`success_json`]'s for the whole list).
 pub fn users_reply(users: &[SharedUser], options: &UserWriteOptions) -> String {
     let options = UserWriteOptions {
         sso_pictures: None,
         ..options.clone()
     };
-    success_json(PhpValue::map([(
-        "users",
-        PhpValue::List(users.iter().map(|u| u.to_php(&options)).collect()),
-    )]))
+    let mut out = String::from(r#"{"status":"success","data":{"users":["#);
+    for (index, user) in users.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(&user.to_php(&options).to_json());
+    }
+    out.push_str("]}}");
+    out
 }
 
 /// `get_user`: `{"status":"success","data":{"user":{…}}}` in the SSO form, or `"user":null`.
@@ -482,4 +489,50 @@ pub fn read_active_reply(reply: JSend) -> Result<bool, ReplyError> {
         field: "active",
         expected: "a boolean",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64) -> SharedUser {
+        SharedUser {
+            id,
+            username: format!("user/{id}"),
+            email: format!("u{id}@example.com"),
+            firstname: "Zoë".into(),
+            lastname: String::new(),
+            idnumber: String::new(),
+            password_hash: None,
+            deleted: id == 2,
+            suspended: false,
+            timecreated: 1,
+            timemodified: 2,
+            profile_fields: Vec::new(),
+            jobs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn users_reply_written_user_by_user_is_the_whole_lists_json() {
+        let options = UserWriteOptions {
+            sso_pictures: Some(Vec::new()),
+            api_version: ApiVersion::V2,
+            sync_passwords: false,
+            sync_profile_fields: true,
+            sync_jobs: false,
+        };
+        let list_form = UserWriteOptions {
+            sso_pictures: None,
+            ..options.clone()
+        };
+        for count in [0, 1, 3] {
+            let users: Vec<SharedUser> = (1..=count).map(user).collect();
+            let whole = success_json(PhpValue::map([(
+                "users",
+                PhpValue::List(users.iter().map(|u| u.to_php(&list_form)).collect()),
+            )]));
+            assert_eq!(users_reply(&users, &options), whole, "{count} users");
+        }
+    }
 }
