@@ -13,6 +13,7 @@
 //! and the provisioning settings (`create_users`, `update_existing`) and the platform's
 //! fields come from `plugins.toml`, not from the plugin.
 
+mod collections;
 pub mod hierarchy;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +25,11 @@ use gatehouse_store::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+
+pub use collections::{
+    CONNECT_COLLECTIONS, CollectionsReport, CollectionsSection, apply_collections,
+    collections_section_in, read_collections_section,
+};
 
 use crate::{
     actions::{self, ActionSource},
@@ -123,7 +129,11 @@ pub(crate) fn check_text(path: &str, value: &str) -> Result<(), SyncError> {
 }
 
 /// The sections a task output's `directory` may hold, each applied by its own module.
-pub const SECTIONS: [&str; 2] = [CONNECT_USERS, hierarchy::CONNECT_HIERARCHY];
+pub const SECTIONS: [&str; 3] = [
+    CONNECT_USERS,
+    hierarchy::CONNECT_HIERARCHY,
+    collections::CONNECT_COLLECTIONS,
+];
 
 /// A task output's `directory`: `None` when it has none; an error when it is not an object
 /// of known sections (at least one).

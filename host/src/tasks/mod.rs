@@ -256,10 +256,17 @@ pub async fn apply_task_output(
     let users = connect_sync::section_in(output)
         .and_then(|section| section.map(connect_sync::read_section).transpose())
         .map_err(|error| error.to_string())?;
+    let collections = connect_sync::collections_section_in(output)
+        .and_then(|section| {
+            section
+                .map(connect_sync::read_collections_section)
+                .transpose()
+        })
+        .map_err(|error| error.to_string())?;
     let hierarchy = connect_sync::named_section_in(output, hierarchy::CONNECT_HIERARCHY)
         .and_then(|section| section.map(hierarchy::read_section).transpose())
         .map_err(|error| error.to_string())?;
-    if actions.is_empty() && users.is_none() && hierarchy.is_none() {
+    if actions.is_empty() && users.is_none() && collections.is_none() && hierarchy.is_none() {
         return Ok(None);
     }
     let Some(idp) = task.idp.as_deref() else {
@@ -274,6 +281,12 @@ pub async fn apply_task_output(
         }
         None => None,
     };
+    if let Some(section) = &collections {
+        let report = connect_sync::apply_collections(state, idp, section, progress)
+            .await
+            .map_err(|error| error.to_string())?;
+        recorded = Some(format!("{report} ({})", summary_of(output)));
+    }
     if let Some(section) = &hierarchy {
         let report = hierarchy::apply(state, idp, section, progress)
             .await

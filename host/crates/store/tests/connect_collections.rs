@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_store::{
     AudienceRef, Batch, Change, CollectionChange, CollectionKind, CollectionsPlan,
-    CollectionsState, ConnectLink, DirectoryUser, ImportAudience, ImportDocument, ServerCollection,
-    Store, StoreError, SyncSource, WrittenBy, collection_idnumber, plan, plan_collections_sync,
+    CollectionsState, ConnectLink, DirectoryUser, ImportAudience, ImportDocument, LocalAudience,
+    ServerCollection, Store, StoreError, SyncSource, WrittenBy, collection_idnumber, plan,
+    plan_collections_sync,
 };
 
 mod support;
@@ -99,24 +100,16 @@ async fn sync(store: &Store, sent: &[ServerCollection], now: i64) -> Collections
 }
 
 /// The state by collection, without row ids (the database picks them).
-fn by_collection(
-    state: &CollectionsState,
-) -> BTreeMap<(CollectionKind, i64), (String, String, String, String, BTreeSet<i64>)> {
+fn by_collection(state: &CollectionsState) -> BTreeMap<(CollectionKind, i64), LocalAudience> {
     state
         .mapped
         .iter()
         .map(|(key, id)| {
-            let a = &state.audiences[id];
-            (
-                *key,
-                (
-                    a.idnumber.clone(),
-                    a.name.clone(),
-                    a.description.clone(),
-                    a.component.clone(),
-                    a.members.clone(),
-                ),
-            )
+            let audience = LocalAudience {
+                id: 0,
+                ..state.audiences[id].clone()
+            };
+            (*key, audience)
         })
         .collect()
 }

@@ -55,7 +55,10 @@ fn the_servers_collections_are_handed_to_the_host() {
 #[test]
 fn nothing_shared_is_an_empty_list() {
     let (fake, client) = registered(json!({}));
-    expect_reply(&fake, r#"{"status":"success","data":{"cohort":[],"course":[]}}"#);
+    expect_reply(
+        &fake,
+        r#"{"status":"success","data":{"cohort":[],"course":[]}}"#,
+    );
     let out = fake
         .call(|host| client.run_task(host, "user_collections"))
         .expect("runs");
