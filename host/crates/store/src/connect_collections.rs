@@ -578,7 +578,16 @@ fn is_collection_idnumber(idnumber: &str, server_idnumber: &str) -> bool {
 
 /// A change that must have touched a row: none is another writer's doing, `NotFound`.
 fn expect_one(rows_affected: u64, what: impl FnOnce() -> String) -> Result<(), StoreError> {
-    if rows_affected == 0 {
+    expect_rows(rows_affected, 1, what)
+}
+
+/// Changes that must have touched `expected` rows: fewer is another writer's doing.
+fn expect_rows(
+    rows_affected: u64,
+    expected: usize,
+    what: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    if rows_affected < expected as u64 {
         return Err(StoreError::NotFound(what()));
     }
     Ok(())
@@ -682,12 +691,122 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let mut created: BTreeMap<(CollectionKind, i64), i64> = BTreeMap::new();
+        // Memberships go out MAX_ROWS at a time: an audience of the whole staff is one
+        // statement per thousand members, not one per member.
+        let mut adds: Vec<(i64, i64)> = Vec::new();
+        let mut removals: Vec<(i64, i64)> = Vec::new();
         for change in &plan.changes {
-            apply_change(&mut tx, change, source, now, &mut created).await?;
+            match change {
+                CollectionChange::AddMember { audience, user_id } => {
+                    flush_removals(&mut tx, &mut removals).await?;
+                    adds.push((created_or_existing(audience, &created)?, *user_id));
+                    if adds.len() == MAX_ROWS {
+                        flush_adds(&mut tx, &mut adds, now).await?;
+                    }
+                }
+                CollectionChange::RemoveMember {
+                    audience_id,
+                    user_id,
+                } => {
+                    flush_adds(&mut tx, &mut adds, now).await?;
+                    removals.push((*audience_id, *user_id));
+                    if removals.len() == MAX_ROWS {
+                        flush_removals(&mut tx, &mut removals).await?;
+                    }
+                }
+                other => {
+                    flush_adds(&mut tx, &mut adds, now).await?;
+                    flush_removals(&mut tx, &mut removals).await?;
+                    apply_change(&mut tx, other, source, now, &mut created).await?;
+                }
+            }
         }
+        flush_adds(&mut tx, &mut adds, now).await?;
+        flush_removals(&mut tx, &mut removals).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Memberships per statement (3 parameters each, under every backend's limit).
+const MAX_ROWS: usize = 1_000;
+
+/// The row id of an audience a change names.
+fn created_or_existing(
+    audience: &AudienceRef,
+    created: &BTreeMap<(CollectionKind, i64), i64>,
+) -> Result<i64, StoreError> {
+    match audience {
+        AudienceRef::Existing(id) => Ok(*id),
+        AudienceRef::Created { kind, remote_id } => {
+            created.get(&(*kind, *remote_id)).copied().ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "the audience of {kind} {remote_id} (not created before its members)"
+                ))
+            })
+        }
+    }
+}
+
+/// `$first, $first+1, …` for `count` parameters, as `($a, $b[, now])` rows.
+fn rows(count: usize, width: usize, with_now: Option<usize>) -> String {
+    (0..count)
+        .map(|row| {
+            let first = row * width + 1;
+            let mut cells: Vec<String> = (first..first + width).map(|n| format!("${n}")).collect();
+            if let Some(now) = with_now {
+                cells.push(format!("${now}"));
+            }
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts the buffered memberships. Both ids must exist (foreign keys): a user deleted
+/// meanwhile fails the whole plan; a membership already there is a `Conflict`.
+async fn flush_adds(
+    tx: &mut Tx<'_>,
+    adds: &mut Vec<(i64, i64)>,
+    now: i64,
+) -> Result<(), StoreError> {
+    if adds.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO audience_members (audience_id, user_id, added_at) VALUES {}",
+        rows(adds.len(), 2, Some(adds.len() * 2 + 1))
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (audience_id, user_id) in adds.iter() {
+        query = query.bind(*audience_id).bind(*user_id);
+    }
+    query.bind(now).execute(&mut **tx).await?;
+    adds.clear();
+    Ok(())
+}
+
+/// Deletes the buffered memberships; each must have been there (`NotFound` otherwise:
+/// another writer got in between).
+async fn flush_removals(tx: &mut Tx<'_>, removals: &mut Vec<(i64, i64)>) -> Result<(), StoreError> {
+    if removals.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "DELETE FROM audience_members WHERE (audience_id, user_id) IN (VALUES {})",
+        rows(removals.len(), 2, None)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (audience_id, user_id) in removals.iter() {
+        query = query.bind(*audience_id).bind(*user_id);
+    }
+    let done = query.execute(&mut **tx).await?;
+    let expected = removals.len();
+    expect_rows(done.rows_affected(), expected, || {
+        format!("{expected} memberships to remove")
+    })?;
+    removals.clear();
+    Ok(())
 }
 
 async fn map_collection(
@@ -810,41 +929,11 @@ async fn apply_change(
             .await?;
             expect_one(done.rows_affected(), || format!("audience {audience_id}"))?;
         }
-        CollectionChange::AddMember { audience, user_id } => {
-            let audience_id = match audience {
-                AudienceRef::Existing(id) => *id,
-                AudienceRef::Created { kind, remote_id } => {
-                    *created.get(&(*kind, *remote_id)).ok_or_else(|| {
-                        StoreError::NotFound(format!(
-                            "the audience of {kind} {remote_id} (not created before its members)"
-                        ))
-                    })?
-                }
-            };
-            // Both ids must exist (foreign keys): a user deleted meanwhile fails the batch.
-            sqlx::query(
-                "INSERT INTO audience_members (audience_id, user_id, added_at) \
-                 VALUES ($1, $2, $3)",
-            )
-            .bind(audience_id)
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
-        CollectionChange::RemoveMember {
-            audience_id,
-            user_id,
-        } => {
-            let done =
-                sqlx::query("DELETE FROM audience_members WHERE audience_id = $1 AND user_id = $2")
-                    .bind(audience_id)
-                    .bind(user_id)
-                    .execute(&mut **tx)
-                    .await?;
-            expect_one(done.rows_affected(), || {
-                format!("membership of user {user_id} in audience {audience_id}")
-            })?;
+        // Written in bulk by `apply_collections_plan`.
+        CollectionChange::AddMember { .. } | CollectionChange::RemoveMember { .. } => {
+            return Err(StoreError::Invalid(
+                "a membership is written with its neighbours, not on its own".into(),
+            ));
         }
     }
     Ok(())

@@ -30,6 +30,7 @@ on_both_backends!(
     a_collection_no_longer_sent_is_removed,
     a_failing_change_anywhere_writes_nothing,
     an_import_cannot_change_a_synced_audience,
+    a_large_audience_is_written_a_thousand_members_at_a_time,
 );
 
 /// ada (server user 2), bob (5) and cy (7) linked to the server; dan local only.
@@ -356,4 +357,55 @@ async fn an_import_cannot_change_a_synced_audience(db: &TestDb) {
     };
     let batch = plan(&snapshot, &import(same), &known).expect("unchanged");
     assert_eq!(batch.changes.len(), 1, "only the local audience is created");
+}
+
+async fn a_large_audience_is_written_a_thousand_members_at_a_time(db: &TestDb) {
+    let store = &db.store;
+    let count = 2_500i64;
+    let mut changes = Vec::new();
+    for id in 1..=count {
+        let username = format!("u{id}");
+        changes.push(Change::CreateUser(DirectoryUser {
+            username: username.clone(),
+            ..DirectoryUser::default()
+        }));
+        changes.push(Change::LinkConnectUser {
+            username,
+            link: ConnectLink {
+                idp_id: "hq".into(),
+                server_idnumber: SERVER.into(),
+                server_user_id: id,
+            },
+        });
+    }
+    store
+        .apply_batch(&Batch { changes }, WrittenBy::ADMIN_IMPORT, 10)
+        .await
+        .expect("users");
+    let everyone: Vec<i64> = (1..=count).collect();
+    let staff = |members: &[i64]| {
+        vec![
+            collection(CollectionKind::Cohort, 1, "Staff", members),
+            collection(CollectionKind::Course, 1, "Induction", members),
+        ]
+    };
+    sync(store, &staff(&everyone), 20).await;
+    let members =
+        |state: &CollectionsState, kind| state.audiences[&state.mapped[&(kind, 1)]].members.len();
+    let state = store
+        .connect_collections_state(SOURCE)
+        .await
+        .expect("state");
+    assert_eq!(members(&state, CollectionKind::Cohort), 2_500);
+    assert_eq!(members(&state, CollectionKind::Course), 2_500);
+
+    let plan = sync(store, &staff(&everyone[..100]), 30).await;
+    assert_eq!(plan.counts(2).members_removed, 4_800);
+    let state = store
+        .connect_collections_state(SOURCE)
+        .await
+        .expect("state");
+    assert_eq!(members(&state, CollectionKind::Cohort), 100);
+    assert_eq!(members(&state, CollectionKind::Course), 100);
+    assert!(sync(store, &staff(&everyone[..100]), 40).await.is_empty());
 }
