@@ -10,6 +10,7 @@
 mod batch_writer;
 mod connect_collections;
 mod connect_hierarchy;
+mod connect_jobs;
 mod connect_server;
 mod connect_server_flows;
 mod connect_server_shares;
@@ -39,6 +40,10 @@ pub use connect_hierarchy::{
     FrameworkValues, HierarchyChange, HierarchyConflict, HierarchyCounts, HierarchyPlan,
     HierarchyState, HierarchyTable, ItemValues, LocalFramework, LocalItem, RowRef, ServerFramework,
     ServerItem, plan_hierarchy_sync, remote_id_kinds,
+};
+pub use connect_jobs::{
+    JOB_ID_KIND, JobChange, JobValues, JobsCounts, JobsOptions, JobsPlan, JobsState, LocalJob,
+    ServerJob, ServerUserJobs, plan_jobs_sync,
 };
 pub use connect_server::{
     ConnectClient, ConnectClientOptions, ConnectSharedJob, ConnectSharedUser, ConnectSsoSession,
