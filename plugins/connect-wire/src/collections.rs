@@ -586,6 +586,119 @@ mod tests {
         );
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any text but NUL, which the reading side removes (Totara's `clean_result`).
+        fn text() -> impl Strategy<Value = String> {
+            any::<String>().prop_map(|s| s.replace('\0', ""))
+        }
+
+        fn members() -> impl Strategy<Value = Vec<i64>> {
+            prop::collection::btree_set(1i64..1_000_000, 0..8).prop_map(|m| m.into_iter().collect())
+        }
+
+        fn cohorts() -> impl Strategy<Value = Vec<SharedCohort>> {
+            prop::collection::btree_map(1i64..10_000, (text(), text(), text(), members()), 0..5)
+                .prop_map(|rows| {
+                    rows.into_iter()
+                        .map(
+                            |(id, (name, idnumber, description, members))| SharedCohort {
+                                id,
+                                name,
+                                idnumber,
+                                description,
+                                timecreated: 1,
+                                timemodified: 2,
+                                members,
+                            },
+                        )
+                        .collect()
+                })
+        }
+
+        fn courses() -> impl Strategy<Value = Vec<SharedCourse>> {
+            prop::collection::btree_map(1i64..10_000, (text(), text(), text(), members()), 0..5)
+                .prop_map(|rows| {
+                    rows.into_iter()
+                        .map(
+                            |(id, (fullname, shortname, summary, members))| SharedCourse {
+                                id,
+                                fullname,
+                                shortname,
+                                idnumber: String::new(),
+                                summary,
+                                timecreated: 1,
+                                timemodified: 2,
+                                members,
+                            },
+                        )
+                        .collect()
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn what_is_written_reads_back(cohorts in cohorts(), courses in courses()) {
+                let body = user_collections_reply(&cohorts, &courses);
+                let read = read_user_collections_reply(parse(&body)).expect("reads");
+                prop_assert_eq!(read.cohorts.len(), cohorts.len());
+                for (read, sent) in read.cohorts.iter().zip(&cohorts) {
+                    prop_assert_eq!(read.id, sent.id);
+                    prop_assert_eq!(&read.name, &sent.name);
+                    prop_assert_eq!(&read.idnumber, &sent.idnumber);
+                    prop_assert_eq!(&read.description, &sent.description);
+                    prop_assert_eq!(&read.members, &sent.members);
+                }
+                prop_assert_eq!(read.courses.len(), courses.len());
+                for (read, sent) in read.courses.iter().zip(&courses) {
+                    prop_assert_eq!(read.id, sent.id);
+                    prop_assert_eq!(&read.name, &sent.fullname);
+                    prop_assert_eq!(read.shortname.as_ref(), Some(&sent.shortname));
+                    prop_assert_eq!(&read.description, &sent.summary);
+                    prop_assert_eq!(&read.members, &sent.members);
+                }
+            }
+
+            #[test]
+            fn no_body_panics_the_reader(body in any::<String>()) {
+                if let Ok(reply) = JSend::parse(body.as_bytes()) {
+                    let _ = read_user_collections_reply(reply);
+                }
+            }
+
+            #[test]
+            fn no_data_panics_the_reader(data in json_value()) {
+                let _ = read_user_collections_reply(JSend::Success { data });
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                "[a-z0-9]{0,4}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map(
+                        prop::sample::select(vec![
+                            "cohort", "course", "id", "name", "fullname", "members", "x"
+                        ]),
+                        inner,
+                        0..4
+                    )
+                    .prop_map(|m| Value::Object(
+                        m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                    )),
+                ]
+            })
+        }
+    }
+
     #[test]
     fn repeated_members_count_once() {
         let data = json!({"cohort": [{"id": 1, "name": "A", "members": [{"id": 3}, {"id": "3"}]}], "course": []});
