@@ -167,7 +167,7 @@ pub(crate) async fn call_task(
 ) -> Result<String, CallError> {
     state
         .caller()
-        .call(Arc::clone(&idp.instance), move |host, idp| {
+        .call_task(Arc::clone(&idp.instance), move |host, idp| {
             idp.run_task(host, RStr::from(task)).into_result()
         })
         .await

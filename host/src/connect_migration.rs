@@ -203,13 +203,14 @@ pub async fn preview(state: &AppState, idp_id: &str) -> Result<Preview, PreviewE
             idp: idp_id.to_owned(),
             error,
         })?;
-    let output: Value =
-        serde_json::from_str(&text).map_err(|_| output_error("it is not JSON".to_owned()))?;
-    let section = connect_sync::section_in(&output)
-        .map_err(|error| output_error(error.to_string()))?
+    let output = crate::tasks::TaskOutput::parse(&text)
+        .map_err(|_| output_error("it is not JSON".to_owned()))?;
+    connect_sync::section_in(&output.tree).map_err(|error| output_error(error.to_string()))?;
+    let section = output
+        .connect_users
         .ok_or_else(|| output_error("it has no `directory`".to_owned()))?;
-    let section =
-        connect_sync::read_section(section).map_err(|error| output_error(error.to_string()))?;
+    let section = connect_sync::read_section_text(section)
+        .map_err(|error| output_error(error.to_string()))?;
     let site = state.site();
     let branch = site
         .domain(&idp.config.domain)

@@ -206,8 +206,20 @@ pub(crate) fn require_connect_idp(
 /// idnumber 40 lowercase hex, API version 1 or 2 (profile fields only with 2), server user
 /// ids positive, no control characters in any value.
 pub fn read_section(section: &Value) -> Result<UsersSection, SyncError> {
-    let parsed: OutputSection = serde_json::from_value(section.clone())
+    let parsed = OutputSection::deserialize(section)
         .map_err(|error| malformed(format!("`{CONNECT_USERS}`: {error}")))?;
+    check_section(parsed)
+}
+
+/// [`read_section`] of the section's JSON text, read typed (a server's whole user list is
+/// never built as a JSON tree).
+pub fn read_section_text(section: &str) -> Result<UsersSection, SyncError> {
+    let parsed: OutputSection = serde_json::from_str(section)
+        .map_err(|error| malformed(format!("`{CONNECT_USERS}`: {error}")))?;
+    check_section(parsed)
+}
+
+fn check_section(parsed: OutputSection) -> Result<UsersSection, SyncError> {
     check_server_idnumber(&parsed.server_idnumber)?;
     if !(1..=2).contains(&parsed.api_version) {
         return Err(malformed(format!(

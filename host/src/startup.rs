@@ -10,7 +10,8 @@ use gatehouse_store::Store;
 use crate::{
     clock::{Clock, Randomness},
     plugins::{
-        CallLimits, HttpEgress, LoadFailure, LoadReport, LoadRequest, PluginCaller, load_all,
+        CallLimits, CallTimeouts, HttpEgress, LoadFailure, LoadReport, LoadRequest, PluginCaller,
+        load_all,
     },
     site::{Built, Site},
     state::{AppState, WebSettings},
@@ -169,7 +170,10 @@ pub fn state(
     let caller = PluginCaller::new(
         store.clone(),
         Arc::new(egress),
-        Duration::from_secs(u64::from(host.plugin_call_timeout_seconds)),
+        CallTimeouts {
+            call: Duration::from_secs(u64::from(host.plugin_call_timeout_seconds)),
+            task: Duration::from_secs(u64::from(host.task_timeout_seconds)),
+        },
         call_limits(config),
         clock,
         random,

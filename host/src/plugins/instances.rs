@@ -111,6 +111,15 @@ impl CallError {
     }
 }
 
+/// How long a plugin call may take before its caller stops waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTimeouts {
+    /// Every call but scheduled tasks (`[host] plugin_call_timeout_seconds`).
+    pub call: Duration,
+    /// A scheduled task's run (`[host] task_timeout_seconds`).
+    pub task: Duration,
+}
+
 /// Runs plugin calls with the host's capabilities, within the [`CallLimits`].
 ///
 /// Every call runs on tokio's blocking pool (plugins are synchronous and may wait on
@@ -127,6 +136,7 @@ pub struct PluginCaller {
     store: Store,
     egress: Arc<HttpEgress>,
     timeout: Duration,
+    task_timeout: Duration,
     gates: CallGates,
     clock: Clock,
     random: Randomness,
@@ -136,7 +146,7 @@ impl PluginCaller {
     pub fn new(
         store: Store,
         egress: Arc<HttpEgress>,
-        timeout: Duration,
+        timeouts: CallTimeouts,
         limits: CallLimits,
         clock: Clock,
         random: Randomness,
@@ -144,7 +154,8 @@ impl PluginCaller {
         Self {
             store,
             egress,
-            timeout,
+            timeout: timeouts.call,
+            task_timeout: timeouts.task,
             gates: CallGates::new(limits, clock.clone()),
             clock,
             random,
@@ -180,6 +191,30 @@ impl PluginCaller {
         T: Send + 'static,
         F: FnOnce(HostRef<'_>, &IdpBox) -> Result<T, PluginError> + Send + 'static,
     {
+        self.call_within(self.timeout, instance, body).await
+    }
+
+    /// [`PluginCaller::call`] of a scheduled task, with the task's time limit (`[host]
+    /// task_timeout_seconds`: a Connect sync of a large directory takes longer than any
+    /// sign-in call); the permits and the breaker are the same.
+    pub async fn call_task<T, F>(&self, instance: Arc<IdpInstance>, body: F) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(HostRef<'_>, &IdpBox) -> Result<T, PluginError> + Send + 'static,
+    {
+        self.call_within(self.task_timeout, instance, body).await
+    }
+
+    async fn call_within<T, F>(
+        &self,
+        timeout: Duration,
+        instance: Arc<IdpInstance>,
+        body: F,
+    ) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(HostRef<'_>, &IdpBox) -> Result<T, PluginError> + Send + 'static,
+    {
         let (capacity, verdict) = self.gates.admit(&instance.id, self.clock.instant())?;
         let runtime = Handle::current();
         let store = self.store.clone();
@@ -203,10 +238,10 @@ impl PluginCaller {
             let host = HostFfi_TO::from_ptr(&capabilities, TD_Opaque);
             body(host, &instance.object)
         });
-        let result = match tokio::time::timeout(self.timeout, task).await {
+        let result = match tokio::time::timeout(timeout, task).await {
             Ok(Ok(result)) => result.map_err(CallError::Plugin),
             Ok(Err(join_error)) => Err(CallError::Aborted(join_error.to_string())),
-            Err(_) => Err(CallError::TimedOut(self.timeout)),
+            Err(_) => Err(CallError::TimedOut(timeout)),
         };
         verdict.record(CallError::outcome(&result.as_ref().map(|_| ())));
         result
@@ -279,12 +314,23 @@ mod tests {
     }
 
     async fn caller(timeout: Duration, limits: CallLimits) -> PluginCaller {
+        caller_with(
+            CallTimeouts {
+                call: timeout,
+                task: timeout,
+            },
+            limits,
+        )
+        .await
+    }
+
+    async fn caller_with(timeouts: CallTimeouts, limits: CallLimits) -> PluginCaller {
         let store = Store::connect("sqlite::memory:").await.expect("store");
         let egress = HttpEgress::new(Duration::from_secs(5), 1024).expect("egress");
         PluginCaller::new(
             store,
             Arc::new(egress),
-            timeout,
+            timeouts,
             limits,
             Clock::system(),
             Randomness::system(),
@@ -320,6 +366,38 @@ mod tests {
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scheduled_task_has_its_own_time_limit_and_is_stopped_at_it() {
+        let caller = caller_with(
+            CallTimeouts {
+                call: Duration::from_millis(50),
+                task: Duration::from_millis(400),
+            },
+            CallLimits::default(),
+        )
+        .await;
+        let sleeping = |millis| {
+            move |_: HostRef<'_>, _: &IdpBox| {
+                std::thread::sleep(Duration::from_millis(millis));
+                Ok(())
+            }
+        };
+        // Longer than a call may take, within a task's limit.
+        assert!(matches!(
+            caller.call(instance("hq"), sleeping(150)).await,
+            Err(CallError::TimedOut(limit)) if limit == Duration::from_millis(50)
+        ));
+        caller
+            .call_task(instance("hq"), sleeping(150))
+            .await
+            .expect("a task may take longer than a call");
+        // A task past its own limit is stopped waiting for.
+        assert!(matches!(
+            caller.call_task(instance("hq"), sleeping(1_500)).await,
+            Err(CallError::TimedOut(limit)) if limit == Duration::from_millis(400)
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ pub mod loader;
 
 pub use capabilities::HttpEgress;
 pub use egress::{AddressCategory, EgressPolicy, EgressRefusal};
-pub use instances::{CallError, IdpInstance, PluginCaller};
+pub use instances::{CallError, CallTimeouts, IdpInstance, PluginCaller};
 pub use limits::{BreakerState, Busy, BusyReason, CallLimits, IdpHealth};
 pub use loader::{
     LoadFailure, LoadFailureReason, LoadReport, LoadRequest, LoadedPlugin, PluginInfo, load_all,

@@ -7,6 +7,7 @@
 //! start). A plugin task's output is recorded (its `summary`) and its host actions are
 //! carried out by [`apply_task_output`] through `actions`, like an inbound reply's.
 
+pub mod output;
 mod runner;
 pub mod schedule;
 
@@ -26,6 +27,7 @@ use crate::{
     state::AppState,
 };
 
+pub use output::TaskOutput;
 pub use runner::{Progress, RunReport, Scheduler, TaskStatus, quiet, statuses};
 pub use schedule::{DEFAULT_EVERY_MINUTES, Schedule};
 
@@ -252,10 +254,30 @@ pub async fn apply_task_output(
     output: &serde_json::Value,
     progress: Progress<'_>,
 ) -> Result<Option<String>, String> {
+    let split = TaskOutput {
+        tree: output.clone(),
+        connect_users: None,
+    };
+    apply_split_task_output(state, task, &split, progress).await
+}
+
+/// [`apply_task_output`] of output as the plugin wrote it (see [`output`]): a Connect
+/// server's user list is read typed from its text, never built as a tree.
+pub async fn apply_split_task_output(
+    state: &AppState,
+    task: &TaskId,
+    split: &TaskOutput<'_>,
+    progress: Progress<'_>,
+) -> Result<Option<String>, String> {
+    let output = &split.tree;
     let actions = actions_in(output)?;
-    let users = connect_sync::section_in(output)
-        .and_then(|section| section.map(connect_sync::read_section).transpose())
-        .map_err(|error| error.to_string())?;
+    let users = match split.connect_users {
+        Some(text) => connect_sync::section_in(output)
+            .and_then(|_| connect_sync::read_section_text(text).map(Some)),
+        None => connect_sync::section_in(output)
+            .and_then(|section| section.map(connect_sync::read_section).transpose()),
+    }
+    .map_err(|error| error.to_string())?;
     let collections = connect_sync::collections_section_in(output)
         .and_then(|section| {
             section

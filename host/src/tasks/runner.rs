@@ -8,8 +8,8 @@ use abi_stable::std_types::RStr;
 use gatehouse_store::{CleanupCounts, NewTaskRun, Store, StoreError, TaskOutcome, TaskRun};
 
 use super::{
-    MAX_SUMMARY_CHARS, Schedule, Task, TaskError, TaskId, TaskKind, TaskSettings,
-    apply_task_output, catalogue, summary_of, truncate,
+    MAX_SUMMARY_CHARS, Schedule, Task, TaskError, TaskId, TaskKind, TaskOutput, TaskSettings,
+    apply_split_task_output, catalogue, summary_of, truncate,
 };
 use crate::{plugins::CallError, state::AppState};
 
@@ -441,7 +441,7 @@ impl Scheduler {
                 let answer = self
                     .state
                     .caller()
-                    .call(Arc::clone(instance), move |host, idp| {
+                    .call_task(Arc::clone(instance), move |host, idp| {
                         idp.run_task(host, RStr::from(name.as_str())).into_result()
                     })
                     .await;
@@ -455,7 +455,7 @@ impl Scheduler {
                         return (TaskOutcome::Failed, String::new(), Some(error.to_string()));
                     }
                 };
-                let output: serde_json::Value = match serde_json::from_str(text.as_str()) {
+                let output = match TaskOutput::parse(text.as_str()) {
                     Ok(output) => output,
                     Err(error) => {
                         return (
@@ -465,8 +465,8 @@ impl Scheduler {
                         );
                     }
                 };
-                let summary = summary_of(&output);
-                match apply_task_output(&self.state, &task.id, &output, progress).await {
+                let summary = summary_of(&output.tree);
+                match apply_split_task_output(&self.state, &task.id, &output, progress).await {
                     Ok(recorded) => (TaskOutcome::Ok, recorded.unwrap_or(summary), None),
                     Err(why) => (TaskOutcome::Failed, summary, Some(why)),
                 }
@@ -658,7 +658,7 @@ mod tests {
                 serde_json::json!({"directory": {"connect_users": section}}),
             ),
         ] {
-            let outcome = apply_task_output(state, task, &output, &quiet).await;
+            let outcome = crate::tasks::apply_task_output(state, task, &output, &quiet).await;
             assert!(outcome.is_err(), "{why}: {outcome:?}");
             assert!(
                 store.session("live", 0).await.unwrap().is_some(),

@@ -170,6 +170,9 @@ pub struct HostSettings {
     /// How long a begun SSO sign-in may take.
     pub pending_login_minutes: u32,
     pub plugin_call_timeout_seconds: u32,
+    /// How long one run of a plugin's scheduled task may take (a Connect sync of a large
+    /// directory takes longer than any sign-in call).
+    pub task_timeout_seconds: u32,
     /// Plugins' outgoing HTTP.
     pub http_timeout_seconds: u32,
     pub http_max_response_bytes: u32,
@@ -212,6 +215,7 @@ impl Default for HostSettings {
             session_lifetime_minutes: 480,
             pending_login_minutes: 10,
             plugin_call_timeout_seconds: 15,
+            task_timeout_seconds: 600,
             http_timeout_seconds: 10,
             http_max_response_bytes: 1_048_576,
             inbound_max_body_bytes: 262_144,

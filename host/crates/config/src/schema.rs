@@ -46,6 +46,7 @@ const HOST_KEYS: &[&str] = &[
     "session_lifetime_minutes",
     "pending_login_minutes",
     "plugin_call_timeout_seconds",
+    "task_timeout_seconds",
     "http_timeout_seconds",
     "http_max_response_bytes",
     "inbound_max_body_bytes",
@@ -871,6 +872,7 @@ impl<'a> Schema<'a> {
         h.pending_login_minutes = self.number(&tab, &mut keys, "pending_login_minutes", 10, 1);
         h.plugin_call_timeout_seconds =
             self.number(&tab, &mut keys, "plugin_call_timeout_seconds", 15, 1);
+        h.task_timeout_seconds = self.number(&tab, &mut keys, "task_timeout_seconds", 600, 1);
         h.http_timeout_seconds = self.number(&tab, &mut keys, "http_timeout_seconds", 10, 1);
         h.http_max_response_bytes =
             self.number(&tab, &mut keys, "http_max_response_bytes", 1_048_576, 1);

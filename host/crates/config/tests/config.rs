@@ -265,6 +265,7 @@ fn defaults_apply() {
     assert_eq!(h.session_lifetime_minutes, 480);
     assert_eq!(h.pending_login_minutes, 10);
     assert_eq!(h.plugin_call_timeout_seconds, 15);
+    assert_eq!(h.task_timeout_seconds, 600);
     assert_eq!(h.http_timeout_seconds, 10);
     assert_eq!(h.http_max_response_bytes, 1_048_576);
     assert_eq!(h.login_throttle.max_failures_per_account, 5);
