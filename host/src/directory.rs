@@ -349,7 +349,7 @@ pub async fn import(
     random: &Randomness,
     now: i64,
 ) -> Result<BatchSummary, ImportError> {
-    let current = store.directory_snapshot().await?;
+    let current = store.planning_snapshot().await?;
     for (index, user) in file.document.users.iter_mut().enumerate() {
         if user.deleted
             && let Some(stored) = store.user_by_username(&user.username).await?

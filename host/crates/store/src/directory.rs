@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use crate::users::{ADMIN_PROVENANCE, CORE_FIELDS, RESERVED_FIELDS};
@@ -1389,6 +1390,13 @@ impl DirectorySnapshot {
 
 pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
+/// Whether a snapshot reads who set each value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Provenance {
+    Read,
+    Skipped,
+}
+
 async fn user_id(tx: &mut Tx<'_>, username: &str) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT id FROM users WHERE username = $1")
         .bind(username)
@@ -1437,17 +1445,29 @@ impl WrittenBy<'static> {
 impl Store {
     /// The whole directory: users with their fields and provenance, audiences with members.
     pub async fn directory_snapshot(&self) -> Result<DirectorySnapshot, StoreError> {
-        // One read transaction, so the parts agree with each other.
+        self.read_snapshot(Provenance::Read).await
+    }
+
+    /// [`Store::directory_snapshot`] without who set each value (`provenance` left empty),
+    /// which no planner reads: for planning an import or a sync, where it would be the
+    /// largest part (a row per user and field).
+    pub async fn planning_snapshot(&self) -> Result<DirectorySnapshot, StoreError> {
+        self.read_snapshot(Provenance::Skipped).await
+    }
+
+    async fn read_snapshot(&self, provenance: Provenance) -> Result<DirectorySnapshot, StoreError> {
+        // One read transaction, so the parts agree with each other. Rows are taken as they
+        // come (`fetch`), never all held at once beside what is built from them.
         let mut tx = self.pool.begin().await?;
         let mut snapshot = DirectorySnapshot::default();
         let mut by_id: BTreeMap<i64, String> = BTreeMap::new();
-        let rows = sqlx::query(
+        let mut rows = sqlx::query(
             "SELECT id, username, email, firstname, lastname, idnumber, suspended, password_hash \
              FROM users ORDER BY id",
         )
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in &rows {
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
+            let row = &row;
             let user = DirectoryUser {
                 username: row.try_get("username")?,
                 email: row.try_get("email")?,
@@ -1462,10 +1482,9 @@ impl Store {
             by_id.insert(row.try_get("id")?, user.username.clone());
             snapshot.users.insert(user.username.clone(), user);
         }
-        for row in sqlx::query("SELECT user_id, name, value FROM user_fields")
-            .fetch_all(&mut *tx)
-            .await?
-        {
+        drop(rows);
+        let mut rows = sqlx::query("SELECT user_id, name, value FROM user_fields").fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
             let id: i64 = row.try_get("user_id")?;
             if let Some(name) = by_id.get(&id)
                 && let Some(user) = snapshot.users.get_mut(name)
@@ -1474,25 +1493,26 @@ impl Store {
                     .insert(row.try_get("name")?, row.try_get("value")?);
             }
         }
-        for row in sqlx::query("SELECT user_id, field, idp_id FROM field_provenance")
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let id: i64 = row.try_get("user_id")?;
-            if let Some(name) = by_id.get(&id)
-                && let Some(user) = snapshot.users.get_mut(name)
-            {
-                user.provenance
-                    .insert(row.try_get("field")?, row.try_get("idp_id")?);
+        drop(rows);
+        if provenance == Provenance::Read {
+            let mut rows =
+                sqlx::query("SELECT user_id, field, idp_id FROM field_provenance").fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let id: i64 = row.try_get("user_id")?;
+                if let Some(name) = by_id.get(&id)
+                    && let Some(user) = snapshot.users.get_mut(name)
+                {
+                    user.provenance
+                        .insert(row.try_get("field")?, row.try_get("idp_id")?);
+                }
             }
         }
         let mut audience_by_id: BTreeMap<i64, String> = BTreeMap::new();
-        for row in sqlx::query(
+        let mut rows = sqlx::query(
             "SELECT id, idnumber, name, description, component FROM audiences ORDER BY id",
         )
-        .fetch_all(&mut *tx)
-        .await?
-        {
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
             let audience = DirectoryAudience {
                 idnumber: row.try_get("idnumber")?,
                 name: row.try_get("name")?,
@@ -1505,10 +1525,10 @@ impl Store {
                 .audiences
                 .insert(audience.idnumber.clone(), audience);
         }
-        for row in sqlx::query("SELECT audience_id, user_id FROM audience_members")
-            .fetch_all(&mut *tx)
-            .await?
-        {
+        drop(rows);
+        let mut rows =
+            sqlx::query("SELECT audience_id, user_id FROM audience_members").fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
             let audience: i64 = row.try_get("audience_id")?;
             let user: i64 = row.try_get("user_id")?;
             if let (Some(idnumber), Some(username)) =
@@ -1518,12 +1538,12 @@ impl Store {
                 audience.members.insert(username.clone());
             }
         }
-        for row in sqlx::query(
+        drop(rows);
+        let mut rows = sqlx::query(
             "SELECT user_id, idp_id, server_idnumber, server_user_id FROM connect_users",
         )
-        .fetch_all(&mut *tx)
-        .await?
-        {
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
             let user: i64 = row.try_get("user_id")?;
             if let Some(username) = by_id.get(&user) {
                 snapshot.connect_links.insert(
@@ -1536,6 +1556,7 @@ impl Store {
                 );
             }
         }
+        drop(rows);
         read_courses(&mut tx, &by_id, &mut snapshot).await?;
         let items = read_hierarchies(&mut tx, &mut snapshot).await?;
         read_jobs(&mut tx, &by_id, &items, &mut snapshot).await?;
@@ -1654,13 +1675,12 @@ async fn read_jobs(
     items: &BTreeMap<i64, String>,
     snapshot: &mut DirectorySnapshot,
 ) -> Result<(), StoreError> {
-    for row in sqlx::query(
+    let mut rows = sqlx::query(
         "SELECT user_id, idnumber, fullname, shortname, position_id, organisation_id, \
          startdate, enddate, sortorder FROM job_assignments",
     )
-    .fetch_all(&mut **tx)
-    .await?
-    {
+    .fetch(&mut **tx);
+    while let Some(row) = rows.try_next().await? {
         let user: i64 = row.try_get("user_id")?;
         let item = |column: &str| -> Result<Option<String>, StoreError> {
             let id: Option<i64> = row.try_get(column)?;
