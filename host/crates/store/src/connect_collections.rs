@@ -148,7 +148,7 @@ pub enum CollectionChange {
 
 /// An audience as a change names it: an existing row, or the one this plan creates for a
 /// collection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AudienceRef {
     Existing(i64),
     Created {
@@ -297,22 +297,6 @@ impl CollectionsPlan {
     }
 }
 
-impl PartialOrd for AudienceRef {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for AudienceRef {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let key = |r: &AudienceRef| match *r {
-            AudienceRef::Existing(id) => (0, id, None),
-            AudienceRef::Created { kind, remote_id } => (1, remote_id, Some(kind)),
-        };
-        key(self).cmp(&key(other))
-    }
-}
-
 /// Plans the sync of `collections` (everything the server shares now, both types) for
 /// `source` against `state`:
 ///
@@ -376,6 +360,7 @@ pub fn plan_collections_sync(
                     });
                     continue;
                 }
+                // Not reached: `mapped` keeps only mappings whose audience is there.
                 None => None,
             },
             None => {
