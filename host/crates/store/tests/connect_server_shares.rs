@@ -19,6 +19,7 @@ const NOW: i64 = 1_700_000_000;
 on_both_backends!(
     jobs_and_fields_are_read_for_every_user_only_when_asked,
     a_restricted_client_gets_jobs_and_fields_of_its_members_only,
+    field_values_and_jobs_keep_every_character,
     collections_carry_their_existing_members_in_id_order,
     a_restricted_client_sees_only_its_audiences_members_in_collections,
     a_client_restricted_to_a_deleted_audience_sees_empty_collections,
@@ -482,4 +483,53 @@ async fn hierarchies_hold_the_linked_frameworks_of_their_kind_and_all_their_item
     assert_eq!(organisations.frameworks[0].idnumber, "OF-1");
     assert_eq!(organisations.items.len(), 1);
     assert_eq!(organisations.items[0].idnumber, "ORG-1");
+}
+
+/// Values go through the database's JSON aggregation: quotes, backslashes, control
+/// characters, non-ASCII text and SQL-looking text all come back as they were written.
+async fn field_values_and_jobs_keep_every_character(db: &TestDb) {
+    let store = &db.store;
+    let tricky = "\"quoted\" back\\slash\ttab\nline \u{1f} ünï 中文 '); DROP TABLE users; --";
+    apply(
+        store,
+        vec![
+            Change::CreateUser(DirectoryUser {
+                username: "erin".into(),
+                fields: [("department".to_owned(), tricky.to_owned())].into(),
+                ..DirectoryUser::default()
+            }),
+            Change::CreateJob {
+                username: "erin".into(),
+                job: DirectoryJob {
+                    idnumber: tricky.into(),
+                    fullname: tricky.into(),
+                    shortname: String::new(),
+                    position: None,
+                    organisation: None,
+                    startdate: i64::MAX,
+                    enddate: -1,
+                    sortorder: 1,
+                },
+            },
+        ],
+    )
+    .await;
+    let users = store
+        .connect_visible_users(None, false)
+        .await
+        .expect("users");
+    let erin = users.iter().find(|u| u.username == "erin").expect("erin");
+    assert_eq!(erin.fields, [("department".to_owned(), tricky.to_owned())]);
+    assert_eq!(erin.jobs[0].idnumber, tricky);
+    assert_eq!(erin.jobs[0].fullname, tricky);
+    assert_eq!(
+        (erin.jobs[0].startdate, erin.jobs[0].enddate),
+        (i64::MAX, -1)
+    );
+    let one = store
+        .connect_visible_user(None, erin.id, false)
+        .await
+        .expect("read")
+        .expect("erin");
+    assert_eq!(&one, erin);
 }
