@@ -83,7 +83,20 @@ impl PhpValue {
 /// control escapes, other control characters as `\u00XX`. DEL (0x7f) passes as it is.
 fn write_php_string(value: &str, out: &mut String) {
     out.push('"');
-    for c in value.chars() {
+    // Runs of printable ASCII other than `"`, `\` and `/` are copied as they are, in one
+    // piece (most text is only that); every other character is escaped one by one.
+    let mut rest = value;
+    while !rest.is_empty() {
+        let plain = rest
+            .bytes()
+            .position(|b| !(0x20..0x7f).contains(&b) || matches!(b, b'"' | b'\\' | b'/'))
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..plain]);
+        rest = &rest[plain..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        rest = &rest[c.len_utf8()..];
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -184,6 +197,50 @@ mod tests {
             PhpValue::str("a\"b\\c\n\u{1}\u{7f}").to_json(),
             "\"a\\\"b\\\\c\\n\\u0001\u{7f}\""
         );
+    }
+
+    /// Every character below U+0200 and a few beyond, alone and between plain runs, is
+    /// written as one escape-or-copy per character would write it (the plain runs are
+    /// copied whole).
+    #[test]
+    fn plain_runs_are_copied_and_every_other_character_escaped() {
+        fn one_by_one(value: &str) -> String {
+            let mut out = String::from('"');
+            for c in value.chars() {
+                let mut units = [0u16; 2];
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '/' => out.push_str("\\/"),
+                    '\u{08}' => out.push_str("\\b"),
+                    '\u{0c}' => out.push_str("\\f"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20 || (c as u32) > 0x7e && c != '\u{7f}' => {
+                        for unit in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{unit:04x}"));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        let mut samples: Vec<String> = (0u32..0x200)
+            .chain([0x7ff, 0x800, 0xfffd, 0x1_0000, 0x1_f600, 0x10_ffff])
+            .filter_map(char::from_u32)
+            .map(|c| format!("{c}ab{c}{c}cd/e\\\"f{c}"))
+            .collect();
+        samples.extend(["".to_owned(), "plain text".to_owned(), "é".to_owned()]);
+        for sample in &samples {
+            assert_eq!(
+                PhpValue::str(sample.clone()).to_json(),
+                one_by_one(sample),
+                "{sample:?}"
+            );
+        }
     }
 
     #[test]
