@@ -15,13 +15,15 @@
 
 mod collections;
 pub mod hierarchy;
+mod jobs;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_plugin_api::{HostAction, SessionSelector};
 use gatehouse_store::{
-    Change, Migration, RemoveUser, ServerUser, StoreError, SyncCounts, SyncOptions, SyncSource,
-    WrittenBy, adopt_signed_in_users, count_users_sync, plan_migration, plan_users_sync,
+    Change, JobsCounts, JobsOptions, Migration, RemoveUser, ServerUser, StoreError, SyncCounts,
+    SyncOptions, SyncSource, WrittenBy, adopt_signed_in_users, count_users_sync, plan_migration,
+    plan_users_sync,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -76,6 +78,12 @@ enum RemoveUserOption {
 struct OutputOptions {
     remove_user: RemoveUserOption,
     sync_profile_fields: bool,
+    #[serde(default)]
+    sync_jobs: bool,
+    #[serde(default)]
+    sync_positions: bool,
+    #[serde(default)]
+    sync_organisations: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +98,8 @@ struct OutputUser {
     suspended: bool,
     deleted: bool,
     profile_fields: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    jobs: Option<Vec<gatehouse_connect_wire::RemoteJob>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +120,8 @@ pub struct UsersSection {
     /// `sync_profile_fields`, and only with API version 2.
     pub sync_profile_fields: bool,
     pub users: Vec<ServerUser>,
+    /// With `sync_jobs` (API version 2 only): the users' jobs, synced after the users.
+    pub jobs: Option<jobs::JobsSync>,
 }
 
 pub(crate) fn malformed(why: impl Into<String>) -> SyncError {
@@ -233,6 +245,18 @@ fn check_section(parsed: OutputSection) -> Result<UsersSection, SyncError> {
             "`sync_profile_fields` is on at API version 1, which has no profile fields",
         ));
     }
+    if parsed.options.sync_jobs && !v2 {
+        return Err(malformed(
+            "`sync_jobs` is on at API version 1, which has no job assignments",
+        ));
+    }
+    let mut jobs = parsed.options.sync_jobs.then(|| jobs::JobsSync {
+        options: JobsOptions {
+            positions: parsed.options.sync_positions,
+            organisations: parsed.options.sync_organisations,
+        },
+        users: Vec::new(),
+    });
     let mut users = Vec::with_capacity(parsed.users.len());
     for (index, user) in parsed.users.into_iter().enumerate() {
         let at = |key: &str| format!("users[{index}].{key}");
@@ -247,6 +271,19 @@ fn check_section(parsed: OutputSection) -> Result<UsersSection, SyncError> {
             ("idnumber", &user.idnumber),
         ] {
             check_text(&at(key), value)?;
+        }
+        if let Some(sent) = user.jobs {
+            let Some(jobs) = jobs.as_mut() else {
+                return Err(malformed(format!(
+                    "{} is sent while `sync_jobs` is off",
+                    at("jobs")
+                )));
+            };
+            jobs.users.push(jobs::read_user_jobs(
+                &format!("users[{index}]"),
+                user.id,
+                sent,
+            )?);
         }
         if let Some(fields) = &user.profile_fields {
             if !parsed.options.sync_profile_fields {
@@ -287,6 +324,7 @@ fn check_section(parsed: OutputSection) -> Result<UsersSection, SyncError> {
         },
         sync_profile_fields: parsed.options.sync_profile_fields,
         users,
+        jobs,
     })
 }
 
@@ -298,6 +336,8 @@ pub struct SyncReport {
     pub changes: usize,
     /// Users whose sessions were ended (suspended or deleted by the sync).
     pub sessions_ended_for: usize,
+    /// What the jobs sync did, when jobs are synced.
+    pub jobs: Option<JobsCounts>,
 }
 
 /// Plans `section` for the Connect IdP `idp_id` against the directory as it is now and
@@ -417,6 +457,17 @@ pub async fn apply_users(
             )
             .await?;
     }
+    // Jobs after the users, so that the users just created hold theirs.
+    let jobs = match &section.jobs {
+        Some(sync) => {
+            progress(&format!(
+                "syncing the job assignments of {} users in one transaction",
+                sync.users.len()
+            ));
+            Some(jobs::apply(state, &section.server_idnumber, sync).await?)
+        }
+        None => None,
+    };
     if !subjects.is_empty() {
         progress(&format!(
             "ending the sessions of {} suspended or deleted users",
@@ -443,6 +494,7 @@ pub async fn apply_users(
         counts,
         changes: batch.changes.len(),
         sessions_ended_for: subjects.len(),
+        jobs,
     })
 }
 

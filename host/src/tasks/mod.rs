@@ -299,7 +299,11 @@ pub async fn apply_split_task_output(
             let report = connect_sync::apply_users(state, idp, section, progress)
                 .await
                 .map_err(|error| error.to_string())?;
-            Some(format!("{} ({})", report.counts, summary_of(output)))
+            let jobs = report
+                .jobs
+                .map(|jobs| format!("; {jobs}"))
+                .unwrap_or_default();
+            Some(format!("{}{jobs} ({})", report.counts, summary_of(output)))
         }
         None => None,
     };

@@ -16,6 +16,9 @@ use crate::{plugins::CallError, state::AppState};
 /// Where a run tells how it is getting on (`gatehouse tasks run` prints it on a terminal).
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
+/// What running a task came to: its outcome, summary and error.
+type Performed = (TaskOutcome, String, Option<String>);
+
 /// A [`Progress`] that says nothing (the loop logs results instead).
 pub fn quiet(_: &str) {}
 
@@ -333,8 +336,7 @@ impl Scheduler {
         chain: &'a TaskId,
         steps: &'static [&'static str],
         progress: Progress<'a>,
-    ) -> std::pin::Pin<Box<dyn Future<Output = (TaskOutcome, String, Option<String>)> + Send + 'a>>
-    {
+    ) -> std::pin::Pin<Box<dyn Future<Output = Performed> + Send + 'a>> {
         Box::pin(async move {
             let tasks = self.tasks();
             let mut done: Vec<String> = Vec::new();
@@ -396,12 +398,7 @@ impl Scheduler {
     }
 
     /// What running `task` at `now` came to: outcome, summary, error.
-    async fn perform(
-        &self,
-        task: &Task,
-        now: i64,
-        progress: Progress<'_>,
-    ) -> (TaskOutcome, String, Option<String>) {
+    async fn perform(&self, task: &Task, now: i64, progress: Progress<'_>) -> Performed {
         match &task.kind {
             TaskKind::Cleanup => {
                 let retention =

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use gatehouse_connect_wire::{
-    RemoteUser, ServerCall,
+    RemoteJob, RemoteUser, ServerCall,
     listing::read_users_listing,
     services::{ReplyError, read_api_version_reply, read_empty_reply},
     version::{ClientType, MAX_API_VERSION, MIN_API_VERSION, select_api_version},
@@ -133,15 +133,19 @@ pub const CONNECT_USERS_SECTION: &str = "connect_users";
 /// {"summary": "get_users: 3 users (1 deleted) from https://hq.example.com",
 ///  "directory": {"connect_users": {
 ///     "server_idnumber": "<40 hex>", "api_version": 2,
-///     "options": {"remove_user": "keep" | "suspend" | "delete", "sync_profile_fields": bool},
+///     "options": {"remove_user": "keep" | "suspend" | "delete", "sync_profile_fields": bool,
+///                 "sync_jobs": bool, "sync_positions": bool, "sync_organisations": bool},
 ///     "users": [{"id": 7, "username": "ada", "email": "…", "firstname": "…",
 ///                "lastname": "…", "idnumber": "…", "suspended": false, "deleted": false,
-///                "profile_fields": {"department": "Sales"} | null}, …]}}}
+///                "profile_fields": {"department": "Sales"} | null,
+///                "jobs": [{"id": 3, "idnumber": "J1", "fullname": "…", "positionid": 11, …}] | null},
+///               …]}}}
 /// ```
 ///
 /// `profile_fields` is `null` unless `sync_profile_fields` is on and the API version is 2
 /// (API 1 has none; a v2 server that does not share them sends `null`), and then
-/// `sync_profile_fields` in `options` is true. A reply that is not a complete `get_users`
+/// `sync_profile_fields` in `options` is true; `jobs` likewise with `sync_jobs` (the wire
+/// crate's `RemoteJob`, positions and organisations by the server's ids). A reply that is not a complete `get_users`
 /// (the server refused, could not be reached, or the body was cut) fails the task, and the
 /// host writes nothing.
 pub fn users(host: &Host<'_>, config: &ClientConfig) -> Result<String, PluginError> {
@@ -153,6 +157,7 @@ pub fn users(host: &Host<'_>, config: &ClientConfig) -> Result<String, PluginErr
     // The body is by far the largest thing held: gone before the output is written.
     drop(body);
     let with_fields = config.settings.sync_profile_fields && server.api_version.has_v2_data();
+    let with_jobs = config.settings.sync_jobs && server.api_version.has_v2_data();
     let deleted = users.iter().filter(|u| u.deleted).count();
     let output = UsersOutput {
         summary: format!(
@@ -171,10 +176,13 @@ pub fn users(host: &Host<'_>, config: &ClientConfig) -> Result<String, PluginErr
                         RemoveUser::Delete => "delete",
                     },
                     sync_profile_fields: with_fields,
+                    sync_jobs: with_jobs,
+                    sync_positions: config.settings.sync_positions,
+                    sync_organisations: config.settings.sync_organisations,
                 },
                 users: users
                     .iter()
-                    .map(|user| UserOutput::of(user, with_fields))
+                    .map(|user| UserOutput::of(user, with_fields, with_jobs))
                     .collect(),
             },
         },
@@ -217,6 +225,12 @@ struct UsersSection<'a> {
 struct UsersOptions {
     remove_user: &'static str,
     sync_profile_fields: bool,
+    /// `sync_jobs` at API version 2: each user's `jobs` are the server's (or `null` when it
+    /// sent none), and the host syncs them.
+    sync_jobs: bool,
+    /// Whether a job's position / organisation is translated (reference §5.3).
+    sync_positions: bool,
+    sync_organisations: bool,
 }
 
 /// One user of the output: what the directory keeps of it.
@@ -231,10 +245,13 @@ struct UserOutput<'a> {
     suspended: bool,
     deleted: bool,
     profile_fields: Option<BTreeMap<&'a str, &'a str>>,
+    /// The server's jobs (only the typed columns), when jobs are synced; left out when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jobs: Option<&'a [RemoteJob]>,
 }
 
 impl<'a> UserOutput<'a> {
-    fn of(user: &'a RemoteUser, with_fields: bool) -> Self {
+    fn of(user: &'a RemoteUser, with_fields: bool, with_jobs: bool) -> Self {
         let text = |column: &str| user.column(column).unwrap_or_default();
         UserOutput {
             id: user.id,
@@ -254,6 +271,7 @@ impl<'a> UserOutput<'a> {
                 ),
                 _ => None,
             },
+            jobs: user.jobs.as_deref().filter(|_| with_jobs),
         }
     }
 }

@@ -192,7 +192,8 @@ fn users_hands_the_servers_users_and_the_options_to_the_host() {
     assert_eq!(section["api_version"], 2);
     assert_eq!(
         section["options"],
-        json!({ "remove_user": "delete", "sync_profile_fields": true })
+        json!({ "remove_user": "delete", "sync_profile_fields": true, "sync_jobs": false,
+                "sync_positions": false, "sync_organisations": false })
     );
     assert_eq!(
         section["users"],
@@ -218,7 +219,8 @@ fn profile_fields_are_left_out_unless_the_setting_is_on() {
     let section = &out["directory"]["connect_users"];
     assert_eq!(
         section["options"],
-        json!({ "remove_user": "suspend", "sync_profile_fields": false })
+        json!({ "remove_user": "suspend", "sync_profile_fields": false, "sync_jobs": false,
+                "sync_positions": false, "sync_organisations": false })
     );
     assert_eq!(section["users"][0]["profile_fields"], Value::Null);
 }
@@ -351,4 +353,33 @@ fn cleanup_leaves_no_request_token_past_600_seconds() {
     fake.advance(Duration::from_secs(2));
     run(&fake, &client, "cleanup");
     assert!(fake.stored(&key).is_none(), "601 s: gone");
+}
+
+/// A user with two job assignments as a v2 server with `syncjobs` writes them (§3.1: the
+/// table's columns minus the manager and appraiser ones, ids as strings).
+const DAVE: &str = r#"{"id":"5","auth":"manual","deleted":"0","suspended":"0","username":"dave","idnumber":"E5","firstname":"Dave","lastname":"K","email":"dave@example.com","profile_fields":null,"jobs":[{"id":"21","fullname":"Rep","shortname":"rep","idnumber":"J1","description":"<p>x<\/p>","startdate":"1500000000","enddate":"0","timecreated":"1550000000","timemodified":"1550000000","usermodified":"2","positionid":"11","positionassignmentdate":"1550000000","organisationid":null,"sortorder":"1","totarasync":"0","synctimemodified":"0"},{"id":"22","fullname":"Lead","shortname":"","idnumber":"J2","description":null,"startdate":null,"enddate":null,"positionid":null,"organisationid":"31","sortorder":"2"}]}"#;
+
+#[test]
+fn jobs_are_handed_over_only_with_sync_jobs() {
+    let (fake, client) = registered(json!({ "sync_jobs": true, "sync_positions": true }));
+    expect_service(&fake, "get_users", &[], &users_reply(&[DAVE]));
+    let out = run(&fake, &client, "users");
+    let section = &out["directory"]["connect_users"];
+    assert_eq!(section["options"]["sync_jobs"], json!(true));
+    assert_eq!(section["options"]["sync_positions"], json!(true));
+    assert_eq!(section["options"]["sync_organisations"], json!(false));
+    let jobs = &section["users"][0]["jobs"];
+    assert_eq!(jobs[0]["id"], json!(21));
+    assert_eq!(jobs[0]["idnumber"], json!("J1"));
+    assert_eq!(jobs[0]["description"], json!("<p>x</p>"));
+    assert_eq!(jobs[0]["positionid"], json!(11));
+    assert_eq!(jobs[0]["startdate"], json!(1_500_000_000));
+    assert_eq!(jobs[1]["organisationid"], json!(31));
+    assert_eq!(jobs[1]["startdate"], Value::Null);
+
+    let (fake, client) = registered(json!({}));
+    expect_service(&fake, "get_users", &[], &users_reply(&[DAVE]));
+    let out = run(&fake, &client, "users");
+    let user = &out["directory"]["connect_users"]["users"][0];
+    assert!(user.get("jobs").is_none(), "{user}");
 }
