@@ -177,44 +177,42 @@ fn write_options(
 /// A stored user as the wire writes it: profile fields of declared fields only, with their
 /// type as `datatype`; job assignments in the user's order, their position and organisation
 /// this server's item ids.
-pub fn shared_user(user: &ConnectSharedUser, context: &ServerContext) -> SharedUser {
+pub fn shared_user(user: ConnectSharedUser, context: &ServerContext) -> SharedUser {
     SharedUser {
         id: user.id,
-        username: user.username.clone(),
-        email: user.email.clone(),
-        firstname: user.firstname.clone(),
-        lastname: user.lastname.clone(),
-        idnumber: user.idnumber.clone(),
-        password_hash: user.password_hash.clone(),
+        username: user.username,
+        email: user.email,
+        firstname: user.firstname,
+        lastname: user.lastname,
+        idnumber: user.idnumber,
+        password_hash: user.password_hash,
         deleted: user.deleted,
         suspended: user.suspended,
         timecreated: user.created_at,
         timemodified: user.updated_at,
         profile_fields: user
             .fields
-            .iter()
+            .into_iter()
             .filter_map(|(name, value)| {
-                context
-                    .field_types
-                    .get(name)
-                    .map(|datatype| ProfileFieldValue {
-                        shortname: name.clone(),
-                        datatype: datatype.clone(),
-                        data: value.clone(),
-                    })
+                let datatype = context.field_types.get(&name)?.clone();
+                Some(ProfileFieldValue {
+                    shortname: name,
+                    datatype,
+                    data: value,
+                })
             })
             .collect(),
-        jobs: user.jobs.iter().map(shared_job).collect(),
+        jobs: user.jobs.into_iter().map(shared_job).collect(),
     }
 }
 
-fn shared_job(job: &ConnectSharedJob) -> SharedJob {
+fn shared_job(job: ConnectSharedJob) -> SharedJob {
     SharedJob {
         id: job.id,
-        fullname: job.fullname.clone(),
-        shortname: job.shortname.clone(),
-        idnumber: job.idnumber.clone(),
-        description: job.description.clone(),
+        fullname: job.fullname,
+        shortname: job.shortname,
+        idnumber: job.idnumber,
+        description: job.description,
         startdate: job.startdate,
         enddate: job.enddate,
         positionid: job.position_id,
@@ -230,10 +228,11 @@ fn shared_job(job: &ConnectSharedJob) -> SharedJob {
 pub fn get_users(
     client: &ConnectClient,
     api_version: ApiVersion,
-    users: &[ConnectSharedUser],
+    users: Vec<ConnectSharedUser>,
     context: &ServerContext,
 ) -> Outcome {
-    let users: Vec<SharedUser> = users.iter().map(|u| shared_user(u, context)).collect();
+    // Moved, not copied: a reply may hold 100,000 users.
+    let users: Vec<SharedUser> = users.into_iter().map(|u| shared_user(u, context)).collect();
     Outcome::reply(users_reply(
         &users,
         &write_options(client, api_version, context),
@@ -247,7 +246,7 @@ pub fn get_user(
     user: Option<&ConnectSharedUser>,
     context: &ServerContext,
 ) -> Outcome {
-    let user = user.map(|u| shared_user(u, context));
+    let user = user.map(|u| shared_user(u.clone(), context));
     Outcome::reply(user_reply(
         user.as_ref(),
         &write_options(client, api_version, context),
@@ -315,7 +314,7 @@ pub fn get_sso_user(
     SsoUserAnswer::ActivateThen {
         sso_session_id: sso.id,
         user_body: sso_user_reply(
-            &shared_user(user, context),
+            &shared_user(user.clone(), context),
             &write_options(client, api_version, context),
         ),
         reused_body,
@@ -716,7 +715,7 @@ mod tests {
     fn get_users_sends_strings_tombstones_and_v2_fields_only_when_asked() {
         let mut c = client();
         c.api_version = 1;
-        let outcome = get_users(&c, ApiVersion::V1, &[alice(), tombstone()], &context());
+        let outcome = get_users(&c, ApiVersion::V1, vec![alice(), tombstone()], &context());
         assert!(outcome.effects.is_empty());
         let reply = json_of(&outcome.body);
         assert_eq!(reply["status"], "success");
@@ -745,7 +744,7 @@ mod tests {
         );
 
         // v2: profile_fields null with the client's sync off, the declared ones with it on.
-        let v2 = json_of(&get_users(&client(), ApiVersion::V2, &[alice()], &context()).body);
+        let v2 = json_of(&get_users(&client(), ApiVersion::V2, vec![alice()], &context()).body);
         assert_eq!(v2["data"]["users"][0]["profile_fields"], Value::Null);
         assert_eq!(v2["data"]["users"][0]["jobs"], Value::Null);
         let mut syncing = client();
@@ -755,7 +754,7 @@ mod tests {
             &get_users(
                 &syncing,
                 ApiVersion::V2,
-                &[alice(), tombstone()],
+                vec![alice(), tombstone()],
                 &context(),
             )
             .body,
@@ -785,7 +784,7 @@ mod tests {
             sync_passwords: true,
             ..context()
         };
-        let reply = json_of(&get_users(&c, ApiVersion::V1, &[alice()], &passwords).body);
+        let reply = json_of(&get_users(&c, ApiVersion::V1, vec![alice()], &passwords).body);
         assert_eq!(
             reply["data"]["users"][0]["password"],
             "$argon2id$v=19$stand-in"
@@ -793,7 +792,7 @@ mod tests {
 
         // No users: an empty list.
         assert_eq!(
-            get_users(&c, ApiVersion::V1, &[], &context()).body,
+            get_users(&c, ApiVersion::V1, Vec::new(), &context()).body,
             r#"{"status":"success","data":{"users":[]}}"#
         );
     }

@@ -159,7 +159,7 @@ async fn serve(
             let users = store
                 .connect_shared_users(&core::users_query(client, api_version, &context))
                 .await?;
-            core::get_users(client, api_version, &users, &context)
+            core::get_users(client, api_version, users, &context)
         }
         ServerCall::GetUser { user_id } => {
             let user = store
