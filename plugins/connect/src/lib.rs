@@ -12,7 +12,7 @@
 //! `user_collections` task), `sync_hierarchy` (the `positions` and `organisations` tasks).
 //! This file only wires them to the plugin API.
 //!
-//! Not built yet: disconnecting from a server, and job assignments within `users`.
+//! Not built yet: disconnecting from a server.
 
 mod records;
 mod registration;
