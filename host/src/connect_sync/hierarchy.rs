@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{SyncError, check_text, malformed, require_connect_idp};
-use crate::{state::AppState, tasks::Progress};
+use crate::{connect_server::shares::framework_kind, state::AppState, tasks::Progress};
 
 /// The section's name in a task output's `directory`.
 pub const CONNECT_HIERARCHY: &str = "connect_hierarchy";
@@ -35,14 +35,6 @@ pub struct HierarchySection {
     pub kind: FrameworkKind,
     pub frameworks: Vec<ServerFramework>,
     pub items: Vec<ServerItem>,
-}
-
-/// The store's kind of a wire kind.
-pub fn framework_kind(kind: HierarchyKind) -> FrameworkKind {
-    match kind {
-        HierarchyKind::Position => FrameworkKind::Position,
-        HierarchyKind::Organisation => FrameworkKind::Organisation,
-    }
 }
 
 /// Reads a `connect_hierarchy` section strictly: every key known and of its type, the
