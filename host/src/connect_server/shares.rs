@@ -317,6 +317,81 @@ mod tests {
         assert!(by_id(4).typeid > 0);
     }
 
+    /// Forests of every shape from a fixed pseudo-random sequence (ids in any order relative
+    /// to the tree, as moves leave them): each item once, each parent first, depth, path
+    /// and sort thread following the parent's, levels in order, siblings' threads in id
+    /// order.
+    #[test]
+    fn any_forest_comes_out_parents_first_with_consistent_depths_paths_and_threads() {
+        let mut state: u64 = 0x5eed;
+        let mut next = |bound: usize| -> usize {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(state >> 33).unwrap_or(0) % bound.max(1)
+        };
+        for _ in 0..300 {
+            let count = 1 + next(40);
+            // Distinct ids in a random order: the creation order is not the id order.
+            let mut ids: Vec<i64> = (1..=i64::try_from(count).unwrap_or(1) * 3).collect();
+            for i in (1..ids.len()).rev() {
+                ids.swap(i, next(i + 1));
+            }
+            let mut items: Vec<ConnectSharedItem> = Vec::new();
+            for id in ids.into_iter().take(count) {
+                let framework = i64::try_from(1 + next(3)).unwrap_or(1);
+                let candidates: Vec<i64> = items
+                    .iter()
+                    .filter(|i| i.framework_id == framework)
+                    .map(|i| i.id)
+                    .collect();
+                let parent = match next(3) {
+                    0 => None,
+                    _ if candidates.is_empty() => None,
+                    _ => Some(candidates[next(candidates.len())]),
+                };
+                items.push(item(id, framework, parent, ""));
+            }
+            let ordered = parents_first(&items);
+            assert_eq!(ordered.len(), items.len());
+            let place: HashMap<i64, usize> =
+                ordered.iter().enumerate().map(|(n, i)| (i.id, n)).collect();
+            assert_eq!(place.len(), items.len(), "each item once");
+            for (n, out) in ordered.iter().enumerate() {
+                if n > 0 {
+                    assert!(
+                        ordered[n - 1].depthlevel <= out.depthlevel,
+                        "levels in order"
+                    );
+                }
+                if out.parentid == 0 {
+                    assert_eq!(out.depthlevel, 1);
+                    assert_eq!(out.path, format!("/{}", out.id));
+                    assert!(!out.sortthread.contains('.'));
+                    continue;
+                }
+                let parent = &ordered[place[&out.parentid]];
+                assert!(place[&parent.id] < n, "parent first");
+                assert_eq!(parent.frameworkid, out.frameworkid);
+                assert_eq!(out.depthlevel, parent.depthlevel + 1);
+                assert_eq!(out.path, format!("{}/{}", parent.path, out.id));
+                let own = out
+                    .sortthread
+                    .strip_prefix(&format!("{}.", parent.sortthread))
+                    .expect("the parent's thread first");
+                assert!(!own.contains('.'));
+            }
+            // Siblings' threads sort as their ids do.
+            for a in &ordered {
+                for b in &ordered {
+                    if a.frameworkid == b.frameworkid && a.parentid == b.parentid && a.id < b.id {
+                        assert!(a.sortthread < b.sortthread, "{a:?} {b:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_item_whose_parent_is_not_sent_is_placed_at_the_top() {
         let ordered = parents_first(&[item(8, 1, Some(99), "")]);
