@@ -44,7 +44,7 @@ impl PhpValue {
         out
     }
 
-    fn write(&self, out: &mut String) {
+    pub(crate) fn write(&self, out: &mut String) {
         match self {
             PhpValue::Null => out.push_str("null"),
             PhpValue::Bool(true) => out.push_str("true"),
@@ -61,21 +61,28 @@ impl PhpValue {
                 }
                 out.push(']');
             }
-            PhpValue::Map(entries) if entries.is_empty() => out.push_str("[]"),
-            PhpValue::Map(entries) => {
-                out.push('{');
-                for (i, (key, value)) in entries.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_php_string(key, out);
-                    out.push(':');
-                    value.write(out);
-                }
-                out.push('}');
-            }
+            PhpValue::Map(entries) => write_map(entries, out),
         }
     }
+}
+
+/// A PHP array with string keys, as [`PhpValue::Map`] writes it (an empty one as `[]`), for
+/// keys of any string type.
+pub(crate) fn write_map<K: AsRef<str>>(entries: &[(K, PhpValue)], out: &mut String) {
+    if entries.is_empty() {
+        out.push_str("[]");
+        return;
+    }
+    out.push('{');
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_php_string(key.as_ref(), out);
+        out.push(':');
+        value.write(out);
+    }
+    out.push('}');
 }
 
 /// A string as `json_encode` writes it without flags: `/` as `\/`, every character outside

@@ -348,7 +348,7 @@ pub fn users_reply(users: &[SharedUser], options: &UserWriteOptions) -> String {
         if index > 0 {
             out.push(',');
         }
-        out.push_str(&user.to_php(&options).to_json());
+        user.write_json(&options, &mut out);
     }
     out.push_str("]}}");
     out

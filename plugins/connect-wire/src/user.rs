@@ -442,12 +442,22 @@ impl SharedUser {
     /// The user object as `prepare_user_for_client` leaves it, columns in table order, then
     /// `pictures` (SSO form), then `profile_fields` and `jobs` (v2, not for deleted users).
     pub fn to_php(&self, options: &UserWriteOptions) -> PhpValue {
+        PhpValue::map(self.entries(options))
+    }
+
+    /// [`SharedUser::to_php`]'s JSON appended to `out`, without making its keys (a list of
+    /// 100,000 users is written this way).
+    pub fn write_json(&self, options: &UserWriteOptions, out: &mut String) {
+        php::write_map(&self.entries(options), out);
+    }
+
+    fn entries(&self, options: &UserWriteOptions) -> Vec<(&'static str, PhpValue)> {
         let sso = options.sso_pictures.is_some();
         let password = match &self.password_hash {
             Some(hash) if options.sync_passwords && !self.deleted => PhpValue::str(hash.clone()),
             _ => PhpValue::Null,
         };
-        let mut entries: Vec<(String, PhpValue)> = Vec::with_capacity(USER_COLUMNS.len() + 3);
+        let mut entries: Vec<(&'static str, PhpValue)> = Vec::with_capacity(USER_COLUMNS.len() + 3);
         for column in USER_COLUMNS {
             let value = match column {
                 "id" => int_text(self.id),
@@ -482,7 +492,7 @@ impl SharedUser {
                 // icq, skype, …, url, description: empty text.
                 _ => PhpValue::str(""),
             };
-            entries.push((column.to_owned(), value));
+            entries.push((column, value));
         }
         if let Some(pictures) = &options.sso_pictures {
             let pictures = if self.deleted {
@@ -493,7 +503,7 @@ impl SharedUser {
                     .map(|(name, content)| (name.clone(), PhpValue::str(content.clone())))
                     .collect()
             };
-            entries.push(("pictures".to_owned(), PhpValue::Map(pictures)));
+            entries.push(("pictures", PhpValue::Map(pictures)));
         }
         if options.api_version.has_v2_data() && !self.deleted {
             let profile_fields = if options.sync_profile_fields {
@@ -512,15 +522,15 @@ impl SharedUser {
             } else {
                 PhpValue::Null
             };
-            entries.push(("profile_fields".to_owned(), profile_fields));
+            entries.push(("profile_fields", profile_fields));
             let jobs = if options.sync_jobs {
                 PhpValue::List(self.jobs.iter().map(SharedJob::to_php).collect())
             } else {
                 PhpValue::Null
             };
-            entries.push(("jobs".to_owned(), jobs));
+            entries.push(("jobs", jobs));
         }
-        PhpValue::Map(entries)
+        entries
     }
 }
 
