@@ -24,19 +24,19 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 pub struct ConnectClientOptions {
     /// "Restrict to audience": the client sees only this audience's members.
     pub restrict_audience: Option<String>,
-    /// Audiences synced to the client (part 2).
+    /// Audiences synced to the client (`get_user_collections`).
     pub audiences: Vec<String>,
-    /// Courses synced to the client (part 2), by shortname.
+    /// Courses synced to the client (`get_user_collections`), by shortname.
     pub courses: Vec<String>,
-    /// Position frameworks synced to the client (part 2).
+    /// Position frameworks synced to the client (`get_positions`).
     pub position_frameworks: Vec<String>,
-    /// Organisation frameworks synced to the client (part 2).
+    /// Organisation frameworks synced to the client (`get_organisations`).
     pub organisation_frameworks: Vec<String>,
     pub sync_profile_fields: bool,
     pub sync_jobs: bool,
-    /// Audiences created later are linked to the client automatically (part 2).
+    /// Audiences a directory import creates later are linked to the client.
     pub add_new_audiences: bool,
-    /// Courses created later are linked to the client automatically (part 2).
+    /// Courses a directory import creates later are linked to the client.
     pub add_new_courses: bool,
     pub allow_plugin_services: bool,
 }
