@@ -17,16 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
+use crate::bulk::{last_per_key, placeholders, rows_per_statement, statement, value_rows};
 use crate::directory::{
     Batch, Change, ConnectLink, CoreField, DirectoryJob, DirectoryUser, Tx, WrittenBy,
     apply_change, framework_kind_name,
 };
 use crate::{FrameworkKind, StoreError};
-
-/// Parameters per statement: under SQLite's 32,766 and PostgreSQL's 65,535.
-const MAX_PARAMETERS: usize = 30_000;
-/// Rows per statement, whatever the width: larger statements gain nothing measurable.
-const MAX_ROWS: usize = 1_000;
 
 /// Writes `batch` in `tx`; see the module's doc for the order.
 pub(crate) async fn write_batch(
@@ -479,78 +475,4 @@ async fn upsert_fields(tx: &mut Tx<'_>, rows: &[(i64, &str, &str)]) -> Result<()
         query.execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// `rows`, keeping only the last of each key (in their order): one statement may not
-/// upsert a key twice (PostgreSQL refuses), and one by one the last write would win.
-fn last_per_key<T: Copy, K: std::hash::Hash + Eq>(rows: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
-    let mut last: HashMap<K, usize> = HashMap::with_capacity(rows.len());
-    for (index, row) in rows.iter().enumerate() {
-        last.insert(key(row), index);
-    }
-    rows.iter()
-        .enumerate()
-        .filter(|(index, row)| last.get(&key(row)) == Some(index))
-        .map(|(_, row)| *row)
-        .collect()
-}
-
-/// A statement whose text this module built: fixed SQL and numbered placeholders only,
-/// every value is bound.
-fn statement(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-}
-
-fn rows_per_statement(width: usize) -> usize {
-    (MAX_PARAMETERS / width.max(1)).clamp(1, MAX_ROWS)
-}
-
-/// `$first, $first+1, …`: `count` numbered placeholders.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `count` rows of `width` numbered placeholders, `(…$k…<tail>)`, numbered after the
-/// statement's leading parameters: `tail` may name them as `$0` (the first) and `$00` (the
-/// second), which are renumbered to `$1` and `$2`, the rows starting at `$1 + leading`.
-fn value_rows(width: usize, count: usize, tail: &str) -> String {
-    let leading = usize::from(tail.contains("$0")) + usize::from(tail.contains("$00"));
-    let tail = tail.replace("$00", "$2").replace("$0", "$1");
-    (0..count)
-        .map(|row| {
-            let first = leading + 1 + row * width;
-            format!("({}{tail})", placeholders(first, width))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn value_rows_number_the_leading_parameters_first() {
-        assert_eq!(value_rows(2, 2, ""), "($1, $2), ($3, $4)");
-        assert_eq!(value_rows(2, 2, ", $0"), "($2, $3, $1), ($4, $5, $1)");
-        assert_eq!(value_rows(1, 2, ", $0, $00"), "($3, $1, $2), ($4, $1, $2)");
-    }
-
-    #[test]
-    fn the_last_write_to_a_key_wins() {
-        let rows = [(1, "a", "x"), (2, "a", "y"), (1, "a", "z"), (1, "b", "w")];
-        assert_eq!(
-            last_per_key(&rows, |r| (r.0, r.1)),
-            vec![(2, "a", "y"), (1, "a", "z"), (1, "b", "w")]
-        );
-    }
-
-    #[test]
-    fn statements_stay_under_the_parameter_limits() {
-        assert_eq!(rows_per_statement(1), MAX_ROWS);
-        assert!(rows_per_statement(40) * 40 <= MAX_PARAMETERS);
-    }
 }

@@ -20,6 +20,7 @@ use std::fmt;
 
 use sqlx::Row;
 
+use crate::bulk::{statement, value_rows};
 use crate::{Store, StoreError, SyncSource};
 
 /// What a server shares: a cohort (audience) or a course.
@@ -676,7 +677,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let mut created: BTreeMap<(CollectionKind, i64), i64> = BTreeMap::new();
-        // Memberships go out MAX_ROWS at a time: an audience of the whole staff is one
+        // Memberships go out a statement's worth at a time: an audience of the whole staff is one
         // statement per thousand members, not one per member.
         let mut adds: Vec<(i64, i64)> = Vec::new();
         let mut removals: Vec<(i64, i64)> = Vec::new();
@@ -685,7 +686,7 @@ impl Store {
                 CollectionChange::AddMember { audience, user_id } => {
                     flush_removals(&mut tx, &mut removals).await?;
                     adds.push((created_or_existing(audience, &created)?, *user_id));
-                    if adds.len() == MAX_ROWS {
+                    if adds.len() == MEMBERSHIPS_PER_STATEMENT {
                         flush_adds(&mut tx, &mut adds, now).await?;
                     }
                 }
@@ -695,7 +696,7 @@ impl Store {
                 } => {
                     flush_adds(&mut tx, &mut adds, now).await?;
                     removals.push((*audience_id, *user_id));
-                    if removals.len() == MAX_ROWS {
+                    if removals.len() == MEMBERSHIPS_PER_STATEMENT {
                         flush_removals(&mut tx, &mut removals).await?;
                     }
                 }
@@ -713,8 +714,8 @@ impl Store {
     }
 }
 
-/// Memberships per statement (3 parameters each, under every backend's limit).
-const MAX_ROWS: usize = 1_000;
+/// Memberships per statement (two parameters each; see `bulk` for why not more).
+const MEMBERSHIPS_PER_STATEMENT: usize = crate::bulk::MAX_PARAMETERS / 2;
 
 /// The row id of an audience a change names.
 fn created_or_existing(
@@ -733,21 +734,6 @@ fn created_or_existing(
     }
 }
 
-/// `$first, $first+1, …` for `count` parameters, as `($a, $b[, now])` rows.
-fn rows(count: usize, width: usize, with_now: Option<usize>) -> String {
-    (0..count)
-        .map(|row| {
-            let first = row * width + 1;
-            let mut cells: Vec<String> = (first..first + width).map(|n| format!("${n}")).collect();
-            if let Some(now) = with_now {
-                cells.push(format!("${now}"));
-            }
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Inserts the buffered memberships. Both ids must exist (foreign keys): a user deleted
 /// meanwhile fails the whole plan; a membership already there is a `Conflict`.
 async fn flush_adds(
@@ -760,13 +746,13 @@ async fn flush_adds(
     }
     let sql = format!(
         "INSERT INTO audience_members (audience_id, user_id, added_at) VALUES {}",
-        rows(adds.len(), 2, Some(adds.len() * 2 + 1))
+        value_rows(2, adds.len(), ", $0")
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = statement(sql).bind(now);
     for (audience_id, user_id) in adds.iter() {
         query = query.bind(*audience_id).bind(*user_id);
     }
-    query.bind(now).execute(&mut **tx).await?;
+    query.execute(&mut **tx).await?;
     adds.clear();
     Ok(())
 }
@@ -779,9 +765,9 @@ async fn flush_removals(tx: &mut Tx<'_>, removals: &mut Vec<(i64, i64)>) -> Resu
     }
     let sql = format!(
         "DELETE FROM audience_members WHERE (audience_id, user_id) IN (VALUES {})",
-        rows(removals.len(), 2, None)
+        value_rows(2, removals.len(), "")
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = statement(sql);
     for (audience_id, user_id) in removals.iter() {
         query = query.bind(*audience_id).bind(*user_id);
     }

@@ -8,6 +8,7 @@
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
 mod batch_writer;
+mod bulk;
 mod connect_collections;
 mod connect_hierarchy;
 mod connect_jobs;
