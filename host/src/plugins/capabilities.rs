@@ -151,7 +151,13 @@ impl HttpEgress {
             .iter()
             .filter_map(|(name, value)| Some(Pair::new(name.as_str(), value.to_str().ok()?)))
             .collect();
-        let mut body = Vec::new();
+        // Sized from the announced length (never past the cap), so a large body is not
+        // copied at every doubling nor held at up to twice its size.
+        let announced = response
+            .content_length()
+            .and_then(|length| usize::try_from(length).ok())
+            .unwrap_or(0);
+        let mut body = Vec::with_capacity(announced.min(max_response_bytes));
         while let Some(chunk) = response.chunk().await.map_err(|error| {
             PluginError::idp_unavailable(format!("{described}: {}", describe_reqwest(&error)))
         })? {
