@@ -175,7 +175,14 @@ pub(crate) async fn call_task(
 }
 
 /// The tasks whose last run `gatehouse connect servers` shows.
-pub const SYNC_TASKS: [&str; 3] = [HANDSHAKE_TASK, "users", "cleanup"];
+pub const SYNC_TASKS: [&str; 6] = [
+    HANDSHAKE_TASK,
+    "positions",
+    "organisations",
+    "users",
+    "user_collections",
+    "cleanup",
+];
 
 /// A Connect server this host is registered with (as its plugin keeps it, without secrets).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -531,7 +531,10 @@ async fn users_are_created_updated_suspended_and_deleted_as_the_server_and_setti
         runs,
         [
             ("handshake", Some(TaskOutcome::Ok)),
+            ("positions", None),
+            ("organisations", None),
             ("users", Some(TaskOutcome::Ok)),
+            ("user_collections", None),
             ("cleanup", None)
         ]
     );
