@@ -391,7 +391,7 @@ pub async fn apply_users(
         section.users.len()
     ));
     let store = state.store();
-    let mut snapshot = store.planning_snapshot().await?;
+    let mut snapshot = store.users_snapshot().await?;
     // Accounts this IdP's sign-ins created before a sync linked them are this source's too.
     let made_here = store.connect_unlinked_accounts(idp_id).await?;
     let adopted = adopt_signed_in_users(&mut snapshot, source, &made_here);

@@ -1390,6 +1390,13 @@ impl DirectorySnapshot {
 
 pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
+/// How much of the directory a snapshot reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parts {
+    All,
+    Users,
+}
+
 /// Whether a snapshot reads who set each value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Provenance {
@@ -1445,17 +1452,28 @@ impl WrittenBy<'static> {
 impl Store {
     /// The whole directory: users with their fields and provenance, audiences with members.
     pub async fn directory_snapshot(&self) -> Result<DirectorySnapshot, StoreError> {
-        self.read_snapshot(Provenance::Read).await
+        self.read_snapshot(Provenance::Read, Parts::All).await
     }
 
     /// [`Store::directory_snapshot`] without who set each value (`provenance` left empty),
     /// which no planner reads: for planning an import or a sync, where it would be the
     /// largest part (a row per user and field).
     pub async fn planning_snapshot(&self) -> Result<DirectorySnapshot, StoreError> {
-        self.read_snapshot(Provenance::Skipped).await
+        self.read_snapshot(Provenance::Skipped, Parts::All).await
     }
 
-    async fn read_snapshot(&self, provenance: Provenance) -> Result<DirectorySnapshot, StoreError> {
+    /// The part of [`Store::planning_snapshot`] a Connect users sync and its migration plan
+    /// read: users with their fields and the Connect links (audiences, courses, hierarchies
+    /// and jobs left empty: their syncs read their own state).
+    pub async fn users_snapshot(&self) -> Result<DirectorySnapshot, StoreError> {
+        self.read_snapshot(Provenance::Skipped, Parts::Users).await
+    }
+
+    async fn read_snapshot(
+        &self,
+        provenance: Provenance,
+        parts: Parts,
+    ) -> Result<DirectorySnapshot, StoreError> {
         // One read transaction, so the parts agree with each other. Rows are taken as they
         // come (`fetch`), never all held at once beside what is built from them.
         let mut tx = self.pool.begin().await?;
@@ -1507,6 +1525,11 @@ impl Store {
                 }
             }
         }
+        if parts == Parts::Users {
+            read_connect_links(&mut tx, &by_id, &mut snapshot).await?;
+            tx.commit().await?;
+            return Ok(snapshot);
+        }
         let mut audience_by_id: BTreeMap<i64, String> = BTreeMap::new();
         let mut rows = sqlx::query(
             "SELECT id, idnumber, name, description, component FROM audiences ORDER BY id",
@@ -1539,24 +1562,7 @@ impl Store {
             }
         }
         drop(rows);
-        let mut rows = sqlx::query(
-            "SELECT user_id, idp_id, server_idnumber, server_user_id FROM connect_users",
-        )
-        .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            let user: i64 = row.try_get("user_id")?;
-            if let Some(username) = by_id.get(&user) {
-                snapshot.connect_links.insert(
-                    username.clone(),
-                    ConnectLink {
-                        idp_id: row.try_get("idp_id")?,
-                        server_idnumber: row.try_get("server_idnumber")?,
-                        server_user_id: row.try_get("server_user_id")?,
-                    },
-                );
-            }
-        }
-        drop(rows);
+        read_connect_links(&mut tx, &by_id, &mut snapshot).await?;
         read_courses(&mut tx, &by_id, &mut snapshot).await?;
         let items = read_hierarchies(&mut tx, &mut snapshot).await?;
         read_jobs(&mut tx, &by_id, &items, &mut snapshot).await?;
@@ -1584,6 +1590,31 @@ impl Store {
         tx.commit().await?;
         Ok(batch.summary())
     }
+}
+
+async fn read_connect_links(
+    tx: &mut Tx<'_>,
+    users: &BTreeMap<i64, String>,
+    snapshot: &mut DirectorySnapshot,
+) -> Result<(), StoreError> {
+    let mut rows =
+        sqlx::query("SELECT user_id, idp_id, server_idnumber, server_user_id FROM connect_users")
+            .fetch(&mut **tx);
+    while let Some(row) = rows.try_next().await? {
+        let user: i64 = row.try_get("user_id")?;
+        if let Some(username) = users.get(&user) {
+            snapshot.connect_links.insert(
+                username.clone(),
+                ConnectLink {
+                    idp_id: row.try_get("idp_id")?,
+                    server_idnumber: row.try_get("server_idnumber")?,
+                    server_user_id: row.try_get("server_user_id")?,
+                },
+            );
+        }
+    }
+    drop(rows);
+    Ok(())
 }
 
 async fn read_courses(

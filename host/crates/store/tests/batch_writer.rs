@@ -116,6 +116,16 @@ async fn thousands_of_users_fields_links_and_jobs_are_written_and_read_back(db: 
         .expect("apply");
     let snapshot = db.store.directory_snapshot().await.expect("snapshot");
     assert_eq!(snapshot.users.len(), USERS);
+    // What a users sync plans against: the same users and links, without provenance.
+    let users = db.store.users_snapshot().await.expect("users snapshot");
+    assert_eq!(users.connect_links, snapshot.connect_links);
+    assert!(users.jobs.is_empty() && users.position_frameworks.is_empty());
+    for (name, user) in &users.users {
+        let full = &snapshot.users[name];
+        assert!(user.provenance.is_empty());
+        assert_eq!((&user.email, &user.fields), (&full.email, &full.fields));
+    }
+    assert_eq!(users.users.len(), USERS);
     for i in [0, 999, 1_000, 1_001, USERS - 1] {
         let expected = user(i);
         let stored = &snapshot.users[&expected.username];
