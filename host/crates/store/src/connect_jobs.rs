@@ -332,8 +332,10 @@ impl JobsState {
 
 // ---- The store ------------------------------------------------------------------------------
 
-/// Parameters per statement: under SQLite's 32,766 and PostgreSQL's 65,535.
-const MAX_PARAMETERS: usize = 30_000;
+/// Rows per multi-row statement. The driver's cost of one statement grows with the square
+/// of its parameters (measured on SQLite: 40,000 jobs took 37 s at 2,500 rows a statement,
+/// 1.3 s at 100 and 0.6 s at 40), so a few dozen rows at a time is quickest.
+const MAX_ROWS: usize = 40;
 
 /// `($1, $2, …), (…)` for `rows` rows of `width` parameters.
 fn placeholders(rows: usize, width: usize) -> String {
@@ -478,7 +480,7 @@ async fn apply_jobs_plan(
             JobChange::ReleaseIdnumber { .. } | JobChange::Update { .. } => {}
         }
     }
-    for chunk in deletes.chunks(MAX_PARAMETERS) {
+    for chunk in deletes.chunks(MAX_ROWS) {
         let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
             "DELETE FROM job_assignments WHERE id IN ({})",
@@ -527,7 +529,7 @@ async fn apply_jobs_plan(
         }
     }
     const JOB_WIDTH: usize = 12;
-    for chunk in creates.chunks(MAX_PARAMETERS / JOB_WIDTH) {
+    for chunk in creates.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO job_assignments (user_id, idnumber, fullname, shortname, description, \
              position_id, organisation_id, startdate, enddate, sortorder, created_at, updated_at) \
@@ -569,7 +571,7 @@ async fn apply_jobs_plan(
             );
         }
         const MAP_WIDTH: usize = 5;
-        for chunk in creates.chunks(MAX_PARAMETERS / MAP_WIDTH) {
+        for chunk in creates.chunks(MAX_ROWS) {
             let sql = format!(
                 "INSERT INTO connect_remote_ids (server_idnumber, kind, remote_id, local_id, created_at) \
                  VALUES {} ON CONFLICT (server_idnumber, kind, remote_id) \
