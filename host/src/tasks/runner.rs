@@ -452,6 +452,10 @@ impl Scheduler {
                         return (TaskOutcome::Failed, String::new(), Some(error.to_string()));
                     }
                 };
+                progress(&format!(
+                    "reading the plugin's output ({} bytes)",
+                    text.len()
+                ));
                 let output = match TaskOutput::parse(text.as_str()) {
                     Ok(output) => output,
                     Err(error) => {

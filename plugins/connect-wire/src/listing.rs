@@ -1,5 +1,5 @@
 //! `get_users` read as a stream: the reply body deserialized straight into [`RemoteUser`]s
-//! that keep only the columns the caller names, so a server of 100,000 users never exists
+//! that keep only the columns the caller names (and jobs only their typed columns), so a server of 100,000 users never exists
 //! as a JSON tree in memory (it would be several times the body's size). Each user still
 //! goes through [`RemoteUser::from_value`] — one small object at a time — so the leniency
 //! rules are the ones [`crate::services::read_users_reply`] applies. Not the reply's
@@ -32,6 +32,17 @@ pub fn read_users_listing(body: &[u8], keep: &[&str]) -> Result<Vec<RemoteUser>,
             let reply = JSend::parse(body).unwrap_or_else(|error| error.to_jsend());
             read_users_reply(reply)
         }
+    }
+}
+
+/// Drops the text copies a listing does not need, which would otherwise be most of what
+/// 100,000 users hold: the typed fields' own columns (id, username, flags, password) and
+/// every job's untyped columns.
+fn slim(user: &mut RemoteUser, keep: &[&str]) {
+    user.columns
+        .retain(|column, _| keep.contains(&column.as_str()));
+    for job in user.jobs.iter_mut().flatten() {
+        job.columns = Default::default();
     }
 }
 
@@ -138,7 +149,8 @@ impl<'de> Visitor<'de> for Users<'_> {
         let mut users = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(mut object) = seq.next_element_seed(KeptKeys { keep: self.keep })? {
             strip_nul(&mut object);
-            let user = RemoteUser::from_value(&object).map_err(de::Error::custom)?;
+            let mut user = RemoteUser::from_value(&object).map_err(de::Error::custom)?;
+            slim(&mut user, self.keep);
             users.push(user);
         }
         Ok(users)
