@@ -219,22 +219,49 @@ impl Writer<'_> {
                     .insert(row.try_get("username")?, row.try_get("id")?);
             }
         }
+        let mut ids = Vec::with_capacity(users.len());
         let mut fields: Vec<(i64, &str, &str)> = Vec::new();
-        let mut provenance: Vec<(i64, &str)> = Vec::new();
         for user in users {
             let id = self.id(&user.username)?;
-            for field in CoreField::ALL {
-                if !field.of(user).is_empty() {
-                    provenance.push((id, field.name()));
-                }
-            }
+            ids.push(id);
             for (name, value) in &user.fields {
                 fields.push((id, name, value));
-                provenance.push((id, name));
             }
         }
         upsert_fields(tx, &fields).await?;
-        self.record_provenance(tx, &provenance).await
+        self.record_creations(tx, &ids).await
+    }
+
+    /// Who set the values of the users just created (`ids`): every non-empty core value and
+    /// every field, read back by the database itself, so a user costs one parameter here
+    /// instead of two per value. New rows have no provenance yet: ids are never reused.
+    async fn record_creations(&self, tx: &mut Tx<'_>, ids: &[i64]) -> Result<(), StoreError> {
+        let core_names = CoreField::ALL
+            .iter()
+            .map(|field| format!("SELECT '{}' AS field", field.name()))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let core_value = CoreField::ALL
+            .iter()
+            .map(|field| format!("WHEN '{0}' THEN u.{0}", field.name()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        for chunk in ids.chunks(rows_per_statement(1)) {
+            let listed = placeholders(3, chunk.len());
+            let sql = format!(
+                "INSERT INTO field_provenance (user_id, field, idp_id, set_at) \
+                 SELECT u.id, c.field, $1, $2 FROM users u CROSS JOIN ({core_names}) c \
+                 WHERE u.id IN ({listed}) AND (CASE c.field {core_value} END) <> '' \
+                 UNION ALL \
+                 SELECT f.user_id, f.name, $1, $2 FROM user_fields f WHERE f.user_id IN ({listed})"
+            );
+            let mut query = statement(sql).bind(self.by.provenance).bind(self.now);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     async fn record_provenance(
