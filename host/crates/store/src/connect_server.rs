@@ -409,7 +409,7 @@ fn shared_user_from_row(row: &AnyRow) -> Result<ConnectSharedUser, StoreError> {
 /// Whose field values or jobs one read takes: every user, the members of a restricting
 /// audience (bound as `$1`), or one user (bound as `$1`).
 #[derive(Debug, Clone, Copy)]
-enum UsersOf {
+pub(crate) enum UsersOf {
     All,
     AudienceMembers(i64),
     One(i64),
@@ -500,7 +500,7 @@ fn shared_job(row: JobRow) -> ConnectSharedJob {
 
 /// Each user's rows of `table` (aliased `alias`) as `columns` in `order`, read from one
 /// JSON list per user (see [`json_rows_sql`]) into `T`s, by user id.
-async fn per_user<T: serde::de::DeserializeOwned>(
+pub(crate) async fn per_user<T: serde::de::DeserializeOwned>(
     tx: &mut Tx<'_>,
     backend: Backend,
     (table, alias, columns, order): (&str, &str, &str, &str),
@@ -528,7 +528,8 @@ async fn per_user<T: serde::de::DeserializeOwned>(
     Ok(grouped)
 }
 
-const FIELD_VALUES: (&str, &str, &str, &str) = ("user_fields", "f", "f.name, f.value", "f.name");
+pub(crate) const FIELD_VALUES: (&str, &str, &str, &str) =
+    ("user_fields", "f", "f.name, f.value", "f.name");
 const JOBS: (&str, &str, &str, &str) = ("job_assignments", "j", JOB_COLUMNS, "j.sortorder, j.id");
 
 /// Field values (by name) and jobs (in the user's order) of `users`, each read as asked.

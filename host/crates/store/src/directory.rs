@@ -1501,17 +1501,22 @@ impl Store {
             snapshot.users.insert(user.username.clone(), user);
         }
         drop(rows);
-        let mut rows = sqlx::query("SELECT user_id, name, value FROM user_fields").fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            let id: i64 = row.try_get("user_id")?;
+        // One row per user, not per value (a row costs far more to hand over than its bytes).
+        let fields: std::collections::HashMap<i64, Vec<(String, String)>> =
+            crate::connect_server::per_user(
+                &mut tx,
+                self.backend(),
+                crate::connect_server::FIELD_VALUES,
+                crate::connect_server::UsersOf::All,
+            )
+            .await?;
+        for (id, values) in fields {
             if let Some(name) = by_id.get(&id)
                 && let Some(user) = snapshot.users.get_mut(name)
             {
-                user.fields
-                    .insert(row.try_get("name")?, row.try_get("value")?);
+                user.fields.extend(values);
             }
         }
-        drop(rows);
         if provenance == Provenance::Read {
             let mut rows =
                 sqlx::query("SELECT user_id, field, idp_id FROM field_provenance").fetch(&mut *tx);
