@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 
+use crate::Backend;
 use crate::bulk::{placeholders, rows_per_statement, statement, value_rows};
+use crate::connect_server::{JOBS, JobRow, UsersOf, per_user};
 use crate::{FrameworkKind, Store, StoreError, remote_id_kinds};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -348,7 +350,7 @@ impl Store {
         sqlx::query("DELETE FROM connect_remote_ids WHERE 1 = 0")
             .execute(&mut *tx)
             .await?;
-        let state = read_jobs_state(&mut tx, server_idnumber).await?;
+        let state = read_jobs_state(&mut tx, self.backend(), server_idnumber).await?;
         let plan = plan_jobs_sync(&state, sent, options);
         if !plan.changes.is_empty() {
             apply_jobs_plan(&mut tx, server_idnumber, &plan, now).await?;
@@ -360,7 +362,7 @@ impl Store {
     /// The state the jobs sync of `server_idnumber` plans against (tests, the model).
     pub async fn connect_jobs_state(&self, server_idnumber: &str) -> Result<JobsState, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let state = read_jobs_state(&mut tx, server_idnumber).await?;
+        let state = read_jobs_state(&mut tx, self.backend(), server_idnumber).await?;
         tx.commit().await?;
         Ok(state)
     }
@@ -386,7 +388,11 @@ const ITEM_MAP: &str = "SELECT r.remote_id, r.local_id FROM connect_remote_ids r
      JOIN hierarchy_items i ON i.id = r.local_id AND i.kind = $3 \
      WHERE r.server_idnumber = $1 AND r.kind = $2";
 
-async fn read_jobs_state(tx: &mut Tx<'_>, server_idnumber: &str) -> Result<JobsState, StoreError> {
+async fn read_jobs_state(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    server_idnumber: &str,
+) -> Result<JobsState, StoreError> {
     let mut state = JobsState {
         users: read_pairs(
             tx,
@@ -414,32 +420,47 @@ async fn read_jobs_state(tx: &mut Tx<'_>, server_idnumber: &str) -> Result<JobsS
         )
         .await?;
     }
-    for row in sqlx::query(
-        "SELECT j.id, j.user_id, j.idnumber, j.fullname, j.shortname, j.description, \
-         j.position_id, j.organisation_id, j.startdate, j.enddate, j.sortorder \
-         FROM job_assignments j JOIN connect_users c ON c.user_id = j.user_id \
-         WHERE c.server_idnumber = $1",
-    )
-    .bind(server_idnumber)
-    .fetch_all(&mut **tx)
-    .await?
-    {
-        let job = LocalJob {
-            id: row.try_get("id")?,
-            user_id: row.try_get("user_id")?,
-            values: JobValues {
-                idnumber: row.try_get("idnumber")?,
-                fullname: row.try_get("fullname")?,
-                shortname: row.try_get("shortname")?,
-                description: row.try_get("description")?,
-                position_id: row.try_get("position_id")?,
-                organisation_id: row.try_get("organisation_id")?,
-                startdate: row.try_get("startdate")?,
-                enddate: row.try_get("enddate")?,
-                sortorder: row.try_get("sortorder")?,
-            },
-        };
-        state.jobs.insert(job.id, job);
+    // The jobs of the users linked to this server, one aggregated row per user (as the
+    // server role reads them): a row costs far more to hand over than its bytes.
+    let linked: std::collections::HashSet<i64> = state.users.values().copied().collect();
+    let per_user: std::collections::HashMap<i64, Vec<JobRow>> =
+        per_user(tx, backend, JOBS, UsersOf::All).await?;
+    for (user_id, rows) in per_user {
+        if !linked.contains(&user_id) {
+            continue;
+        }
+        for (
+            id,
+            idnumber,
+            fullname,
+            shortname,
+            description,
+            position_id,
+            organisation_id,
+            startdate,
+            enddate,
+            sortorder,
+            _created_at,
+            _updated_at,
+        ) in rows
+        {
+            let job = LocalJob {
+                id,
+                user_id,
+                values: JobValues {
+                    idnumber,
+                    fullname,
+                    shortname,
+                    description,
+                    position_id,
+                    organisation_id,
+                    startdate,
+                    enddate,
+                    sortorder,
+                },
+            };
+            state.jobs.insert(job.id, job);
+        }
     }
     Ok(state)
 }

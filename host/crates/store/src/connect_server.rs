@@ -448,7 +448,7 @@ fn json_rows_sql(backend: Backend, columns: &str, order: &str) -> String {
 }
 
 /// A job assignment as [`json_rows_sql`] lists it (the column order of [`JOB_COLUMNS`]).
-type JobRow = (
+pub(crate) type JobRow = (
     i64,
     String,
     String,
@@ -530,7 +530,8 @@ pub(crate) async fn per_user<T: serde::de::DeserializeOwned>(
 
 pub(crate) const FIELD_VALUES: (&str, &str, &str, &str) =
     ("user_fields", "f", "f.name, f.value", "f.name");
-const JOBS: (&str, &str, &str, &str) = ("job_assignments", "j", JOB_COLUMNS, "j.sortorder, j.id");
+pub(crate) const JOBS: (&str, &str, &str, &str) =
+    ("job_assignments", "j", JOB_COLUMNS, "j.sortorder, j.id");
 
 /// Field values (by name) and jobs (in the user's order) of `users`, each read as asked.
 async fn fields_and_jobs(
