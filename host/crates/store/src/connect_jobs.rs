@@ -429,34 +429,20 @@ async fn read_jobs_state(
         if !linked.contains(&user_id) {
             continue;
         }
-        for (
-            id,
-            idnumber,
-            fullname,
-            shortname,
-            description,
-            position_id,
-            organisation_id,
-            startdate,
-            enddate,
-            sortorder,
-            _created_at,
-            _updated_at,
-        ) in rows
-        {
+        for row in rows {
             let job = LocalJob {
-                id,
+                id: row.id,
                 user_id,
                 values: JobValues {
-                    idnumber,
-                    fullname,
-                    shortname,
-                    description,
-                    position_id,
-                    organisation_id,
-                    startdate,
-                    enddate,
-                    sortorder,
+                    idnumber: row.idnumber,
+                    fullname: row.fullname,
+                    shortname: row.shortname,
+                    description: row.description,
+                    position_id: row.position_id,
+                    organisation_id: row.organisation_id,
+                    startdate: row.startdate,
+                    enddate: row.enddate,
+                    sortorder: row.sortorder,
                 },
             };
             state.jobs.insert(job.id, job);

@@ -447,54 +447,42 @@ fn json_rows_sql(backend: Backend, columns: &str, order: &str) -> String {
     }
 }
 
-/// A job assignment as [`json_rows_sql`] lists it (the column order of [`JOB_COLUMNS`]).
-pub(crate) type JobRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-);
+/// A job assignment as [`json_rows_sql`] lists it: a JSON array in the column order of
+/// [`JOB_COLUMNS`], which serde reads into these fields in the same order.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct JobRow {
+    pub id: i64,
+    pub idnumber: String,
+    pub fullname: String,
+    pub shortname: String,
+    pub description: String,
+    pub position_id: Option<i64>,
+    pub organisation_id: Option<i64>,
+    pub startdate: i64,
+    pub enddate: i64,
+    pub sortorder: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
 
 const JOB_COLUMNS: &str = "j.id, j.idnumber, j.fullname, j.shortname, j.description, \
      j.position_id, j.organisation_id, j.startdate, j.enddate, j.sortorder, j.created_at, \
      j.updated_at";
 
 fn shared_job(row: JobRow) -> ConnectSharedJob {
-    let (
-        id,
-        idnumber,
-        fullname,
-        shortname,
-        description,
-        position_id,
-        organisation_id,
-        startdate,
-        enddate,
-        sortorder,
-        created_at,
-        updated_at,
-    ) = row;
     ConnectSharedJob {
-        id,
-        idnumber,
-        fullname,
-        shortname,
-        description,
-        position_id,
-        organisation_id,
-        startdate,
-        enddate,
-        sortorder,
-        created_at,
-        updated_at,
+        id: row.id,
+        idnumber: row.idnumber,
+        fullname: row.fullname,
+        shortname: row.shortname,
+        description: row.description,
+        position_id: row.position_id,
+        organisation_id: row.organisation_id,
+        startdate: row.startdate,
+        enddate: row.enddate,
+        sortorder: row.sortorder,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
     }
 }
 
