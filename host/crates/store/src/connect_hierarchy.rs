@@ -253,6 +253,44 @@ pub struct HierarchyConflict {
     pub local_id: i64,
 }
 
+/// The local rows holding an idnumber a wanted server row takes (`held`: idnumber → local
+/// id; `wanted`: idnumber, server id, and the row it becomes): each one the sync keeps under
+/// another idnumber or deletes (`movable`) gives it up first through a placeholder,
+/// once; any other holder (an administrator's row, another server's) refuses the sync.
+fn release_idnumbers<'a>(
+    table: HierarchyTable,
+    held: impl Iterator<Item = (&'a str, i64)>,
+    wanted: impl Iterator<Item = (&'a str, i64, RowRef)>,
+    movable: impl Fn(i64) -> bool,
+    releases: &mut Vec<HierarchyChange>,
+) -> Result<(), HierarchyConflict> {
+    let by_idnumber: BTreeMap<&str, i64> = held.collect();
+    let mut released = BTreeSet::new();
+    for (idnumber, remote_id, target) in wanted {
+        let Some(&holder) = by_idnumber.get(idnumber) else {
+            continue;
+        };
+        if target == RowRef::Local(holder) {
+            continue;
+        }
+        if !movable(holder) {
+            return Err(HierarchyConflict {
+                what: match table {
+                    HierarchyTable::Framework => "framework",
+                    HierarchyTable::Item => "item",
+                },
+                idnumber: idnumber.to_owned(),
+                remote_id,
+                local_id: holder,
+            });
+        }
+        if released.insert(holder) {
+            releases.push(HierarchyChange::ReleaseIdnumber { table, id: holder });
+        }
+    }
+    Ok(())
+}
+
 /// Plans one kind's sync from the server's frameworks and items (in the order sent)
 /// against `state`. Pure; planning the result again plans nothing.
 pub fn plan_hierarchy_sync(
@@ -313,37 +351,18 @@ pub fn plan_hierarchy_sync(
         .filter(|id| state.frameworks.contains_key(id) && !kept_frameworks.contains(id))
         .copied()
         .collect();
-    {
-        let by_idnumber: BTreeMap<&str, i64> = state
+    release_idnumbers(
+        HierarchyTable::Framework,
+        state
             .frameworks
             .values()
-            .map(|f| (f.idnumber.as_str(), f.id))
-            .collect();
-        let mut released = BTreeSet::new();
-        for (framework, target) in &wanted_frameworks {
-            let Some(&holder) = by_idnumber.get(framework.idnumber.as_str()) else {
-                continue;
-            };
-            if *target == RowRef::Local(holder) {
-                continue;
-            }
-            if kept_frameworks.contains(&holder) || deleted_frameworks.contains(&holder) {
-                if released.insert(holder) {
-                    releases.push(HierarchyChange::ReleaseIdnumber {
-                        table: HierarchyTable::Framework,
-                        id: holder,
-                    });
-                }
-            } else {
-                return Err(HierarchyConflict {
-                    what: "framework",
-                    idnumber: framework.idnumber.clone(),
-                    remote_id: framework.remote_id,
-                    local_id: holder,
-                });
-            }
-        }
-    }
+            .map(|f| (f.idnumber.as_str(), f.id)),
+        wanted_frameworks
+            .iter()
+            .map(|(f, target)| (f.idnumber.as_str(), f.remote_id, *target)),
+        |holder| kept_frameworks.contains(&holder) || deleted_frameworks.contains(&holder),
+        &mut releases,
+    )?;
     let mut next_sortorder = state
         .frameworks
         .values()
@@ -479,37 +498,15 @@ pub fn plan_hierarchy_sync(
         })
         .map(|item| item.id)
         .collect();
-    {
-        let by_idnumber: BTreeMap<&str, i64> = state
-            .items
-            .values()
-            .map(|i| (i.idnumber.as_str(), i.id))
-            .collect();
-        let mut released = BTreeSet::new();
-        for (item, target, _) in &wanted_items {
-            let Some(&holder) = by_idnumber.get(item.idnumber.as_str()) else {
-                continue;
-            };
-            if *target == RowRef::Local(holder) {
-                continue;
-            }
-            if kept_items.contains(&holder) || deleted_items.contains(&holder) {
-                if released.insert(holder) {
-                    releases.push(HierarchyChange::ReleaseIdnumber {
-                        table: HierarchyTable::Item,
-                        id: holder,
-                    });
-                }
-            } else {
-                return Err(HierarchyConflict {
-                    what: "item",
-                    idnumber: item.idnumber.clone(),
-                    remote_id: item.remote_id,
-                    local_id: holder,
-                });
-            }
-        }
-    }
+    release_idnumbers(
+        HierarchyTable::Item,
+        state.items.values().map(|i| (i.idnumber.as_str(), i.id)),
+        wanted_items
+            .iter()
+            .map(|(i, target, _)| (i.idnumber.as_str(), i.remote_id, *target)),
+        |holder| kept_items.contains(&holder) || deleted_items.contains(&holder),
+        &mut releases,
+    )?;
     for (_, target, values) in wanted_items {
         match target {
             RowRef::Created(remote_id) => {
