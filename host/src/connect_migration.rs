@@ -222,7 +222,7 @@ pub async fn preview(state: &AppState, idp_id: &str) -> Result<Preview, PreviewE
             ))
         })?;
     let store = state.store();
-    let snapshot = store.users_snapshot().await?;
+    let snapshot = store.users_snapshot_with_provenance().await?;
     let standings = store.account_standings().await?;
     let plan = plan_migration(
         &snapshot,

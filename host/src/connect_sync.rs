@@ -391,12 +391,17 @@ pub async fn apply_users(
         section.users.len()
     ));
     let store = state.store();
-    let mut snapshot = store.users_snapshot().await?;
+    let migrate_map = connect_migration::enabled_map(&idp.config).map_err(SyncError::Refused)?;
+    // Migration's matching rule reads who set an email or idnumber; a plain sync does not.
+    let mut snapshot = match migrate_map {
+        Some(_) => store.users_snapshot_with_provenance().await?,
+        None => store.users_snapshot().await?,
+    };
     // Accounts this IdP's sign-ins created before a sync linked them are this source's too.
     let made_here = store.connect_unlinked_accounts(idp_id).await?;
     let adopted = adopt_signed_in_users(&mut snapshot, source, &made_here);
     // Local accounts taken over (`migrate_users`), linked and updated in the same batch.
-    let migration = match connect_migration::enabled_map(&idp.config).map_err(SyncError::Refused)? {
+    let migration = match migrate_map {
         Some(map) => {
             let standings = store.account_standings().await?;
             Some(plan_migration(

@@ -1462,11 +1462,17 @@ impl Store {
         self.read_snapshot(Provenance::Skipped, Parts::All).await
     }
 
-    /// The part of [`Store::planning_snapshot`] a Connect users sync and its migration plan
-    /// read: users with their fields and the Connect links (audiences, courses, hierarchies
-    /// and jobs left empty: their syncs read their own state).
+    /// The part of [`Store::planning_snapshot`] a Connect users sync reads: users with their
+    /// fields and the Connect links (audiences, courses, hierarchies and jobs left empty:
+    /// their syncs read their own state).
     pub async fn users_snapshot(&self) -> Result<DirectorySnapshot, StoreError> {
         self.read_snapshot(Provenance::Skipped, Parts::Users).await
+    }
+
+    /// [`Store::users_snapshot`] with who set each value, which account migration's matching
+    /// rule reads (an email or idnumber counts only when an IdP or an administrator set it).
+    pub async fn users_snapshot_with_provenance(&self) -> Result<DirectorySnapshot, StoreError> {
+        self.read_snapshot(Provenance::Read, Parts::Users).await
     }
 
     async fn read_snapshot(

@@ -126,6 +126,13 @@ async fn thousands_of_users_fields_links_and_jobs_are_written_and_read_back(db: 
         assert_eq!((&user.email, &user.fields), (&full.email, &full.fields));
     }
     assert_eq!(users.users.len(), USERS);
+    // What migration's matching rule reads: the same, with who set each value.
+    let with_provenance = db
+        .store
+        .users_snapshot_with_provenance()
+        .await
+        .expect("users snapshot with provenance");
+    assert_eq!(with_provenance.users, snapshot.users);
     for i in [0, 999, 1_000, 1_001, USERS - 1] {
         let expected = user(i);
         let stored = &snapshot.users[&expected.username];
