@@ -21,7 +21,8 @@ pub use error::LoadError;
 pub use model::{
     Behaviour, CORE_FIELDS, Config, ConnectServer, DomainConfig, FieldDef, FieldMapping,
     HOST_TASKS, HostSettings, IdpConfig, LogFormat, LoginForm, LogoutConfig, MatchField,
-    OWNER_EDITABLE_CORE, PluginEntry, Provisioning, Registration, TaskSchedule, Throttle,
+    OWNER_EDITABLE_CORE, PasswordHashing, PluginEntry, Provisioning, Registration, StartLimits,
+    TaskSchedule, Throttle,
 };
 pub use position::{KeyLocations, Location};
 pub use render::{render_human, render_json, summary};

@@ -188,6 +188,10 @@ pub struct HostSettings {
     /// How long an open breaker refuses calls before one probe is let through.
     pub idp_breaker_cooldown_seconds: u32,
     pub login_throttle: Throttle,
+    /// `[host.passwords]`: how new password hashes are made and how many checks may wait.
+    pub passwords: PasswordHashing,
+    /// `[host.limits]`: per-client limits on anonymous requests.
+    pub limits: StartLimits,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
     /// Empty: the connecting peer is the client, and those headers are ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -224,6 +228,8 @@ impl Default for HostSettings {
             idp_breaker_failures: 5,
             idp_breaker_cooldown_seconds: 30,
             login_throttle: Throttle::default(),
+            passwords: PasswordHashing::default(),
+            limits: StartLimits::default(),
             trusted_proxies: Vec::new(),
             scheduler: true,
             audit_retention_days: 90,
@@ -276,6 +282,72 @@ impl Default for Throttle {
             max_failures_per_account: 5,
             max_failures_per_ip: 20,
             window_minutes: 15,
+            location: Location::default(),
+            key_locations: KeyLocations::default(),
+        }
+    }
+}
+
+/// `[host.passwords]`: the argon2id cost of new password hashes (a stored hash is checked
+/// with the cost written in it), and how many checks may wait for a hashing thread.
+///
+/// The defaults are OWASP's first argon2id recommendation (Password Storage Cheat Sheet):
+/// 19 MiB of memory, 2 iterations, 1 lane. Each hashing thread (one per core) holds one
+/// buffer of `memory_kib`, so the host's hashing memory is cores × `memory_kib`.
+#[derive(Clone, Debug)]
+pub struct PasswordHashing {
+    /// Argon2 `m`: memory per hash in KiB.
+    pub memory_kib: u32,
+    /// Argon2 `t`: passes over the memory.
+    pub iterations: u32,
+    /// Argon2 `p`: lanes (computed one after another; raises `m`'s minimum, not speed).
+    pub parallelism: u32,
+    /// Password checks that may wait for a busy hashing thread; beyond them a sign-in is
+    /// answered "busy, try again" at once.
+    pub queue: u32,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+impl PasswordHashing {
+    /// `memory_kib`: from 1 MiB (argon2 needs 8 KiB per lane; less is no protection) to
+    /// 256 MiB, which is also the most a stored hash may ask for when it is checked.
+    pub const MEMORY_KIB: std::ops::RangeInclusive<u32> = 1024..=262_144;
+    /// `iterations`.
+    pub const ITERATIONS: std::ops::RangeInclusive<u32> = 1..=64;
+    /// `parallelism` (at most 16 lanes keeps `memory_kib`'s minimum above 8 KiB a lane).
+    pub const PARALLELISM: std::ops::RangeInclusive<u32> = 1..=16;
+    /// `queue`: 0 (no one waits) to 65,536.
+    pub const QUEUE: std::ops::RangeInclusive<u32> = 0..=65_536;
+}
+
+impl Default for PasswordHashing {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            queue: 64,
+            location: Location::default(),
+            key_locations: KeyLocations::default(),
+        }
+    }
+}
+
+/// `[host.limits]`: what one client address may ask of one host.
+#[derive(Clone, Debug)]
+pub struct StartLimits {
+    /// `GET /sso/{idp}/start` per client address per minute (each writes a pending sign-in);
+    /// more are answered 429. At least 1: the limit cannot be turned off, only raised.
+    pub starts_per_address_per_minute: u32,
+    pub location: Location,
+    pub key_locations: KeyLocations,
+}
+
+impl Default for StartLimits {
+    fn default() -> Self {
+        Self {
+            starts_per_address_per_minute: 600,
             location: Location::default(),
             key_locations: KeyLocations::default(),
         }

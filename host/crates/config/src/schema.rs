@@ -11,8 +11,8 @@ use toml::de::{DeString, DeTable, DeValue};
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::{
     Behaviour, ConnectServer, DomainConfig, FieldDef, FieldMapping, HOST_TASKS, HostSettings,
-    IdpConfig, LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE, PluginEntry,
-    Provisioning, Registration, TaskSchedule, Throttle,
+    IdpConfig, LogFormat, LoginForm, LogoutConfig, MatchField, OWNER_EDITABLE_CORE,
+    PasswordHashing, PluginEntry, Provisioning, Registration, StartLimits, TaskSchedule, Throttle,
 };
 use crate::position::{KeyLocations, LineIndex, Location};
 use crate::secret::{Secret, trim_one_newline};
@@ -55,6 +55,8 @@ const HOST_KEYS: &[&str] = &[
     "idp_breaker_failures",
     "idp_breaker_cooldown_seconds",
     "login_throttle",
+    "passwords",
+    "limits",
     "trusted_proxies",
     "scheduler",
     "audit_retention_days",
@@ -67,6 +69,8 @@ const THROTTLE_KEYS: &[&str] = &[
     "max_failures_per_ip",
     "window_minutes",
 ];
+const PASSWORD_KEYS: &[&str] = &["memory_kib", "iterations", "parallelism", "queue"];
+const LIMITS_KEYS: &[&str] = &["starts_per_address_per_minute"];
 const PLUGIN_KEYS: &[&str] = &["id", "library", "enabled"];
 const FIELD_KEYS: &[&str] = &["name", "mandatory", "type", "user_editable"];
 /// The values `[[field]] type` accepts (the platform's profile field types).
@@ -371,6 +375,18 @@ impl<'a> Schema<'a> {
     }
 
     fn count(&mut self, v: &Value<'_>, key: &str, scope: &Scope, min: u32, eg: u32) -> Option<u32> {
+        self.count_in(v, key, scope, min..=u32::MAX, eg)
+    }
+
+    /// A whole number within `range` (`eg` is the example the help shows).
+    fn count_in(
+        &mut self,
+        v: &Value<'_>,
+        key: &str,
+        scope: &Scope,
+        range: std::ops::RangeInclusive<u32>,
+        eg: u32,
+    ) -> Option<u32> {
         let Some(n) = integer(v.get_ref()) else {
             self.wrong_type(
                 v,
@@ -382,15 +398,16 @@ impl<'a> Schema<'a> {
             return None;
         };
         match u32::try_from(n) {
-            Ok(n) if n >= min => Some(n),
+            Ok(n) if range.contains(&n) => Some(n),
             _ => {
                 self.invalid(
                     v,
                     scope,
                     format!(
-                        "`{key}` in {} must be from {min} to {}, found {n}",
+                        "`{key}` in {} must be from {} to {}, found {n}",
                         scope.table,
-                        u32::MAX
+                        range.start(),
+                        range.end()
                     ),
                     format!("e.g. `{key} = {eg}`"),
                 );
@@ -510,6 +527,20 @@ impl<'a> Schema<'a> {
     ) -> u32 {
         self.get(tab, key, keys)
             .and_then(|v| self.count(v, key, &tab.scope, min, default))
+            .unwrap_or(default)
+    }
+
+    /// [`Self::number`] within `range`.
+    fn number_in(
+        &mut self,
+        tab: &Tab<'_, '_>,
+        keys: &mut KeyLocations,
+        key: &str,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> u32 {
+        self.get(tab, key, keys)
+            .and_then(|v| self.count_in(v, key, &tab.scope, range, default))
             .unwrap_or(default)
     }
 
@@ -893,6 +924,26 @@ impl<'a> Schema<'a> {
         {
             h.login_throttle = self.throttle(t, self.loc(v.span()));
         }
+        if let Some(v) = self.get(&tab, "passwords", &mut keys)
+            && let Some(t) = self.table_value(
+                v,
+                "passwords",
+                &tab.scope,
+                String::from("write the hashing settings under a `[host.passwords]` header"),
+            )
+        {
+            h.passwords = self.password_hashing(t, self.loc(v.span()));
+        }
+        if let Some(v) = self.get(&tab, "limits", &mut keys)
+            && let Some(t) = self.table_value(
+                v,
+                "limits",
+                &tab.scope,
+                String::from("write the limits under a `[host.limits]` header"),
+            )
+        {
+            h.limits = self.limits(t, self.loc(v.span()));
+        }
         if let Some(v) = self.get(&tab, "trusted_proxies", &mut keys) {
             h.trusted_proxies = self.cidrs(v, "trusted_proxies", &tab.scope);
         }
@@ -965,6 +1016,75 @@ impl<'a> Schema<'a> {
                 &mut keys,
                 "window_minutes",
                 defaults.window_minutes,
+                1,
+            ),
+            location,
+            key_locations: keys,
+        }
+    }
+
+    /// `[host.passwords]`: argon2id's cost for new hashes and the hashing queue.
+    fn password_hashing(&mut self, table: &DeTable<'_>, location: Location) -> PasswordHashing {
+        let tab = Tab {
+            table,
+            scope: Scope::new("[host.passwords]"),
+            location,
+            prefix: String::new(),
+        };
+        self.check_keys(&tab, PASSWORD_KEYS, None);
+        let mut keys = KeyLocations::default();
+        let defaults = PasswordHashing::default();
+        PasswordHashing {
+            memory_kib: self.number_in(
+                &tab,
+                &mut keys,
+                "memory_kib",
+                defaults.memory_kib,
+                PasswordHashing::MEMORY_KIB,
+            ),
+            iterations: self.number_in(
+                &tab,
+                &mut keys,
+                "iterations",
+                defaults.iterations,
+                PasswordHashing::ITERATIONS,
+            ),
+            parallelism: self.number_in(
+                &tab,
+                &mut keys,
+                "parallelism",
+                defaults.parallelism,
+                PasswordHashing::PARALLELISM,
+            ),
+            queue: self.number_in(
+                &tab,
+                &mut keys,
+                "queue",
+                defaults.queue,
+                PasswordHashing::QUEUE,
+            ),
+            location,
+            key_locations: keys,
+        }
+    }
+
+    /// `[host.limits]`: what one client may ask of the host.
+    fn limits(&mut self, table: &DeTable<'_>, location: Location) -> StartLimits {
+        let tab = Tab {
+            table,
+            scope: Scope::new("[host.limits]"),
+            location,
+            prefix: String::new(),
+        };
+        self.check_keys(&tab, LIMITS_KEYS, None);
+        let mut keys = KeyLocations::default();
+        let defaults = StartLimits::default();
+        StartLimits {
+            starts_per_address_per_minute: self.number(
+                &tab,
+                &mut keys,
+                "starts_per_address_per_minute",
+                defaults.starts_per_address_per_minute,
                 1,
             ),
             location,

@@ -271,6 +271,17 @@ fn defaults_apply() {
     assert_eq!(h.login_throttle.max_failures_per_account, 5);
     assert_eq!(h.login_throttle.max_failures_per_ip, 20);
     assert_eq!(h.login_throttle.window_minutes, 15);
+    // OWASP's argon2id recommendation, and the anonymous start limit.
+    assert_eq!(
+        (
+            h.passwords.memory_kib,
+            h.passwords.iterations,
+            h.passwords.parallelism,
+            h.passwords.queue
+        ),
+        (19_456, 2, 1, 64)
+    );
+    assert_eq!(h.limits.starts_per_address_per_minute, 600);
     assert!(config.plugins[0].enabled);
     assert!(config.registration.require_names);
     let field = &config.fields[0];
@@ -563,6 +574,79 @@ fn numbers_out_of_range_are_invalid() {
         .map(|d| d.location.line)
         .collect();
     assert_eq!(lines, [2, 3]);
+}
+
+#[test]
+fn password_hashing_and_start_limits_are_read() {
+    let text = format!(
+        "[host.passwords]\nmemory_kib = 65536\niterations = 3\nparallelism = 4\nqueue = 0\n\n\
+         [host.limits]\nstarts_per_address_per_minute = 100000\n\n{BASE}"
+    );
+    let loaded = check(&text);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let config = loaded.config.expect("config");
+    let h = &config.host;
+    assert_eq!(
+        (
+            h.passwords.memory_kib,
+            h.passwords.iterations,
+            h.passwords.parallelism,
+            h.passwords.queue
+        ),
+        (65_536, 3, 4, 0)
+    );
+    assert_eq!(h.passwords.location, at(&text, "[host.passwords]"));
+    assert_eq!(h.limits.starts_per_address_per_minute, 100_000);
+}
+
+#[test]
+fn password_hashing_and_start_limits_out_of_range_are_invalid() {
+    let text = format!(
+        "[host.passwords]\nmemory_kib = 512\niterations = 0\nparallelism = 17\nqueue = 70000\nmemory = 1\n\n\
+         [host.limits]\nstarts_per_address_per_minute = 0\n\n{BASE}"
+    );
+    let loaded = check(&text);
+    let found: Vec<(u32, String)> = with_code(&loaded, codes::INVALID_VALUE)
+        .iter()
+        .map(|d| (d.location.line, d.message.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                2,
+                "`memory_kib` in [host.passwords] must be from 1024 to 262144, found 512".into()
+            ),
+            (
+                3,
+                "`iterations` in [host.passwords] must be from 1 to 64, found 0".into()
+            ),
+            (
+                4,
+                "`parallelism` in [host.passwords] must be from 1 to 16, found 17".into()
+            ),
+            (
+                5,
+                "`queue` in [host.passwords] must be from 0 to 65536, found 70000".into()
+            ),
+            (
+                9,
+                "`starts_per_address_per_minute` in [host.limits] must be from 1 to 4294967295, found 0"
+                    .into()
+            ),
+        ]
+    );
+    // A misspelt key is named, with the keys the table takes.
+    let unknown = only(&loaded, codes::UNKNOWN_KEY);
+    assert_eq!(unknown.location.line, 6);
+    assert!(
+        unknown
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("memory_kib")),
+        "{unknown:#?}"
+    );
+    assert!(loaded.config.is_none());
 }
 
 #[test]
