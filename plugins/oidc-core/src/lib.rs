@@ -4,7 +4,8 @@
 //! crate supplies its settings type and a [`Profile`] and exports itself.
 //!
 //! The flow: [`RelyingParty::begin_login`] reads the provider's discovery document
-//! (cached in the instance's key-value store) and redirects to the authorization
+//! (parsed once and kept in the instance, with the key-value store as the copy shared
+//! between hosts: `provider`) and redirects to the authorization
 //! endpoint with the host's state token as `state`, a host-random nonce, and PKCE S256;
 //! [`RelyingParty::complete_login`] checks the callback (error, state, RFC 9207 `iss`),
 //! exchanges the code, verifies the ID token (`verify`), marks the nonce used, merges
@@ -15,6 +16,7 @@ mod claims;
 pub mod client_auth;
 mod error;
 pub mod http;
+pub mod jose;
 pub mod profile;
 pub mod provider;
 pub mod settings;
@@ -53,7 +55,11 @@ pub use crate::{
     settings::{ClientAuth, RpConfig, check_issuer, defaults, parse_settings},
     verify::VerifiedIdToken,
 };
-use crate::{client_auth::AssertionKey, http::HostHttp, provider::Metadata};
+use crate::{
+    client_auth::AssertionKey,
+    http::HostHttp,
+    provider::{Metadata, ProviderCache},
+};
 
 fn redirect_url(url: &str) -> Result<RedirectUrl, OidcError> {
     RedirectUrl::new(url.to_owned()).map_err(|error| {
@@ -75,14 +81,125 @@ pub const STANDARD_ATTRIBUTES: [&str; 10] = [
     "groups",
 ];
 
-/// What `begin_login` keeps in the host's pending sign-in, handed back once.
-#[derive(Debug, Serialize, Deserialize)]
+/// What `begin_login` keeps in the host's pending sign-in (a database row per
+/// anonymous start, so it is small: 49 bytes plus the callback URL). The nonce and
+/// the PKCE verifier are derived from one random seed; the host's state token is
+/// kept as a digest, enough to check the callback's `state` against it.
+#[derive(Debug, PartialEq, Eq)]
 struct Pending {
-    /// The host's state token, sent as `state`.
+    seed: [u8; 32],
+    state_digest: [u8; 16],
+    redirect_uri: String,
+}
+
+/// The first byte of the compact encoding; an older version stored JSON (`{`).
+const PENDING_VERSION: u8 = 1;
+
+impl Pending {
+    fn new(seed: [u8; 32], state: &str, redirect_uri: &str) -> Self {
+        Self {
+            seed,
+            state_digest: Self::digest_state(state),
+            redirect_uri: redirect_uri.to_owned(),
+        }
+    }
+
+    fn digest_state(state: &str) -> [u8; 16] {
+        let digest = Sha256::digest(state.as_bytes());
+        let mut out = [0; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    }
+
+    /// One derived secret: base64url(SHA-256(label, seed)), 43 characters (a valid
+    /// PKCE verifier). SHA-256 keeps the seed, and so the other secret, hidden from
+    /// whoever sees one of them (the nonce travels through the browser).
+    fn derive(&self, label: &[u8]) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"gatehouse-oidc ");
+        hasher.update(label);
+        hasher.update(b"\0");
+        hasher.update(self.seed);
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            hasher.finalize(),
+        )
+    }
+
+    fn nonce(&self) -> String {
+        self.derive(b"nonce")
+    }
+
+    fn pkce_verifier(&self) -> String {
+        self.derive(b"pkce-verifier")
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 32 + 16 + self.redirect_uri.len());
+        out.push(PENDING_VERSION);
+        out.extend_from_slice(&self.seed);
+        out.extend_from_slice(&self.state_digest);
+        out.extend_from_slice(self.redirect_uri.as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != PENDING_VERSION || rest.len() < 48 {
+            return None;
+        }
+        let (seed, rest) = rest.split_at(32);
+        let (state_digest, redirect_uri) = rest.split_at(16);
+        Some(Self {
+            seed: seed.try_into().ok()?,
+            state_digest: state_digest.try_into().ok()?,
+            redirect_uri: String::from_utf8(redirect_uri.to_vec()).ok()?,
+        })
+    }
+}
+
+/// What an older version kept (JSON), read so sign-ins begun before an upgrade finish.
+#[derive(Debug, Deserialize)]
+struct LegacyPending {
     state: String,
     nonce: String,
     pkce_verifier: String,
     redirect_uri: String,
+}
+
+/// The saved state of a sign-in, whichever version wrote it.
+struct Saved {
+    state_digest: [u8; 16],
+    nonce: String,
+    pkce_verifier: String,
+    redirect_uri: String,
+}
+
+impl Saved {
+    fn read(bytes: &[u8]) -> Option<Self> {
+        if bytes.first() == Some(&b'{') {
+            let legacy: LegacyPending = serde_json::from_slice(bytes).ok()?;
+            return Some(Self {
+                state_digest: Pending::digest_state(&legacy.state),
+                nonce: legacy.nonce,
+                pkce_verifier: legacy.pkce_verifier,
+                redirect_uri: legacy.redirect_uri,
+            });
+        }
+        let pending = Pending::decode(bytes)?;
+        Some(Self {
+            state_digest: pending.state_digest,
+            nonce: pending.nonce(),
+            pkce_verifier: pending.pkce_verifier(),
+            redirect_uri: pending.redirect_uri,
+        })
+    }
+
+    /// Whether the callback's `state` is this sign-in's (compared as digests, in
+    /// constant time).
+    fn state_matches(&self, state: &str) -> bool {
+        constant_time_eq(&Pending::digest_state(state), &self.state_digest)
+    }
 }
 
 /// The token endpoint's answer with the ID token kept as received: openidconnect's
@@ -123,6 +240,8 @@ type RpClient = CoreClient<
 pub struct RelyingParty<P: Profile> {
     config: RpConfig,
     profile: P,
+    /// This IdP's parsed discovery document and keys (each IdP is its own instance).
+    cache: ProviderCache,
 }
 
 impl<P: Profile> std::fmt::Debug for RelyingParty<P> {
@@ -140,7 +259,28 @@ impl<P: Profile> RelyingParty<P> {
         Ok(Self {
             config: config.validate()?,
             profile,
+            cache: ProviderCache::default(),
         })
+    }
+
+    /// Verifies an ID token for the sign-in with `nonce`, with this instance's cached
+    /// provider data (what `complete_login` does after the code exchange).
+    pub fn verify_id_token(
+        &self,
+        host: &Host<'_>,
+        raw: &str,
+        nonce: &str,
+    ) -> Result<VerifiedIdToken, OidcError> {
+        let metadata = self.cache.metadata(host, &self.config)?;
+        verify::verify_id_token(
+            host,
+            &self.config,
+            &self.profile,
+            &self.cache,
+            &metadata,
+            raw,
+            nonce,
+        )
     }
 
     pub fn config(&self) -> &RpConfig {
@@ -148,9 +288,9 @@ impl<P: Profile> RelyingParty<P> {
     }
 
     /// The client for the authorization request.
-    fn client(&self, metadata: Metadata, redirect_uri: &str) -> Result<RpClient, OidcError> {
+    fn client(&self, metadata: &Metadata, redirect_uri: &str) -> Result<RpClient, OidcError> {
         Ok(CoreClient::from_provider_metadata(
-            metadata,
+            metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
             None,
         )
@@ -180,19 +320,26 @@ impl<P: Profile> RelyingParty<P> {
     }
 
     fn begin(&self, host: &Host<'_>, request: &BeginRequest) -> Result<Begun, OidcError> {
-        let metadata = provider::metadata(host, &self.config)?;
-        let client = self.client(metadata, request.callback_url.as_str())?;
-        let pending = Pending {
-            state: request.state_token.to_string(),
-            nonce: host.random_token(),
-            pkce_verifier: host.random_token(),
-            redirect_uri: request.callback_url.to_string(),
-        };
+        let metadata = self.cache.metadata(host, &self.config)?;
+        let client = self.client(&metadata, request.callback_url.as_str())?;
+        let mut seed = [0; 32];
+        let random = host.random_bytes(32);
+        if random.len() != seed.len() {
+            return Err(OidcError::Internal(
+                "the host gave too few random bytes".into(),
+            ));
+        }
+        seed.copy_from_slice(&random);
+        let pending = Pending::new(
+            seed,
+            request.state_token.as_str(),
+            request.callback_url.as_str(),
+        );
         let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
-            pending.pkce_verifier.clone(),
+            pending.pkce_verifier(),
         ));
-        let state = CsrfToken::new(pending.state.clone());
-        let nonce = Nonce::new(pending.nonce.clone());
+        let state = CsrfToken::new(request.state_token.to_string());
+        let nonce = Nonce::new(pending.nonce());
         let mut authorization = client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
@@ -216,11 +363,9 @@ impl<P: Profile> RelyingParty<P> {
             authorization = authorization.set_login_hint(LoginHint::new(hint.to_string()));
         }
         let (url, _, _) = authorization.url();
-        let state = serde_json::to_vec(&pending)
-            .map_err(|error| OidcError::Internal(format!("could not save the sign-in: {error}")))?;
         Ok(Begun {
             step: LoginStep::redirect(url.to_string()),
-            state: state.into(),
+            state: pending.encode().into(),
         })
     }
 
@@ -234,11 +379,11 @@ impl<P: Profile> RelyingParty<P> {
                 "the provider refused the sign-in: {error}{description}"
             )));
         }
-        let pending: Pending = serde_json::from_slice(&request.state).map_err(|_| {
+        let pending = Saved::read(&request.state).ok_or_else(|| {
             OidcError::invalid("the saved state of this sign-in is unreadable; start again")
         })?;
         match request.param("state") {
-            Some(state) if constant_time_eq(state.as_bytes(), pending.state.as_bytes()) => {}
+            Some(state) if pending.state_matches(state) => {}
             Some(_) => {
                 return Err(OidcError::invalid(
                     "the callback's `state` does not belong to this sign-in",
@@ -246,7 +391,7 @@ impl<P: Profile> RelyingParty<P> {
             }
             None => return Err(OidcError::invalid("the callback has no `state` parameter")),
         }
-        let metadata = provider::metadata(host, &self.config)?;
+        let metadata = self.cache.metadata(host, &self.config)?;
         self.check_callback_issuer(&metadata, request.param("iss"))?;
         let code = request
             .param("code")
@@ -263,6 +408,7 @@ impl<P: Profile> RelyingParty<P> {
             host,
             &self.config,
             &self.profile,
+            &self.cache,
             &metadata,
             id_token,
             &pending.nonce,
@@ -323,7 +469,7 @@ impl<P: Profile> RelyingParty<P> {
         &self,
         host: &Host<'_>,
         metadata: &Metadata,
-        pending: &Pending,
+        pending: &Saved,
         code: &str,
     ) -> Result<TokenAnswer, OidcError> {
         let token_url = metadata
@@ -446,7 +592,7 @@ impl<P: Profile> RelyingParty<P> {
         host: &Host<'_>,
         request: &LogoutRequest,
     ) -> Result<Option<String>, OidcError> {
-        let metadata = provider::metadata(host, &self.config)?;
+        let metadata = self.cache.metadata(host, &self.config)?;
         let Some(end_session) = &metadata.additional_metadata().end_session_endpoint else {
             return Ok(self
                 .profile

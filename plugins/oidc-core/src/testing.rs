@@ -4,9 +4,16 @@
 //! however a test needs (including hostile ways). It is never part of a shipped plugin.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use std::sync::Mutex;
+
 use gatehouse_plugin_api::{
-    BeginRequest, Begun, CallbackRequest, ErrorKind, HttpRequest, Identity, IdentityProvider,
-    InstanceConfig, Pair, Plugin, PluginError,
+    BeginRequest, Begun, CallbackRequest, ErrorKind, Host, HostFfi, HostFfi_TO, HttpRequest,
+    HttpResponse, Identity, IdentityProvider, InstanceConfig, LogLevel, Pair, Plugin, PluginError,
+    SessionSelector,
+    abi_stable::{
+        std_types::{ROption, RResult, RSlice, RStr, RVec},
+        type_level::downcasting::TD_Opaque,
+    },
     testkit::{Expectation, FakeHost},
 };
 use openidconnect::{
@@ -416,5 +423,81 @@ pub fn assert_settings_refused<P: Plugin>(instance_id: &str, cases: &[(Value, &s
             "{settings}: {}",
             error.message()
         );
+    }
+}
+
+/// A [`FakeHost`] seen through a host that records every key-value read, to show
+/// which calls reach the shared store (each one costs a real host a thread hop and an
+/// SQL statement).
+pub struct CountingHost<'f> {
+    fake: &'f FakeHost,
+    reads: Mutex<Vec<String>>,
+}
+
+impl<'f> CountingHost<'f> {
+    pub fn new(fake: &'f FakeHost) -> Self {
+        Self {
+            fake,
+            reads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `body` with a [`Host`] backed by the fake, counting its reads.
+    pub fn call<T>(&self, body: impl FnOnce(&Host<'_>) -> T) -> T {
+        let object = HostFfi_TO::from_ptr(self, TD_Opaque);
+        body(&Host::new(object))
+    }
+
+    /// The keys read so far, in order.
+    pub fn kv_reads(&self) -> Vec<String> {
+        self.reads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The reads of the provider's discovery document or key set.
+    pub fn provider_reads(&self) -> Vec<String> {
+        self.kv_reads()
+            .into_iter()
+            .filter(|key| key.starts_with("oidc:discovery:") || key.starts_with("oidc:jwks:"))
+            .collect()
+    }
+}
+
+impl HostFfi for CountingHost<'_> {
+    fn now_unix_millis(&self) -> i64 {
+        self.fake.now_unix_millis()
+    }
+    fn random_bytes(&self, len: u32) -> RVec<u8> {
+        self.fake.random_bytes(len)
+    }
+    fn http(&self, request: HttpRequest) -> RResult<HttpResponse, PluginError> {
+        self.fake.http(request)
+    }
+    fn kv_get(&self, key: RStr<'_>) -> RResult<ROption<RVec<u8>>, PluginError> {
+        self.reads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(key.as_str().to_owned());
+        self.fake.kv_get(key)
+    }
+    fn kv_put(
+        &self,
+        key: RStr<'_>,
+        value: RSlice<'_, u8>,
+        ttl_seconds: u64,
+        only_if_absent: bool,
+    ) -> RResult<bool, PluginError> {
+        self.fake.kv_put(key, value, ttl_seconds, only_if_absent)
+    }
+    fn kv_delete(&self, key: RStr<'_>) -> RResult<(), PluginError> {
+        self.fake.kv_delete(key)
+    }
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        self.fake.log(level, message)
+    }
+    fn sessions_alive(&self, sessions: SessionSelector) -> RResult<u32, PluginError> {
+        self.fake.sessions_alive(sessions)
     }
 }

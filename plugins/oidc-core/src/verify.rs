@@ -1,26 +1,24 @@
 //! ID token verification (OpenID Connect Core §3.1.3.7) on the host's clock: the JOSE
-//! header and algorithm allow-list, the signature against the provider's JWKS through
-//! openidconnect's JWK types (RSA, RSA-PSS, P-256, Ed25519, HMAC with the client
-//! secret), a rate-limited JWKS refresh for an unknown `kid`, and every claim check:
-//! `iss` (through the profile), `aud` and `trusted_audiences`, `azp`, `exp`, `iat`,
-//! `nbf`, `nonce`, `sub`, and the profile's own. Nonce replay is marked by the flow.
+//! header and algorithm allow-list, the signature (through `jose`, on keys parsed once
+//! per key-set fetch and kept in the instance's `ProviderCache`: RSA PKCS#1 v1.5 and
+//! PSS, P-256, P-384, Ed25519, HMAC with the client secret), a re-read of the shared
+//! key set then a rate-limited JWKS refresh for an unknown `kid`, and every claim
+//! check: `iss` (through the profile), `aud` and `trusted_audiences`, `azp`, `exp`,
+//! `iat`, `nbf`, `nonce`, `sub`, and the profile's own. Nonce replay is marked by the flow.
 //!
 //! Why not openidconnect's `IdTokenVerifier`: its claims type parses `iss` as a URL,
 //! so it cannot even read a Google token whose `iss` is `accounts.google.com`, and it
-//! leaves `azp`, `iat` and `nbf` to us anyway. The cryptography is still the library's.
+//! leaves `azp`, `iat` and `nbf` to us anyway.
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use gatehouse_plugin_api::{Host, constant_time_eq};
-use openidconnect::{
-    JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyUse, JwsSigningAlgorithm,
-    core::{CoreJsonWebKey, CoreJsonWebKeySet, CoreJwsSigningAlgorithm},
-};
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use serde_json::{Map, Value};
 
 use crate::{
     error::OidcError,
+    jose::{self, Alg, CompactJws, Jwk, JwsError},
     profile::{Claims, Profile},
-    provider::{self, Metadata},
+    provider::{Metadata, ProviderCache},
     settings::RpConfig,
 };
 
@@ -36,25 +34,51 @@ pub struct VerifiedIdToken {
 }
 
 /// Algorithms we accept at all; the provider's advertised list narrows them.
-const ASYMMETRIC_ALGS: [CoreJwsSigningAlgorithm; 4] = [
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    CoreJwsSigningAlgorithm::EdDsa,
+const ASYMMETRIC_ALGS: [Alg; 9] = [
+    Alg::Rs256,
+    Alg::Rs384,
+    Alg::Rs512,
+    Alg::Ps256,
+    Alg::Ps384,
+    Alg::Ps512,
+    Alg::Es256,
+    Alg::Es384,
+    Alg::EdDsa,
 ];
 
-/// RS256, PS256, ES256 and EdDSA, intersected with the provider's
-/// `id_token_signing_alg_values_supported`; HS256 too when a client secret is
-/// configured and the provider advertises it. Never `none`.
-pub fn allowed_algs(config: &RpConfig, metadata: &Metadata) -> Vec<CoreJwsSigningAlgorithm> {
-    let advertised = metadata.id_token_signing_alg_values_supported();
-    let mut allowed: Vec<CoreJwsSigningAlgorithm> = ASYMMETRIC_ALGS
+/// The algorithm openidconnect read from the discovery document, if we verify it
+/// (matched directly: this runs on every verification).
+fn advertised(alg: &CoreJwsSigningAlgorithm) -> Option<Alg> {
+    Some(match alg {
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256 => Alg::Rs256,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384 => Alg::Rs384,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512 => Alg::Rs512,
+        CoreJwsSigningAlgorithm::RsaSsaPssSha256 => Alg::Ps256,
+        CoreJwsSigningAlgorithm::RsaSsaPssSha384 => Alg::Ps384,
+        CoreJwsSigningAlgorithm::RsaSsaPssSha512 => Alg::Ps512,
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256 => Alg::Es256,
+        CoreJwsSigningAlgorithm::EcdsaP384Sha384 => Alg::Es384,
+        CoreJwsSigningAlgorithm::EdDsa => Alg::EdDsa,
+        CoreJwsSigningAlgorithm::HmacSha256 => Alg::Hs256,
+        _ => return None,
+    })
+}
+
+/// RS256/384/512, PS256/384/512, ES256, ES384 and EdDSA, intersected with the
+/// provider's `id_token_signing_alg_values_supported`; HS256 too when a client secret
+/// is configured and the provider advertises it. Never `none`.
+pub fn allowed_algs(config: &RpConfig, metadata: &Metadata) -> Vec<Alg> {
+    let advertised: Vec<Alg> = metadata
+        .id_token_signing_alg_values_supported()
         .iter()
-        .filter(|alg| advertised.contains(alg))
-        .cloned()
+        .filter_map(advertised)
         .collect();
-    if hmac_secret(config).is_some() && advertised.contains(&CoreJwsSigningAlgorithm::HmacSha256) {
-        allowed.push(CoreJwsSigningAlgorithm::HmacSha256);
+    let mut allowed: Vec<Alg> = ASYMMETRIC_ALGS
+        .into_iter()
+        .filter(|alg| advertised.contains(alg))
+        .collect();
+    if hmac_secret(config).is_some() && advertised.contains(&Alg::Hs256) {
+        allowed.push(Alg::Hs256);
     }
     allowed
 }
@@ -71,57 +95,28 @@ fn hmac_secret(config: &RpConfig) -> Option<&str> {
     }
 }
 
-fn alg_name(alg: &CoreJwsSigningAlgorithm) -> String {
-    match serde_json::to_value(alg) {
-        Ok(Value::String(name)) => name,
-        _ => format!("{alg:?}"),
-    }
-}
-
-/// The parts of a compact JWS.
-struct Jws<'t> {
-    signing_input: &'t str,
-    header: Map<String, Value>,
-    payload: &'t str,
-    signature: Vec<u8>,
-}
-
-fn split(raw: &str) -> Result<Jws<'_>, OidcError> {
-    let mut parts = raw.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(OidcError::invalid(
+fn split(raw: &str) -> Result<CompactJws<'_>, OidcError> {
+    CompactJws::parse(raw).map_err(|error| match error {
+        JwsError::NotThreeParts => OidcError::invalid(
             "the ID token is not a signed JWT (three dot-separated parts); encrypted ID tokens are not supported",
-        ));
-    };
-    let signing_input = &raw[..header.len() + 1 + payload.len()];
-    let header = decode_json(header)
-        .map_err(|problem| OidcError::invalid(format!("the ID token's header {problem}")))?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| OidcError::BadSignature("the ID token's signature is not base64url".into()))?;
-    Ok(Jws {
-        signing_input,
-        header,
-        payload,
-        signature,
+        ),
+        JwsError::Header(problem) => {
+            OidcError::invalid(format!("the ID token's header {problem}"))
+        }
+        JwsError::Signature => {
+            OidcError::BadSignature("the ID token's signature is not base64url".into())
+        }
     })
 }
 
-fn decode_json(part: &str) -> Result<Map<String, Value>, String> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| "is not base64url".to_owned())?;
-    serde_json::from_slice(&bytes).map_err(|error| format!("is not a JSON object: {error}"))
-}
-
-/// Verifies the ID token `raw` for this sign-in (`nonce`), loading the provider's keys
-/// through the cache and refreshing them once (rate-limited) if no key fits.
+/// Verifies the ID token `raw` for this sign-in (`nonce`), with the provider's keys
+/// from `cache`: when no key fits, the shared store's copy is read again (another host
+/// may have refreshed it), then the key set is fetched once (rate-limited).
 pub fn verify_id_token(
     host: &Host<'_>,
     config: &RpConfig,
     profile: &dyn Profile,
+    cache: &ProviderCache,
     metadata: &Metadata,
     raw: &str,
     nonce: &str,
@@ -129,26 +124,41 @@ pub fn verify_id_token(
     let jws = split(raw)?;
     let alg = check_header(config, metadata, &jws.header)?;
     let kid = jws.header.get("kid").and_then(Value::as_str);
-    if alg == CoreJwsSigningAlgorithm::HmacSha256 {
+    if alg == Alg::Hs256 {
         let secret = hmac_secret(config).unwrap_or_default();
-        let key = CoreJsonWebKey::new_symmetric(secret.as_bytes().to_vec());
-        check_signature(&[&key], &alg, &jws)?;
+        if !jose::verify_hs256(
+            secret.as_bytes(),
+            jws.signing_input.as_bytes(),
+            &jws.signature,
+        ) {
+            return Err(bad_signature(alg, 1));
+        }
     } else {
-        let mut keys = provider::jwks(host, config, metadata)?;
-        if candidates(&keys, kid, &alg).is_empty() {
-            match provider::refresh_jwks(host, config, metadata)? {
-                Some(fresh) => keys = fresh,
-                None => return Err(no_key(kid, &alg, config, true)),
-            }
+        let mut keys = cache.keys(host, config, metadata)?;
+        if keys.candidates(kid, alg).next().is_none() {
+            keys = match cache.reread_keys(host, config)? {
+                Some(shared) if shared.candidates(kid, alg).next().is_some() => shared,
+                _ => match cache.refresh_keys(host, config, metadata)? {
+                    Some(fresh) => fresh,
+                    None => return Err(no_key(kid, alg, config, true)),
+                },
+            };
         }
-        let fitting = candidates(&keys, kid, &alg);
+        let fitting: Vec<&Jwk> = keys.candidates(kid, alg).collect();
         if fitting.is_empty() {
-            return Err(no_key(kid, &alg, config, false));
+            return Err(no_key(kid, alg, config, false));
         }
-        check_signature(&fitting, &alg, &jws)?;
+        // Several keys fit only when the token names no `kid`; all are the provider's.
+        let message = jws.signing_input.as_bytes();
+        if !fitting
+            .iter()
+            .any(|key| key.verify(alg, message, &jws.signature))
+        {
+            return Err(bad_signature(alg, fitting.len()));
+        }
     }
 
-    let claims = decode_json(jws.payload)
+    let claims = jose::decode_json(jws.payload)
         .map_err(|problem| OidcError::invalid(format!("the ID token's payload {problem}")))?;
     let subject = check_claims(host, config, profile, &claims, nonce)?;
     profile.check_claims(&claims)?;
@@ -159,12 +169,20 @@ pub fn verify_id_token(
     })
 }
 
+fn bad_signature(alg: Alg, keys: usize) -> OidcError {
+    OidcError::BadSignature(format!(
+        "the ID token's signature does not verify ({} with the provider's key{})",
+        alg.name(),
+        if keys > 1 { "s" } else { "" },
+    ))
+}
+
 /// The header's algorithm, if it is allowed; refuses what we do not understand.
 fn check_header(
     config: &RpConfig,
     metadata: &Metadata,
     header: &Map<String, Value>,
-) -> Result<CoreJwsSigningAlgorithm, OidcError> {
+) -> Result<Alg, OidcError> {
     let name = match header.get("alg") {
         Some(Value::String(name)) => name.as_str(),
         _ => {
@@ -179,16 +197,17 @@ fn check_header(
         ));
     }
     let allowed = allowed_algs(config, metadata);
-    let alg = serde_json::from_value::<CoreJwsSigningAlgorithm>(Value::String(name.to_owned()))
-        .ok()
+    let alg = Alg::from_name(name)
         .filter(|alg| allowed.contains(alg))
         .ok_or_else(|| {
-            let names: Vec<String> = allowed.iter().map(alg_name).collect();
+            let names: Vec<&str> = allowed.iter().map(|alg| alg.name()).collect();
             OidcError::BadSignature(format!(
                 "the ID token is signed with {name}, which is not allowed for this provider \
                  (allowed: {}); HS256 needs a configured client secret and the provider advertising it",
                 if names.is_empty() {
-                    "none: the provider advertises none of RS256, PS256, ES256, EdDSA".to_owned()
+                    "none: the provider advertises none of RS256, RS384, RS512, PS256, PS384, \
+                     PS512, ES256, ES384, EdDSA"
+                        .to_owned()
                 } else {
                     names.join(", ")
                 }
@@ -218,57 +237,10 @@ fn check_header(
     Ok(alg)
 }
 
-/// The provider's keys that could have signed with `alg` (and `kid`, when named).
-/// `jku`, `x5u` and embedded `jwk` headers are never used.
-fn candidates<'k>(
-    keys: &'k CoreJsonWebKeySet,
-    kid: Option<&str>,
-    alg: &CoreJwsSigningAlgorithm,
-) -> Vec<&'k CoreJsonWebKey> {
-    keys.keys()
-        .iter()
-        .filter(|key| kid.is_none_or(|kid| key.key_id().is_some_and(|k| k.as_str() == kid)))
-        .filter(|key| key.key_use().is_none_or(|u| u.allows_signature()))
-        .filter(|key| alg.key_type().as_ref() == Some(key.key_type()))
-        .filter(|key| match key.signing_alg() {
-            JsonWebKeyAlgorithm::Unspecified => true,
-            JsonWebKeyAlgorithm::Algorithm(key_alg) => key_alg == alg,
-            JsonWebKeyAlgorithm::Unsupported => false,
-        })
-        .collect()
-}
-
-/// Accepts the signature if one of the fitting keys verifies it (several fit only when
-/// the token names no `kid`; all of them are the provider's own).
-fn check_signature(
-    keys: &[&CoreJsonWebKey],
-    alg: &CoreJwsSigningAlgorithm,
-    jws: &Jws<'_>,
-) -> Result<(), OidcError> {
-    let mut last = None;
-    for key in keys {
-        match key.verify_signature(alg, jws.signing_input.as_bytes(), &jws.signature) {
-            Ok(()) => return Ok(()),
-            Err(error) => last = Some(error),
-        }
-    }
-    Err(OidcError::BadSignature(format!(
-        "the ID token's signature does not verify ({} with the provider's key{}): {}",
-        alg_name(alg),
-        if keys.len() > 1 { "s" } else { "" },
-        last.map(|e| e.to_string()).unwrap_or_default()
-    )))
-}
-
-fn no_key(
-    kid: Option<&str>,
-    alg: &CoreJwsSigningAlgorithm,
-    config: &RpConfig,
-    rate_limited: bool,
-) -> OidcError {
+fn no_key(kid: Option<&str>, alg: Alg, config: &RpConfig, rate_limited: bool) -> OidcError {
     let which = match kid {
         Some(kid) => format!("the key `{kid}`"),
-        None => format!("an {} key (no `kid`)", alg_name(alg)),
+        None => format!("an {} key (no `kid`)", alg.name()),
     };
     OidcError::BadSignature(if rate_limited {
         format!(
