@@ -13,7 +13,10 @@ use crate::{
     clock::{Clock, Randomness},
     plugins::PluginCaller,
     site::Site,
-    web::browser_tokens::{self, BrowserKey},
+    web::{
+        browser_tokens::{self, BrowserKey},
+        start_limit::StartLimiter,
+    },
 };
 
 /// Settings the request path reads, taken from `[host]`.
@@ -32,6 +35,8 @@ pub struct WebSettings {
     pub inbound_max_body_bytes: usize,
     /// Reverse proxies whose forwarding headers name the client (`[host] trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[host.limits] starts_per_address_per_minute`.
+    pub starts_per_address_per_minute: u32,
 }
 
 /// Cheap to clone; handlers receive it through axum's `State`.
@@ -53,6 +58,7 @@ struct Inner {
     browser_key: tokio::sync::OnceCell<BrowserKey>,
     clock: Clock,
     random: Randomness,
+    start_limiter: StartLimiter,
 }
 
 impl AppState {
@@ -65,6 +71,8 @@ impl AppState {
     ) -> Self {
         let clock = caller.clock().clone();
         let random = caller.random().clone();
+        let start_limiter =
+            StartLimiter::new(settings.starts_per_address_per_minute, clock.clone());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -76,6 +84,7 @@ impl AppState {
                 browser_key: tokio::sync::OnceCell::new(),
                 clock,
                 random,
+                start_limiter,
             }),
         }
     }
@@ -102,6 +111,10 @@ impl AppState {
     /// The host's randomness (the plugin caller lends the same one to plugins).
     pub fn random(&self) -> &Randomness {
         &self.inner.random
+    }
+    /// The per-address limit on `GET /sso/{idp}/start`.
+    pub fn start_limiter(&self) -> &StartLimiter {
+        &self.inner.start_limiter
     }
     /// Seconds since the Unix epoch on the host's clock.
     pub fn now(&self) -> i64 {

@@ -259,3 +259,46 @@ async fn a_panicking_plugin_gets_an_error_page_and_the_host_keeps_serving() {
     );
     assert_eq!(browser.get("/me").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn starts_are_limited_per_address_per_minute() {
+    // The default: 600 starts per address per minute.
+    let host = TestHost::start(EXAMPLE_CONFIG).await;
+    let mut heavy = host.browser("localhost").from_address("192.0.2.10");
+    for i in 0..600 {
+        let page = heavy.get("/sso/example/start").await;
+        assert!(page.status.is_redirection(), "start {i}: {}", page.status);
+    }
+    let refused = heavy.get("/sso/example/start").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(
+        refused.body.contains("Too many sign-ins"),
+        "{}",
+        refused.body
+    );
+    // Another address is not affected.
+    let mut other = host.browser("localhost").from_address("198.51.100.20");
+    assert!(
+        other
+            .get("/sso/example/start")
+            .await
+            .status
+            .is_redirection()
+    );
+    // Once the time it named has passed (the minute is over), it may start again.
+    host.clock.advance(Duration::from_secs(retry_after));
+    assert!(
+        heavy
+            .get("/sso/example/start")
+            .await
+            .status
+            .is_redirection()
+    );
+}

@@ -27,6 +27,7 @@ mod pages;
 mod profile;
 pub mod session;
 mod sso;
+pub mod start_limit;
 mod throttle;
 pub mod trace;
 pub mod urls;

@@ -39,6 +39,19 @@ pub async fn start(
             )),
         );
     }
+    // Counted before anything is written: each start stores a pending sign-in.
+    if let Err(refused) = state.start_limiter().check(&ip) {
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ins were started from your address. Please wait a moment and try again.",
+        )
+        .with_retry_after(refused.retry_after)
+        .with_detail(format!(
+            "start of IdP `{idp_id}` refused: more than [host.limits] \
+             starts_per_address_per_minute = {} from {ip}",
+            state.settings().starts_per_address_per_minute
+        )));
+    }
     let begin = Begin {
         callback_url: urls::callback_url(&state, &headers, &idp_id),
         return_to: safe_return_to(query.get("return_to").map(String::as_str)),
