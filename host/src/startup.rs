@@ -49,6 +49,7 @@ pub fn web_settings(config: &Config) -> WebSettings {
         throttle_window: Duration::from_secs(u64::from(host.login_throttle.window_minutes) * 60),
         trusted_proxies: host.trusted_proxies.clone(),
         inbound_max_body_bytes: host.inbound_max_body_bytes as usize,
+        password_hashing: host.passwords.clone(),
         starts_per_address_per_minute: host.limits.starts_per_address_per_minute,
     }
 }

@@ -11,6 +11,7 @@ use gatehouse_store::{Store, StoreError};
 
 use crate::{
     clock::{Clock, Randomness},
+    passwords::Passwords,
     plugins::PluginCaller,
     site::Site,
     web::{
@@ -35,6 +36,8 @@ pub struct WebSettings {
     pub inbound_max_body_bytes: usize,
     /// Reverse proxies whose forwarding headers name the client (`[host] trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[host.passwords]`: the cost of new hashes and the hashing queue.
+    pub password_hashing: gatehouse_config::PasswordHashing,
     /// `[host.limits] starts_per_address_per_minute`.
     pub starts_per_address_per_minute: u32,
 }
@@ -58,6 +61,7 @@ struct Inner {
     browser_key: tokio::sync::OnceCell<BrowserKey>,
     clock: Clock,
     random: Randomness,
+    passwords: Passwords,
     start_limiter: StartLimiter,
 }
 
@@ -71,6 +75,7 @@ impl AppState {
     ) -> Self {
         let clock = caller.clock().clone();
         let random = caller.random().clone();
+        let passwords = Passwords::new(&settings.password_hashing, &random);
         let start_limiter =
             StartLimiter::new(settings.starts_per_address_per_minute, clock.clone());
         Self {
@@ -84,6 +89,7 @@ impl AppState {
                 browser_key: tokio::sync::OnceCell::new(),
                 clock,
                 random,
+                passwords,
                 start_limiter,
             }),
         }
@@ -111,6 +117,10 @@ impl AppState {
     /// The host's randomness (the plugin caller lends the same one to plugins).
     pub fn random(&self) -> &Randomness {
         &self.inner.random
+    }
+    /// Password hashing on the host's hashing threads.
+    pub fn passwords(&self) -> &Passwords {
+        &self.inner.passwords
     }
     /// The per-address limit on `GET /sso/{idp}/start`.
     pub fn start_limiter(&self) -> &StartLimiter {

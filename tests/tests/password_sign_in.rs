@@ -151,3 +151,71 @@ async fn a_session_id_planted_before_sign_in_is_never_used() {
     let issued = session_cookie(&page).expect("session");
     assert_ne!(issued, "gh_session=attacker-chosen-value");
 }
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_busy_and_counts_no_failure() {
+    let host = host_with_user("correct horse").await;
+    let mut browser = host.browser("localhost");
+    let held = host.state.passwords().hold_all_slots();
+    // More busy answers than the throttle allows failures (3 per account and address):
+    // none of them is counted as one.
+    for _ in 0..5 {
+        let busy = browser.password_sign_in("grace", "correct horse").await;
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            busy.headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        assert!(busy.body.contains("try again in a moment"), "{}", busy.body);
+        assert!(session_cookie(&busy).is_none());
+    }
+    let audit = host.store.recent_audit(1).await.expect("audit");
+    assert_eq!(
+        (audit[0].outcome.as_str(), audit[0].reason.as_str()),
+        ("refused", "password hashing busy")
+    );
+    drop(held);
+    let right = browser.password_sign_in("grace", "correct horse").await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER);
+    assert!(session_cookie(&right).is_some());
+}
+
+#[tokio::test]
+async fn new_hashes_take_the_configured_cost_and_older_hashes_still_sign_in() {
+    let config = EXAMPLE_CONFIG.replace(
+        "[host.login_throttle]",
+        "[host.passwords]\nmemory_kib = 2048\niterations = 3\nparallelism = 2\n\n[host.login_throttle]",
+    );
+    let host = TestHost::start(&config).await;
+    let fresh = host
+        .state
+        .passwords()
+        .hash("correct horse", host.state.random())
+        .await
+        .expect("hash");
+    assert!(
+        fresh.starts_with("$argon2id$v=19$m=2048,t=3,p=2$"),
+        "{fresh}"
+    );
+    // The fixture's hash has the default cost (m=19456, t=2, p=1): checked with it.
+    host.create_password_user("grace", "root", "correct horse", false)
+        .await;
+    let stored = host
+        .store
+        .user_by_username("grace")
+        .await
+        .expect("store")
+        .and_then(|u| u.password_hash)
+        .expect("a password hash");
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{stored}"
+    );
+    let mut browser = host.browser("localhost");
+    let wrong = browser.password_sign_in("grace", "battery staple").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let right = browser.password_sign_in("grace", "correct horse").await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER);
+}

@@ -18,7 +18,7 @@ use gatehouse_resolver::{
     loop_breaker,
 };
 
-use crate::{passwords, site::SiteDomain, state::AppState};
+use crate::{passwords::PasswordError, site::SiteDomain, state::AppState};
 
 use super::{
     error::{AppError, AppResult},
@@ -28,6 +28,10 @@ use super::{
     session, throttle,
     urls::start_url,
 };
+
+/// How long a sign-in refused because the hashing threads are busy is asked to wait: a
+/// full queue drains in about a second on two cores at the default cost.
+const BUSY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn show(
     State(state): State<AppState>,
@@ -282,21 +286,34 @@ pub async fn submit(
     }
 
     let user = store.user_by_username(&username).await?;
-    let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let password = form.password;
-    let checked_hash = stored_hash
-        .clone()
-        .unwrap_or_else(|| passwords::decoy_hash(state.random()).to_owned());
-    // Argon2 is deliberately slow: keep it off the async workers.
-    let matches = passwords::verify_async(password, checked_hash)
-        .await
-        .map_err(AppError::internal)?;
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+    // An unknown username is checked against a decoy of the same cost, so it takes as
+    // long as a wrong password. Argon2 runs on the hashing threads, never here.
+    let checked_hash = stored_hash.unwrap_or_else(|| state.passwords().decoy());
+    let matches = match state.passwords().verify(&form.password, checked_hash).await {
+        Ok(matches) => matches,
+        Err(busy @ PasswordError::Busy { .. }) => {
+            // Not a failure of this person's: the reservation is given back.
+            attempt.succeeded(store).await?;
+            store
+                .audit(&audit("refused", "password hashing busy", None))
+                .await?;
+            return Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many people are signing in right now. Please try again in a moment.",
+            )
+            .with_retry_after(BUSY_RETRY_AFTER)
+            .with_detail(format!("POST /login not checked: {busy}")));
+        }
+        Err(other) => return Err(AppError::internal(other)),
+    };
+    let has_hash = stored_hash.is_some();
 
     let refuse = |message: &'static str, status| {
         Render::refused(domain, &return_to, &username, message, status)
     };
     match user {
-        Some(user) if matches && stored_hash.is_some() => {
+        Some(user) if matches && has_hash => {
             attempt.succeeded(store).await?;
             if user.suspended {
                 store
