@@ -5,7 +5,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
 };
 
 use gatehouse_config::{
@@ -24,9 +27,37 @@ pub struct SiteIdp {
     pub config: IdpConfig,
     pub instance: Arc<IdpInstance>,
     pub policy: Policy,
+    /// When this host last recorded a successful sign-in through this IdP
+    /// (`idp_history`); see [`SiteIdp::success_to_record`].
+    success_recorded_at: AtomicI64,
 }
 
+/// How often a busy IdP's last successful sign-in is written: its readers (the
+/// `untested-redirect` check, the status pages) need "has one", and roughly when.
+const SUCCESS_RECORD_INTERVAL_SECONDS: i64 = 60;
+
 impl SiteIdp {
+    pub fn new(config: IdpConfig, instance: Arc<IdpInstance>, policy: Policy) -> Self {
+        Self {
+            config,
+            instance,
+            policy,
+            success_recorded_at: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Whether a successful sign-in at `now` should be recorded in the database: the first
+    /// one this configuration sees, then at most one a minute (a sign-in spared the write
+    /// saves a statement; a reload starts over, so the first success is always written).
+    pub fn success_to_record(&self, now: i64) -> bool {
+        let last = self.success_recorded_at.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= SUCCESS_RECORD_INTERVAL_SECONDS
+            && self
+                .success_recorded_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
     pub fn id(&self) -> &str {
         &self.config.id
     }
@@ -218,11 +249,11 @@ impl Site {
                 }) {
                     Ok(instance) => {
                         diagnostics.extend(unknown_tasks(config, idp, &instance));
-                        idps[index].push(Arc::new(SiteIdp {
-                            config: idp.clone(),
-                            instance: Arc::new(instance),
-                            policy: idp_plan.policy.clone(),
-                        }));
+                        idps[index].push(Arc::new(SiteIdp::new(
+                            idp.clone(),
+                            Arc::new(instance),
+                            idp_plan.policy.clone(),
+                        )));
                     }
                     Err(error) => diagnostics.push(invalid_settings(config, idp, error.message())),
                 }

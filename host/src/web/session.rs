@@ -25,12 +25,14 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<
         return Ok(None);
     };
     let key = token_hash(token);
-    let live = state.store().session(&key, state.now()).await?;
-    let session = match live {
-        Some(session) => session,
+    let (session, user) = match state.store().session_with_user(&key, state.now()).await? {
+        Some((session, user)) => (session, Some(user)),
         // Only a session that would end here pays for asking Connect clients.
         None => match crate::connect_server::keep_alive::revive_presented(state, &key).await? {
-            Some(session) => session,
+            Some(session) => {
+                let user = state.store().user_by_id(session.user_id).await?;
+                (session, user)
+            }
             None => return Ok(None),
         },
     };
@@ -44,7 +46,6 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<
         );
         return Ok(None);
     }
-    let user = state.store().user_by_id(session.user_id).await?;
     Ok(user.filter(|u| !u.suspended).map(|user| (session, user)))
 }
 
@@ -75,10 +76,32 @@ pub async fn start(
     subject: Option<String>,
     logout_state: Vec<u8>,
 ) -> AppResult<HeaderValue> {
-    let secure = state.settings().secure_cookies;
-    if let Some(old) = cookie(headers, SESSION_COOKIE, secure) {
+    end_presented(state, headers).await?;
+    let (session, cookie) = mint(state, domain, user_id, idp_id, subject, logout_state);
+    state.store().create_session(&session).await?;
+    Ok(cookie)
+}
+
+/// Ends the session the browser presents, if any, everywhere it reaches (Connect clients).
+pub async fn end_presented(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
+    if let Some(old) = cookie(headers, SESSION_COOKIE, state.settings().secure_cookies) {
         crate::connect_server::propagate::end_session_everywhere(state, &token_hash(old)).await?;
     }
+    Ok(())
+}
+
+/// A new session for `user_id` on `domain` under a new random id, and its cookie, for the
+/// caller to store (an SSO sign-in writes it with the account and the audit row in one
+/// transaction) and then end the browser's old one ([`end_presented`]).
+pub fn mint(
+    state: &AppState,
+    domain: &str,
+    user_id: i64,
+    idp_id: Option<String>,
+    subject: Option<String>,
+    logout_state: Vec<u8>,
+) -> (Session, HeaderValue) {
+    let secure = state.settings().secure_cookies;
     let token = state.token();
     let now = state.now();
     let lifetime = state.settings().session_lifetime;
@@ -93,15 +116,13 @@ pub async fn start(
         created_at: now,
         expires_at: now + seconds(lifetime),
     };
-    state.store().create_session(&session).await?;
     // A Connect server keeps a session alive past its lifetime while a client still uses it
     // (keep-alive): the browser must keep presenting the cookie for that, so there it lasts
     // as long as the browser session and the stored expiry alone decides.
     let max_age = (!crate::connect_server::server_enabled(state)).then_some(lifetime.as_secs());
-    Ok(set_cookie(SESSION_COOKIE, &token, max_age, secure))
+    (session, set_cookie(SESSION_COOKIE, &token, max_age, secure))
 }
 
-/// The browser's CSRF token, and the cookie to set when it had none the host minted.
 pub async fn csrf_token(
     state: &AppState,
     headers: &HeaderMap,

@@ -26,22 +26,7 @@ pub struct AuditEvent {
 impl Store {
     /// Appends an audit entry.
     pub async fn audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, domain, idp_id, user_id, username, method, outcome, \
-             reason, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(e.at)
-        .bind(&e.domain)
-        .bind(e.idp_id.as_deref())
-        .bind(e.user_id)
-        .bind(&e.username)
-        .bind(&e.method)
-        .bind(&e.outcome)
-        .bind(&e.reason)
-        .bind(&e.ip)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_audit(&self.pool, e).await
     }
 
     /// The latest `limit` audit entries, newest first (by time, then by insertion order).
@@ -76,17 +61,7 @@ impl Store {
 
     /// Notes a successful sign-in through an IdP instance. The stored time only moves forward.
     pub async fn record_idp_success(&self, idp_id: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO idp_history (idp_id, last_success_at) VALUES ($1, $2) \
-             ON CONFLICT (idp_id) DO UPDATE SET last_success_at = CASE \
-             WHEN excluded.last_success_at > idp_history.last_success_at \
-             THEN excluded.last_success_at ELSE idp_history.last_success_at END",
-        )
-        .bind(idp_id)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_idp_success(&self.pool, idp_id, at).await
     }
 
     /// Every IdP instance with at least one recorded successful sign-in.
@@ -110,4 +85,47 @@ impl Store {
             None => Ok(None),
         }
     }
+}
+
+/// Appends audit entry `e` through `executor` (the pool, or a caller's transaction).
+pub(crate) async fn insert_audit<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    e: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, domain, idp_id, user_id, username, method, outcome, \
+         reason, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(e.at)
+    .bind(&e.domain)
+    .bind(e.idp_id.as_deref())
+    .bind(e.user_id)
+    .bind(&e.username)
+    .bind(&e.method)
+    .bind(&e.outcome)
+    .bind(&e.reason)
+    .bind(&e.ip)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Notes a successful sign-in through `idp_id` at `at` through `executor` (the stored time
+/// only moves forward).
+pub(crate) async fn insert_idp_success<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    idp_id: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO idp_history (idp_id, last_success_at) VALUES ($1, $2) \
+         ON CONFLICT (idp_id) DO UPDATE SET last_success_at = CASE \
+         WHEN excluded.last_success_at > idp_history.last_success_at \
+         THEN excluded.last_success_at ELSE idp_history.last_success_at END",
+    )
+    .bind(idp_id)
+    .bind(at)
+    .execute(executor)
+    .await?;
+    Ok(())
 }

@@ -104,16 +104,23 @@ impl SignInPurpose {
 }
 
 fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
+    session_from_columns(row, "")
+}
+
+/// A session from `row`, whose columns are named `{prefix}id_hash`, … (a join names them
+/// apart from the user's).
+pub(crate) fn session_from_columns(row: &AnyRow, prefix: &str) -> Result<Session, StoreError> {
+    let column = |name: &str| format!("{prefix}{name}");
     Ok(Session {
-        id_hash: row.try_get("id_hash")?,
-        user_id: row.try_get("user_id")?,
-        domain: row.try_get("domain")?,
-        idp_id: row.try_get("idp_id")?,
-        subject: row.try_get("subject")?,
-        logout_state: row.try_get("logout_state")?,
-        csrf_token: row.try_get("csrf_token")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
+        id_hash: row.try_get(column("id_hash").as_str())?,
+        user_id: row.try_get(column("user_id").as_str())?,
+        domain: row.try_get(column("domain").as_str())?,
+        idp_id: row.try_get(column("idp_id").as_str())?,
+        subject: row.try_get(column("subject").as_str())?,
+        logout_state: row.try_get(column("logout_state").as_str())?,
+        csrf_token: row.try_get(column("csrf_token").as_str())?,
+        created_at: row.try_get(column("created_at").as_str())?,
+        expires_at: row.try_get(column("expires_at").as_str())?,
     })
 }
 
@@ -151,22 +158,7 @@ impl Store {
     /// Stores a new session. `Conflict` if the id hash exists; a foreign-key error (database
     /// error) if the user does not.
     pub async fn create_session(&self, s: &Session) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, domain, idp_id, subject, logout_state, \
-             csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&s.id_hash)
-        .bind(s.user_id)
-        .bind(&s.domain)
-        .bind(s.idp_id.as_deref())
-        .bind(s.subject.as_deref())
-        .bind(s.logout_state.as_slice())
-        .bind(&s.csrf_token)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_session(&self.pool, s).await
     }
 
     /// The session with this id hash, or `None` if there is none or it has expired
@@ -290,4 +282,27 @@ impl Store {
         .await?;
         row.as_ref().map(pending_from_row).transpose()
     }
+}
+
+/// Inserts session `s` through `executor` (the pool, or a caller's transaction).
+pub(crate) async fn insert_session<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    s: &Session,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, user_id, domain, idp_id, subject, logout_state, \
+         csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&s.id_hash)
+    .bind(s.user_id)
+    .bind(&s.domain)
+    .bind(s.idp_id.as_deref())
+    .bind(s.subject.as_deref())
+    .bind(s.logout_state.as_slice())
+    .bind(&s.csrf_token)
+    .bind(s.created_at)
+    .bind(s.expires_at)
+    .execute(executor)
+    .await?;
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::{Store, StoreError, get_bool};
+use crate::{Store, StoreError, bulk, get_bool};
 
 /// A user as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,6 +96,9 @@ macro_rules! user_columns {
     };
 }
 
+/// The columns [`user_from_row`] reads, in order.
+pub(crate) const USER_COLUMNS: &str = user_columns!();
+
 const UPSERT_PROVENANCE: &str = "INSERT INTO field_provenance (user_id, field, idp_id, set_at) \
      VALUES ($1, $2, $3, $4) \
      ON CONFLICT (user_id, field) DO UPDATE SET idp_id = excluded.idp_id, set_at = excluded.set_at";
@@ -119,7 +122,7 @@ fn check_additional_name(name: &str) -> Result<(), StoreError> {
 /// name as `$3` (an additional field). Only values an IdP or an administrator set count
 /// (they have a provenance row): a value a user typed on their own profile never matches.
 /// Column names come from this fixed list, never from the caller; values are bound.
-fn match_condition(field: &str, case_insensitive: bool) -> (String, bool) {
+pub(crate) fn match_condition(field: &str, case_insensitive: bool) -> (String, bool) {
     let compare = |column: &str| {
         if case_insensitive {
             format!("lower({column}) = lower($1)")
@@ -155,7 +158,7 @@ fn match_condition(field: &str, case_insensitive: bool) -> (String, bool) {
     }
 }
 
-fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     Ok(User {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
@@ -190,53 +193,8 @@ impl Store {
         provenance: &[FieldProvenance],
         now: i64,
     ) -> Result<i64, StoreError> {
-        for name in user.additional.keys() {
-            check_additional_name(name)?;
-        }
         let mut tx = self.pool.begin().await?;
-        // The first statement writes, so SQLite takes the write lock at once (a transaction
-        // that reads first could fail with SQLITE_BUSY_SNAPSHOT instead of waiting).
-        let row = sqlx::query(
-            "INSERT INTO users (username, email, firstname, lastname, idnumber, branch, \
-             auth_source, password_hash, suspended, is_admin, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $10) RETURNING id",
-        )
-        .bind(&user.username)
-        .bind(&user.email)
-        .bind(&user.firstname)
-        .bind(&user.lastname)
-        .bind(&user.idnumber)
-        .bind(&user.branch)
-        .bind(&user.auth_source)
-        .bind(user.password_hash.as_deref())
-        .bind(i64::from(user.is_admin))
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| {
-            conflict_or(e.into(), || {
-                format!("username {:?} is already taken", user.username)
-            })
-        })?;
-        let id: i64 = row.try_get("id")?;
-
-        for (name, value) in &user.additional {
-            sqlx::query(UPSERT_FIELD)
-                .bind(id)
-                .bind(name)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for p in provenance {
-            sqlx::query(UPSERT_PROVENANCE)
-                .bind(id)
-                .bind(&p.field)
-                .bind(&p.idp_id)
-                .bind(p.set_at)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let id = insert_user(&mut tx, user, provenance, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -254,72 +212,8 @@ impl Store {
         changes: &[FieldChange],
         now: i64,
     ) -> Result<(), StoreError> {
-        for change in changes {
-            if !CORE_FIELDS.contains(&change.field.as_str()) {
-                check_additional_name(&change.field)?;
-            }
-        }
         let mut tx: Transaction<'_, Any> = self.pool.begin().await?;
-        // Writes first (see create_user), and tells us whether the user exists.
-        let touched = sqlx::query("UPDATE users SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        if touched.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("user {user_id}")));
-        }
-
-        for change in changes {
-            let core_update = match change.field.as_str() {
-                "username" => Some("UPDATE users SET username = $1 WHERE id = $2"),
-                "email" => Some("UPDATE users SET email = $1 WHERE id = $2"),
-                "firstname" => Some("UPDATE users SET firstname = $1 WHERE id = $2"),
-                "lastname" => Some("UPDATE users SET lastname = $1 WHERE id = $2"),
-                "idnumber" => Some("UPDATE users SET idnumber = $1 WHERE id = $2"),
-                _ => None,
-            };
-            match core_update {
-                Some(sql) => {
-                    sqlx::query(sql)
-                        .bind(&change.value)
-                        .bind(user_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| {
-                            conflict_or(e.into(), || {
-                                format!("{} {:?} is already taken", change.field, change.value)
-                            })
-                        })?;
-                }
-                None => {
-                    sqlx::query(UPSERT_FIELD)
-                        .bind(user_id)
-                        .bind(&change.field)
-                        .bind(&change.value)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            match &change.provenance {
-                Some(idp_id) => {
-                    sqlx::query(UPSERT_PROVENANCE)
-                        .bind(user_id)
-                        .bind(&change.field)
-                        .bind(idp_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM field_provenance WHERE user_id = $1 AND field = $2")
-                        .bind(user_id)
-                        .bind(&change.field)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
+        apply_changes(&mut tx, user_id, changes, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -537,4 +431,149 @@ impl Store {
             .map(|row| row.try_get("idp_id").map_err(Into::into))
             .collect()
     }
+}
+
+/// Inserts `user` with its additional fields and provenance inside `tx` (the caller's
+/// transaction, which this statement opens with a write): three statements whatever the
+/// number of fields. Returns the new id; a taken username is `Conflict`, a reserved or
+/// empty additional field name `Invalid`, before anything is written.
+pub(crate) async fn insert_user(
+    tx: &mut Transaction<'_, Any>,
+    user: &NewUser,
+    provenance: &[FieldProvenance],
+    now: i64,
+) -> Result<i64, StoreError> {
+    for name in user.additional.keys() {
+        check_additional_name(name)?;
+    }
+    // The first statement writes, so SQLite takes the write lock at once (a transaction
+    // that reads first could fail with SQLITE_BUSY_SNAPSHOT instead of waiting).
+    let row = sqlx::query(
+        "INSERT INTO users (username, email, firstname, lastname, idnumber, branch, \
+         auth_source, password_hash, suspended, is_admin, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $10) RETURNING id",
+    )
+    .bind(&user.username)
+    .bind(&user.email)
+    .bind(&user.firstname)
+    .bind(&user.lastname)
+    .bind(&user.idnumber)
+    .bind(&user.branch)
+    .bind(&user.auth_source)
+    .bind(user.password_hash.as_deref())
+    .bind(i64::from(user.is_admin))
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| {
+        conflict_or(e.into(), || {
+            format!("username {:?} is already taken", user.username)
+        })
+    })?;
+    let id: i64 = row.try_get("id")?;
+
+    let fields: Vec<(&String, &String)> = user.additional.iter().collect();
+    for chunk in fields.chunks(bulk::rows_per_statement(2)) {
+        let sql = format!(
+            "INSERT INTO user_fields (name, value, user_id) VALUES {}",
+            bulk::value_rows(2, chunk.len(), ", $0")
+        );
+        let mut query = bulk::statement(sql).bind(id);
+        for (name, value) in chunk {
+            query = query.bind(*name).bind(*value);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    // One provenance row per field: the last one given for a field wins.
+    let provenance =
+        bulk::last_per_key(&provenance.iter().collect::<Vec<_>>(), |p| p.field.as_str());
+    for chunk in provenance.chunks(bulk::rows_per_statement(3)) {
+        let sql = format!(
+            "INSERT INTO field_provenance (field, idp_id, set_at, user_id) VALUES {}",
+            bulk::value_rows(3, chunk.len(), ", $0")
+        );
+        let mut query = bulk::statement(sql).bind(id);
+        for p in chunk {
+            query = query.bind(&p.field).bind(&p.idp_id).bind(p.set_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(id)
+}
+
+/// Applies `changes` to user `user_id` inside `tx` (the caller's transaction, which this
+/// opens with a write): see [`Store::update_user_fields`]. Names are checked before
+/// anything is written.
+pub(crate) async fn apply_changes(
+    tx: &mut Transaction<'_, Any>,
+    user_id: i64,
+    changes: &[FieldChange],
+    now: i64,
+) -> Result<(), StoreError> {
+    for change in changes {
+        if !CORE_FIELDS.contains(&change.field.as_str()) {
+            check_additional_name(&change.field)?;
+        }
+    }
+    // Writes first (see create_user), and tells us whether the user exists.
+    let touched = sqlx::query("UPDATE users SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("user {user_id}")));
+    }
+
+    for change in changes {
+        let core_update = match change.field.as_str() {
+            "username" => Some("UPDATE users SET username = $1 WHERE id = $2"),
+            "email" => Some("UPDATE users SET email = $1 WHERE id = $2"),
+            "firstname" => Some("UPDATE users SET firstname = $1 WHERE id = $2"),
+            "lastname" => Some("UPDATE users SET lastname = $1 WHERE id = $2"),
+            "idnumber" => Some("UPDATE users SET idnumber = $1 WHERE id = $2"),
+            _ => None,
+        };
+        match core_update {
+            Some(sql) => {
+                sqlx::query(sql)
+                    .bind(&change.value)
+                    .bind(user_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| {
+                        conflict_or(e.into(), || {
+                            format!("{} {:?} is already taken", change.field, change.value)
+                        })
+                    })?;
+            }
+            None => {
+                sqlx::query(UPSERT_FIELD)
+                    .bind(user_id)
+                    .bind(&change.field)
+                    .bind(&change.value)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        match &change.provenance {
+            Some(idp_id) => {
+                sqlx::query(UPSERT_PROVENANCE)
+                    .bind(user_id)
+                    .bind(&change.field)
+                    .bind(idp_id)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM field_provenance WHERE user_id = $1 AND field = $2")
+                    .bind(user_id)
+                    .bind(&change.field)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }

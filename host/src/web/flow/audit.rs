@@ -1,5 +1,5 @@
 //! The audit trail of one SSO sign-in's end: every refusal, failure and success writes
-//! one row (method `sso`). Not the test sign-in's own row (`test_sign_in`).
+//! one row (method `sso`); a success's row is written with the session it starts. Not the test sign-in's own row (`test_sign_in`).
 
 use gatehouse_store::AuditEvent;
 
@@ -17,14 +17,19 @@ pub(super) struct Auditor<'a> {
 }
 
 impl Auditor<'_> {
-    async fn write(
+    /// The success row, for the caller to write with the sign-in's other writes.
+    pub fn success(&self, user_id: Option<i64>, username: &str) -> AuditEvent {
+        self.event(user_id, username, "success", "")
+    }
+
+    fn event(
         &self,
         user_id: Option<i64>,
         username: &str,
         outcome: &str,
         reason: &str,
-    ) -> AppResult<()> {
-        let event = AuditEvent {
+    ) -> AuditEvent {
+        AuditEvent {
             at: self.at,
             domain: self.domain.to_owned(),
             idp_id: Some(self.idp.to_owned()),
@@ -34,7 +39,17 @@ impl Auditor<'_> {
             outcome: outcome.into(),
             reason: reason.into(),
             ip: self.ip.to_owned(),
-        };
+        }
+    }
+
+    async fn write(
+        &self,
+        user_id: Option<i64>,
+        username: &str,
+        outcome: &str,
+        reason: &str,
+    ) -> AppResult<()> {
+        let event = self.event(user_id, username, outcome, reason);
         self.state
             .store()
             .audit(&event)
@@ -51,8 +66,5 @@ impl Auditor<'_> {
     }
     pub async fn failed(&self, reason: &str) -> AppResult<()> {
         self.write(None, "", "failure", reason).await
-    }
-    pub async fn succeeded(&self, user_id: i64, username: &str) -> AppResult<()> {
-        self.write(Some(user_id), username, "success", "").await
     }
 }

@@ -446,34 +446,34 @@ async fn conclude(
         let report = test_sign_in::report(state, domain, idp, &identity, &admin, now).await?;
         return Ok(Finished::Tested(report));
     }
-    let user_id = match provision::provision(state, domain, idp, &identity, now).await? {
-        Ok(user_id) => user_id,
-        Err((username, reason)) => {
-            auditor.refused(None, &username, &reason).await?;
-            return Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                format!("You cannot be signed in: {reason}."),
-            ));
-        }
-    };
-    state.store().record_idp_success(idp.id(), now).await?;
-    let session_cookie = session::start(
+    // The session is minted first (user id unknown yet) and written with the account and
+    // the audit row in one transaction.
+    let (session, session_cookie) = session::mint(
         state,
-        browser.headers,
         domain.name(),
-        user_id,
+        0,
         Some(idp.id().to_owned()),
         Some(identity.subject.to_string()),
-        identity.logout_state.into_vec(),
-    )
-    .await?;
-    let username = state
-        .store()
-        .user_by_id(user_id)
-        .await?
-        .map(|u| u.username)
-        .unwrap_or_default();
-    auditor.succeeded(user_id, &username).await?;
+        identity.logout_state.to_vec(),
+    );
+    let ending = provision::Ending {
+        session: &session,
+        audit: auditor.success(None, ""),
+        record_success: idp.success_to_record(now),
+    };
+    let (user_id, username) =
+        match provision::provision(state, domain, idp, &identity, now, ending).await? {
+            Ok(signed_in) => signed_in,
+            Err((username, reason)) => {
+                auditor.refused(None, &username, &reason).await?;
+                return Err(AppError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("You cannot be signed in: {reason}."),
+                ));
+            }
+        };
+    // The browser's earlier session ends now that the new one is written.
+    session::end_presented(state, browser.headers).await?;
     let secure = state.settings().secure_cookies;
     let mut cookies = vec![session_cookie];
     // A completed sign-in ends any redirect-loop count.

@@ -9,7 +9,10 @@ use gatehouse_plugin_api::Identity;
 use gatehouse_resolver::provisioning::{
     self, AccountOrigin, CONNECT_PROTOCOL, Candidate, Claims, FieldValue, Lookup, Plan, Refusal,
 };
-use gatehouse_store::{ConnectLink, FieldChange, FieldProvenance, NewUser, StoreError, User};
+use gatehouse_store::{
+    AccountWrite, AuditEvent, ConnectLink, FieldChange, FieldProvenance, NewUser, Session,
+    SignInWrite, StoreError, User,
+};
 
 use crate::{
     connect_migration::{self, ConnectAccount},
@@ -33,6 +36,12 @@ pub fn claims_of(identity: &Identity) -> Claims {
 
 /// A stored user as the provisioning plan sees it, with the IdPs an admin linked it to.
 async fn candidate(state: &AppState, user: &User) -> AppResult<Candidate> {
+    let linked_idps = state.store().linked_idps(user.id).await?;
+    Ok(candidate_of(user, linked_idps))
+}
+
+/// [`candidate`] of a user whose links were read with it.
+fn candidate_of(user: &User, linked_idps: Vec<String>) -> Candidate {
     let mut values: std::collections::BTreeMap<String, String> = user.additional.clone();
     for (field, value) in [
         ("username", &user.username),
@@ -49,15 +58,15 @@ async fn candidate(state: &AppState, user: &User) -> AppResult<Candidate> {
         Some(idp) => AccountOrigin::Idp(idp.to_owned()),
         None => AccountOrigin::Local,
     };
-    Ok(Candidate {
+    Candidate {
         id: user.id,
         suspended: user.suspended,
         values,
         origin,
         is_admin: user.is_admin,
         has_password: user.password_hash.is_some(),
-        linked_idps: state.store().linked_idps(user.id).await?,
-    })
+        linked_idps,
+    }
 }
 
 /// Looks up the accounts `claims` could match on `domain` and plans the sign-in.
@@ -68,19 +77,47 @@ pub async fn plan_sign_in(
     idp: &SiteIdp,
     claims: &Claims,
 ) -> AppResult<Plan> {
-    Ok(plan_with_takeover(state, domain, idp, claims).await?.0)
+    Ok(plan_with_takeover(state, domain, idp, claims).await?.plan)
+}
+
+/// A plan, with what carrying it out needs beyond it.
+struct Planned {
+    plan: Plan,
+    /// The local account migration takes over and the link to record first (Connect).
+    takeover: Option<(i64, ConnectLink)>,
+    /// The usernames of the accounts the plan could end in, by id.
+    usernames: Vec<(i64, String)>,
+}
+
+impl Planned {
+    fn refused(plan: Plan) -> Self {
+        Self {
+            plan,
+            takeover: None,
+            usernames: Vec::new(),
+        }
+    }
+
+    fn username_of(&self, user_id: i64) -> String {
+        self.usernames
+            .iter()
+            .find(|(id, _)| *id == user_id)
+            .map(|(_, username)| username.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// [`plan_sign_in`], and for a Connect IdP's sign-in into a local account that migration
 /// takes over (`migrate_users`), the account and the link to record before the plan is
 /// carried out. A Connect sign-in lands first in the account linked to its server user,
 /// then in the `tc_` account of its username (see `connect_migration::find_account`).
+/// Any other sign-in reads its candidates in one statement.
 async fn plan_with_takeover(
     state: &AppState,
     domain: SiteDomain<'_>,
     idp: &SiteIdp,
     claims: &Claims,
-) -> AppResult<(Plan, Option<(i64, ConnectLink)>)> {
+) -> AppResult<Planned> {
     let policy = &idp.policy;
     let branch = &domain.plan.branch;
     if idp.instance.plugin.protocol == CONNECT_PROTOCOL {
@@ -88,13 +125,10 @@ async fn plan_with_takeover(
             match connect_migration::find_account(state, &idp.config, branch, claims).await? {
                 ConnectAccount::ByUsername => (None, false, None),
                 ConnectAccount::Ambiguous { map, count } => {
-                    return Ok((
-                        Plan::Refuse(Refusal::Ambiguous {
-                            match_field: map.as_str().to_owned(),
-                            count,
-                        }),
-                        None,
-                    ));
+                    return Ok(Planned::refused(Plan::Refuse(Refusal::Ambiguous {
+                        match_field: map.as_str().to_owned(),
+                        count,
+                    })));
                 }
                 ConnectAccount::Linked { user, by_this_idp } => (Some(user), by_this_idp, None),
                 ConnectAccount::Migrate { user } => {
@@ -136,45 +170,69 @@ async fn plan_with_takeover(
             // A refused sign-in writes nothing, a migration's link included.
             let takeover =
                 takeover.filter(|_| matches!(plan, Plan::SignIn { .. } | Plan::Update { .. }));
-            return Ok((plan, takeover));
+            return Ok(Planned {
+                plan,
+                takeover,
+                usernames: vec![(user.id, user.username)],
+            });
         }
     }
     let Some(value) = provisioning::match_value(policy, claims) else {
-        return Ok((provisioning::plan(policy, claims, Lookup::default()), None));
+        return Ok(Planned::refused(provisioning::plan(
+            policy,
+            claims,
+            Lookup::default(),
+        )));
     };
-    let store = state.store();
-    let mut in_branch = Vec::new();
-    for user in store
-        .users_matching(&policy.match_field, value, policy.case_insensitive, branch)
-        .await?
-    {
-        in_branch.push(candidate(state, &user).await?);
-    }
-    let mut outside = store
-        .count_matching_elsewhere(&policy.match_field, value, policy.case_insensitive, branch)
+    // The store counts, outside the branch, the value's holders and (for another match
+    // field) the accounts whose username it is: a new account would take the value as its
+    // username, which is unique everywhere.
+    let found = state
+        .store()
+        .sign_in_lookup(&policy.match_field, value, policy.case_insensitive, branch)
         .await?;
-    if policy.match_field != "username" {
-        // A new account would take the value as its username, which is unique everywhere.
-        outside += store
-            .count_matching_elsewhere("username", value, false, branch)
-            .await?;
-    }
+    let usernames = found
+        .in_branch
+        .iter()
+        .map(|matched| (matched.user.id, matched.user.username.clone()))
+        .collect();
+    let in_branch: Vec<Candidate> = found
+        .in_branch
+        .into_iter()
+        .map(|matched| candidate_of(&matched.user, matched.linked_idps))
+        .collect();
     let lookup = Lookup {
         in_branch: &in_branch,
-        outside_branch: usize::try_from(outside).unwrap_or(usize::MAX),
+        outside_branch: usize::try_from(found.outside_branch).unwrap_or(usize::MAX),
     };
-    Ok((provisioning::plan(policy, claims, lookup), None))
+    Ok(Planned {
+        plan: provisioning::plan(policy, claims, lookup),
+        takeover: None,
+        usernames,
+    })
 }
 
-/// Finds, creates or updates the user for `identity`; `Err((username, reason))` is
-/// a refusal for the user, with nothing written.
+/// What a sign-in writes beside the account, in the same transaction.
+pub(super) struct Ending<'a> {
+    /// The new session (its `user_id` is the account's, filled in by the store).
+    pub session: &'a Session,
+    /// The success audit row (its user and username are the account's).
+    pub audit: AuditEvent,
+    /// Whether to record the IdP's success this time ([`SiteIdp::success_to_record`]).
+    pub record_success: bool,
+}
+
+/// Finds, creates or updates the user for `identity` and writes, in one transaction, the
+/// account's changes with `ending`'s session and audit row; the account's id and username.
+/// `Err((username, reason))` is a refusal for the user, with nothing written.
 pub(super) async fn provision(
     state: &AppState,
     domain: SiteDomain<'_>,
     idp: &SiteIdp,
     identity: &Identity,
     now: i64,
-) -> AppResult<Result<i64, (String, String)>> {
+    ending: Ending<'_>,
+) -> AppResult<Result<(i64, String), (String, String)>> {
     let claims = claims_of(identity);
     let match_value = provisioning::match_value(&idp.policy, &claims)
         .unwrap_or_default()
@@ -184,13 +242,13 @@ pub(super) async fn provision(
     // plans again against the user that now exists. No lock is held across the IdP
     // round trip.
     for _ in 0..3 {
-        let (plan, takeover) = plan_with_takeover(state, domain, idp, &claims).await?;
-        if let Some((user_id, link)) = takeover {
+        let planned = plan_with_takeover(state, domain, idp, &claims).await?;
+        if let Some((user_id, link)) = &planned.takeover {
             // Two sign-ins racing for one account: the loser plans again (and finds the
             // account linked to another server user, so not its own).
             match state
                 .store()
-                .link_migrated_account(user_id, &link, now)
+                .link_migrated_account(*user_id, link, now)
                 .await
             {
                 Ok(()) => {}
@@ -198,32 +256,67 @@ pub(super) async fn provision(
                 Err(error) => return Err(error.into()),
             }
         }
-        match plan {
+        let created;
+        let changes: Vec<FieldChange>;
+        let (account, username) = match &planned.plan {
             Plan::Refuse(reason) => return Ok(Err((match_value, reason.to_string()))),
-            Plan::SignIn { user_id } => return Ok(Ok(user_id)),
-            Plan::Update { user_id, changes } => {
-                let changes: Vec<FieldChange> = changes
-                    .into_iter()
+            Plan::SignIn { user_id } => (
+                AccountWrite::Existing { user_id: *user_id },
+                planned.username_of(*user_id),
+            ),
+            Plan::Update {
+                user_id,
+                changes: diffs,
+            } => {
+                changes = diffs
+                    .iter()
                     .map(|diff| FieldChange {
-                        field: diff.field,
-                        value: diff.new,
+                        field: diff.field.clone(),
+                        value: diff.new.clone(),
                         provenance: Some(idp.id().to_owned()),
                     })
                     .collect();
-                state
-                    .store()
-                    .update_user_fields(user_id, &changes, now)
-                    .await?;
-                return Ok(Ok(user_id));
+                let username = changes
+                    .iter()
+                    .find(|change| change.field == "username")
+                    .map_or_else(|| planned.username_of(*user_id), |c| c.value.clone());
+                (
+                    AccountWrite::Update {
+                        user_id: *user_id,
+                        changes: &changes,
+                    },
+                    username,
+                )
             }
             Plan::Create { fields } => {
-                let (user, provenance) = new_user(&fields, &domain.plan.branch, idp.id(), now);
-                match state.store().create_user(&user, &provenance, now).await {
-                    Ok(user_id) => return Ok(Ok(user_id)),
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(error) => return Err(error.into()),
-                }
+                created = new_user(fields, &domain.plan.branch, idp.id(), now);
+                (
+                    AccountWrite::Create {
+                        user: &created.0,
+                        provenance: &created.1,
+                    },
+                    created.0.username.clone(),
+                )
             }
+        };
+        let audit = AuditEvent {
+            username: username.clone(),
+            ..ending.audit.clone()
+        };
+        let write = SignInWrite {
+            account,
+            session: ending.session,
+            audit: &audit,
+            idp_success: ending.record_success.then_some((idp.id(), now)),
+            now,
+        };
+        match state.store().finish_sign_in(write).await {
+            Ok(user_id) => return Ok(Ok((user_id, username))),
+            // Only a creation can lose to a concurrent one; plan again against its account.
+            Err(StoreError::Conflict(_)) if matches!(planned.plan, Plan::Create { .. }) => {
+                continue;
+            }
+            Err(error) => return Err(error.into()),
         }
     }
     Ok(Err((
