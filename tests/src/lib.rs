@@ -29,6 +29,7 @@ use tower::ServiceExt as _;
 pub mod connect;
 pub mod oidc;
 pub mod peer;
+pub mod proxy;
 pub mod saml;
 pub mod served;
 

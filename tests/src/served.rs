@@ -80,6 +80,45 @@ impl ServedProcess {
         served
     }
 
+    /// Like [`ServedProcess::start`], on the database at `database` (a URL: several hosts may
+    /// share one PostgreSQL database) and on `port`, given rather than chosen, so a host that
+    /// was killed can be started again where a proxy or its peers expect it. The template's
+    /// placeholders are those of [`ServedProcess::start`].
+    pub async fn start_on(host_name: &str, template: &str, database: &str, port: u16) -> Self {
+        let binaries = plugin_dir();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let origin = format!("http://{host_name}:{port}");
+        let text = template
+            .replace("{plugin_dir}", &binaries.display().to_string())
+            .replace("{database}", database)
+            .replace("{port}", &port.to_string())
+            .replace("{origin}", &origin);
+        let config_path = dir.path().join("plugins.toml");
+        std::fs::write(&config_path, text).expect("write plugins.toml");
+        let child = spawn_serve(binaries, dir.path(), &config_path);
+        let served = Self {
+            child,
+            dir,
+            port,
+            host_name: host_name.to_owned(),
+            config_path,
+            binaries: binaries.to_owned(),
+        };
+        let log = served.dir.path().join("serve.log");
+        wait_healthy(port, host_name, || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        })
+        .await;
+        served
+    }
+
+    /// Kills the process with `SIGKILL` (no graceful shutdown: requests in flight are cut,
+    /// transactions in flight are rolled back by the database) and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the host");
+        let _ = self.child.wait();
+    }
+
     /// `http://<host name>:<port>`: the origin browsers and other hosts use.
     pub fn origin(&self) -> String {
         format!("http://{}:{}", self.host_name, self.port)
