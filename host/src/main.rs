@@ -786,9 +786,17 @@ async fn run(config: Config, site: gatehouse::site::Site) -> anyhow::Result<Exit
         .map_or("root", |d| d.branch.as_str());
     let (clock, random) = (Clock::system(), Randomness::system());
     let given = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok();
-    match passwords::ensure_admin(&store, given.as_deref(), admin_branch, &clock, &random)
-        .await
-        .context("creating the admin account")?
+    let hashing = passwords::Passwords::new(&config.host.passwords, &random);
+    match passwords::ensure_admin(
+        &hashing,
+        &store,
+        given.as_deref(),
+        admin_branch,
+        &clock,
+        &random,
+    )
+    .await
+    .context("creating the admin account")?
     {
         AdminBootstrap::Existing => {}
         AdminBootstrap::CreatedWithGivenPassword => {

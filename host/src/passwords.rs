@@ -516,8 +516,10 @@ pub enum BootstrapError {
     Hash(String),
 }
 
-/// On an empty database, creates the `admin` account in branch `branch`.
+/// On an empty database, creates the `admin` account in branch `branch`, its password
+/// hashed with `passwords`' cost.
 pub async fn ensure_admin(
+    passwords: &Passwords,
     store: &Store,
     given_password: Option<&str>,
     branch: &str,
@@ -531,7 +533,7 @@ pub async fn ensure_admin(
         Some(password) => (password.to_owned(), false),
         None => (random_password(random), true),
     };
-    let password_hash = Passwords::fallback()
+    let password_hash = passwords
         .hash(&password, random)
         .await
         .map_err(|e| BootstrapError::Hash(e.to_string()))?;
@@ -754,6 +756,40 @@ mod tests {
         assert!(
             !passwords
                 .verify("pw", passwords.decoy())
+                .await
+                .expect("runs")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bootstrap_admin_is_hashed_with_the_configured_cost() {
+        let store = Store::connect("sqlite::memory:").await.expect("store");
+        let random = Randomness::system();
+        let passwords = Passwords::new(&light(4), &random);
+        let made = ensure_admin(
+            &passwords,
+            &store,
+            Some("first light"),
+            "root",
+            &Clock::system(),
+            &random,
+        )
+        .await
+        .expect("bootstrap");
+        assert_eq!(made, AdminBootstrap::CreatedWithGivenPassword);
+        let stored = store
+            .user_by_username("admin")
+            .await
+            .expect("store")
+            .and_then(|u| u.password_hash)
+            .expect("a hash");
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+            "{stored}"
+        );
+        assert!(
+            passwords
+                .verify("first light", &stored)
                 .await
                 .expect("runs")
         );
