@@ -4,15 +4,16 @@
 //! claim check), (b) a bare aws-lc-rs RSA-2048 PKCS#1 v1.5 SHA-256 verify of the same
 //! signature with a pre-parsed key, and (c) `jose` on Node (`jwtVerify` with an imported
 //! key, issuer/audience/time checks) on the same token, then the ratios a/b and a/c.
-//! Each rate is one thread looping for about two seconds (a and b in alternating
-//! slices, so both see the same load). Node and the npm `jose`
-//! package come from `scripts/test-peers`; without them (c) is skipped and says so.
-//! Run: `cargo bench -p gatehouse-oidc-core --bench verify`.
+//! Each runs on one thread for about two seconds in all, in alternating 200 ms slices
+//! (a, b, c, a, b, c, ...), so all three see the same load on a shared machine. Node
+//! and the npm `jose` package come from `scripts/test-peers`; without them (c) is
+//! skipped and says so. Run: `cargo bench -p gatehouse-oidc-core --bench verify`.
 
 use std::{
     hint::black_box,
+    io::{BufRead as _, BufReader, Write as _},
     path::Path,
-    process::Command,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -26,81 +27,127 @@ use gatehouse_plugin_api::Secret;
 
 const ISSUER: &str = "https://idp.test";
 const RUN_FOR: Duration = Duration::from_secs(2);
+const SLICE: Duration = Duration::from_millis(200);
 
-/// Rates (operations per second) of `a` and `b`, measured in alternating slices of
-/// 200 ms until each has run `RUN_FOR`, so both see the same load on a shared machine.
-fn interleaved_rates(mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
-    for _ in 0..200 {
-        a();
-        b();
+/// Operations done and time spent, summed over slices.
+#[derive(Default)]
+struct Tally {
+    done: u64,
+    time: Duration,
+}
+
+impl Tally {
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.time.as_secs_f64()
     }
-    let slice = Duration::from_millis(200);
-    let (mut a_done, mut a_time) = (0u64, Duration::ZERO);
-    let (mut b_done, mut b_time) = (0u64, Duration::ZERO);
-    let run = |op: &mut dyn FnMut(), done: &mut u64, time: &mut Duration| {
+
+    /// Runs `op` for one slice.
+    fn slice(&mut self, op: &mut dyn FnMut()) {
         let start = Instant::now();
         loop {
             for _ in 0..50 {
                 op();
             }
-            *done += 50;
-            if start.elapsed() >= slice {
-                *time += start.elapsed();
+            self.done += 50;
+            let elapsed = start.elapsed();
+            if elapsed >= SLICE {
+                self.time += elapsed;
                 return;
             }
         }
-    };
-    while a_time < RUN_FOR || b_time < RUN_FOR {
-        run(&mut a, &mut a_done, &mut a_time);
-        run(&mut b, &mut b_done, &mut b_time);
     }
-    (
-        a_done as f64 / a_time.as_secs_f64(),
-        b_done as f64 / b_time.as_secs_f64(),
-    )
 }
 
-/// The Node side: imports the key once, then awaits `jwtVerify` in a loop.
+/// The Node side: imports the key once, warms up, says `ready`, then for each line on
+/// stdin verifies for one slice and prints `{count} {seconds}`.
 const NODE_SCRIPT: &str = r#"
 import { importJWK, jwtVerify } from 'jose';
+import { createInterface } from 'node:readline';
 const [token, jwk, issuer, audience, now] = process.argv.slice(1);
 const key = await importJWK(JSON.parse(jwk), 'RS256');
 const options = { issuer, audience, algorithms: ['RS256'], currentDate: new Date(Number(now) * 1000) };
-for (let i = 0; i < 500; i++) await jwtVerify(token, key, options);
-const start = process.hrtime.bigint();
-let done = 0, elapsed = 0;
-do {
-  for (let i = 0; i < 100; i++) await jwtVerify(token, key, options);
-  done += 100;
-  elapsed = Number(process.hrtime.bigint() - start) / 1e9;
-} while (elapsed < 2);
-console.log(done / elapsed);
+for (let i = 0; i < 2000; i++) await jwtVerify(token, key, options);
+console.log('ready');
+for await (const _ of createInterface({ input: process.stdin })) {
+  const start = process.hrtime.bigint();
+  let done = 0, elapsed = 0;
+  do {
+    for (let i = 0; i < 50; i++) await jwtVerify(token, key, options);
+    done += 50;
+    elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  } while (elapsed < 0.2);
+  console.log(`${done} ${elapsed}`);
+}
 "#;
 
-fn node_jose(token: &str, jwk: &str, now: i64) -> Result<f64, String> {
-    let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/oidc-provider");
-    if !peer.join("node_modules/jose").is_dir() {
-        return Err(format!(
-            "no npm jose under {} (run scripts/test-peers)",
-            peer.display()
-        ));
+/// `jose` on Node, driven one slice at a time.
+struct NodeJose {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl NodeJose {
+    fn start(token: &str, jwk: &str, now: i64) -> Result<Self, String> {
+        let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/oidc-provider");
+        if !peer.join("node_modules/jose").is_dir() {
+            return Err(format!(
+                "no npm jose under {} (run scripts/test-peers)",
+                peer.display()
+            ));
+        }
+        let mut child = Command::new("node")
+            .current_dir(&peer)
+            .args(["--input-type=module", "-e", NODE_SCRIPT, "--"])
+            .args([token, jwk, ISSUER, CLIENT_ID, &now.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("could not start node: {error}"))?;
+        let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("node has no pipes".into());
+        };
+        let mut node = Self {
+            child,
+            input,
+            output: BufReader::new(output),
+        };
+        match node.line()?.as_str() {
+            "ready" => Ok(node),
+            other => Err(format!("node said {other:?} instead of ready")),
+        }
     }
-    let output = Command::new("node")
-        .current_dir(&peer)
-        .args(["--input-type=module", "-e", NODE_SCRIPT, "--"])
-        .args([token, jwk, ISSUER, CLIENT_ID, &now.to_string()])
-        .output()
-        .map_err(|error| format!("could not start node: {error}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "node failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+
+    fn line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        match self.output.read_line(&mut line) {
+            Ok(0) => Err("node exited (see its error above)".into()),
+            Ok(_) => Ok(line.trim().to_owned()),
+            Err(error) => Err(format!("reading from node: {error}")),
+        }
     }
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .map_err(|error| format!("node printed no rate: {error}"))
+
+    fn slice(&mut self, tally: &mut Tally) -> Result<(), String> {
+        writeln!(self.input, "run").map_err(|error| format!("writing to node: {error}"))?;
+        let line = self.line()?;
+        let parsed = line
+            .split_once(' ')
+            .and_then(|(done, secs)| Some((done.parse::<u64>().ok()?, secs.parse::<f64>().ok()?)));
+        let Some((done, secs)) = parsed else {
+            return Err(format!("node printed {line:?}"));
+        };
+        tally.done += done;
+        tally.time += Duration::from_secs_f64(secs);
+        Ok(())
+    }
+}
+
+impl Drop for NodeJose {
+    fn drop(&mut self) {
+        // Our own child: closing stdin ends its loop; kill it in case it is stuck.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn main() {
@@ -139,14 +186,29 @@ fn main() {
         key.verify_sig(black_box(signing_input.as_bytes()), &signature)
             .expect("verifies");
     };
+    let mut node = NodeJose::start(&token, &jwk.to_string(), h.now());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let (a, b) = interleaved_rates(verify_id_token, bare_verify);
-
-    let c = node_jose(&token, &jwk.to_string(), h.now());
+    let (mut a, mut b, mut c) = (Tally::default(), Tally::default(), Tally::default());
+    let (mut verify_id_token, mut bare_verify) = (verify_id_token, bare_verify);
+    for _ in 0..200 {
+        verify_id_token();
+        bare_verify();
+    }
+    while a.time < RUN_FOR || b.time < RUN_FOR {
+        a.slice(&mut verify_id_token);
+        b.slice(&mut bare_verify);
+        if let Ok(running) = &mut node
+            && let Err(why) = running.slice(&mut c)
+        {
+            node = Err(why);
+        }
+    }
+    let (a, b) = (a.rate(), b.rate());
+    let c = node.map(|_| c.rate());
 
     println!(
         "ID-token verification, RS256 (RSA-2048), one thread each, ~2 s per rate \
-         (a and b interleaved; load average at start: {})",
+         (interleaved; load average at start: {})",
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
