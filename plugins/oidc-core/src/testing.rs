@@ -1,7 +1,8 @@
 //! A scripted test provider for the OIDC plugins' unit tests and the benchmark
 //! (feature `testing`): fixed test keys, a discovery document, a JWKS, token and
 //! UserInfo answers scripted on the test kit's `FakeHost`, and ID tokens signed
-//! however a test needs (including hostile ways). It is never part of a shipped plugin.
+//! however a test needs (including hostile ways), and a host that counts key-value
+//! reads ([`CountingHost`]). It is never part of a shipped plugin.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use std::sync::Mutex;
