@@ -26,6 +26,10 @@ use super::egress::{
     EgressPolicy, EgressRefusal, NameLookup, PolicyResolver, SystemLookup, refusal_in,
 };
 
+/// How long a pooled connection to an IdP may stay idle before it is dropped: below the
+/// shortest common server keep-alive (5 s), so the host does not reuse one as the server closes it.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Outgoing HTTP for plugins: no redirects followed, a timeout, a response size
 /// cap, http(s) URLs only, and the IdP instance's [`EgressPolicy`] applied to the
 /// addresses every request connects to.
@@ -78,6 +82,10 @@ impl HttpEgress {
             .dns_resolver(Arc::new(resolver))
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
+            // An idle connection is dropped before the IdP's server closes it (Node's and
+            // Apache's default keep-alive is 5 s): reusing one as the server closes it fails
+            // the request ("error sending request"), seen under load in tests/two_hosts.rs.
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .user_agent(concat!("Gatehouse/", env!("CARGO_PKG_VERSION")))
             .build()?;
         clients.insert(policy.clone(), client.clone());
