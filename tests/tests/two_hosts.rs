@@ -850,17 +850,27 @@ async fn a_host_killed_under_load_loses_no_sign_in_and_the_other_keeps_serving()
         .count("SELECT count(*) FROM sessions WHERE idp_id = 'corp'")
         .await;
     assert!(sessions as usize >= completed.len());
-    say(&format!(
-        "two_hosts: {users} users and {sessions} sessions written, {} success audit rows, {} \
-         users without a session (a kill between provisioning and the session)",
-        db.count("SELECT count(*) FROM audit_log WHERE idp_id = 'corp' AND outcome = 'success'")
-            .await,
-        db.count(
+    // A sign-in writes its account, session and audit row in one transaction, so a kill
+    // leaves all of them or none: as many success rows as sessions, and no account the IdP
+    // created without the session of the sign-in that created it.
+    let audited = db
+        .count("SELECT count(*) FROM audit_log WHERE idp_id = 'corp' AND outcome = 'success'")
+        .await;
+    let sessionless = db
+        .count(
             "SELECT count(*) FROM users u WHERE u.auth_source = 'idp:corp' \
-             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = u.id)"
+             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = u.id)",
         )
-        .await,
+        .await;
+    say(&format!(
+        "two_hosts: {users} users, {sessions} sessions and {audited} success audit rows \
+         written; {sessionless} users without a session"
     ));
+    assert_eq!(audited, sessions, "sessions and their audit rows");
+    assert_eq!(
+        sessionless, 0,
+        "users created without their sign-in's session"
+    );
 
     drop((host_a, host_b));
     db.finish().await;
