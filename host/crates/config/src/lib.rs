@@ -26,7 +26,7 @@ pub use model::{
 };
 pub use position::{KeyLocations, Location};
 pub use render::{render_human, render_json, summary};
-pub use schema::{EnvLookup, FIELD_TYPES, USERNAME_ATTRIBUTE_HELP};
+pub use schema::{EnvLookup, FIELD_TYPES, USERNAME_ATTRIBUTE_HELP, known_keys, open_tables};
 pub use secret::{REDACTED, Redactor, Secret};
 
 /// The path [`parse_embedded_default`] reports diagnostics against.

@@ -107,6 +107,44 @@ const IDP_KEYS: &[&str] = &[
 const LOGOUT_KEYS: &[&str] = &["landing_url", "at_idp"];
 const PROVISIONING_KEYS: &[&str] = &["create_users", "update_existing", "lock_fields", "fields"];
 
+/// Every table whose keys the parser checks, named as `docs/configuration.md` heads it,
+/// with the keys it accepts: the very lists the `unknown-key` diagnostic checks against
+/// (each list passed to `check_keys` must be here). `""` is the top level of the file.
+const KNOWN_KEYS: &[(&str, &[&str])] = &[
+    ("", TOP_KEYS),
+    ("[host]", HOST_KEYS),
+    ("[host.login_throttle]", THROTTLE_KEYS),
+    ("[host.passwords]", PASSWORD_KEYS),
+    ("[host.limits]", LIMITS_KEYS),
+    ("[host.tasks]", HOST_TASKS),
+    ("[host.tasks.<task>]", TASK_SCHEDULE_KEYS),
+    ("[[plugin]]", PLUGIN_KEYS),
+    ("[[field]]", FIELD_KEYS),
+    ("[registration]", REGISTRATION_KEYS),
+    ("[connect_server]", CONNECT_SERVER_KEYS),
+    ("[[domain]]", DOMAIN_KEYS),
+    ("[[idp]]", IDP_KEYS),
+    ("[idp.logout]", LOGOUT_KEYS),
+    ("[idp.provisioning]", PROVISIONING_KEYS),
+    ("[idp.tasks.<task>]", TASK_SCHEDULE_KEYS),
+];
+
+/// Tables that take any key: a plugin's own settings (checked by the plugin), the names of
+/// a plugin's tasks (checked against its manifest) and the field-to-attribute mapping
+/// (checked against the declared fields).
+const OPEN_TABLES: &[&str] = &["[idp.settings]", "[idp.tasks]", "[idp.provisioning.fields]"];
+
+/// The keys `plugins.toml` accepts, per table (`""` is the top level): what `unknown-key`
+/// checks against, for tools and the test that keeps `docs/configuration.md` in step.
+pub fn known_keys() -> &'static [(&'static str, &'static [&'static str])] {
+    KNOWN_KEYS
+}
+
+/// The tables in which any key is accepted (each checked later by its own rule).
+pub fn open_tables() -> &'static [&'static str] {
+    OPEN_TABLES
+}
+
 /// Everything the schema pass read; tables with errors are kept (with defaults) so that the
 /// cross-reference checks can still run.
 pub(crate) struct Draft {
@@ -1775,5 +1813,32 @@ mod tests {
         assert!(!is_url_safe("my idp"));
         assert!(!is_url_safe(""));
         assert_eq!(url_safe_version("My IdP"), "my-idp");
+    }
+
+    /// `known_keys` is only as good as its completeness: every key list the parser checks
+    /// a table against (a constant passed to `check_keys`) must be one of its tables.
+    #[test]
+    fn every_list_the_parser_checks_is_a_known_table() {
+        let source = include_str!("schema.rs");
+        let listed = source
+            .split_once("const KNOWN_KEYS")
+            .and_then(|(_, rest)| rest.split_once("];"))
+            .map(|(tables, _)| tables)
+            .expect("KNOWN_KEYS is in this file");
+        let mut checked = 0;
+        for call in source.split("self.check_keys(").skip(1) {
+            let argument = call.split(',').nth(1).unwrap_or("").trim();
+            // `known` is a parameter (HOST_TASKS, passed in by the caller, listed itself).
+            if !argument.is_empty() && argument.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            {
+                assert!(
+                    listed.contains(&format!(" {argument})")),
+                    "`{argument}` is checked by the parser but missing from KNOWN_KEYS"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 13, "found only {checked} check_keys calls");
+        assert!(listed.contains(" HOST_TASKS)"));
     }
 }
