@@ -48,9 +48,10 @@ impl Loaded {
 }
 
 /// The text of the default `plugins.toml` compiled into the binary, used when no
-/// configuration file exists: the root domain on localhost with the example plugin (dev mode).
+/// configuration file exists: the repository's own `plugins.toml` (the root domain on
+/// localhost, every shipped plugin, the example IdP in dev mode), so the two cannot drift.
 pub fn embedded_default() -> &'static str {
-    include_str!("../default.toml")
+    include_str!("../../../../plugins.toml")
 }
 
 /// Parses [`embedded_default`].
