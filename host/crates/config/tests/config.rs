@@ -1484,3 +1484,111 @@ fn an_idp_may_read_larger_responses_than_the_host_default() {
         );
     }
 }
+
+#[test]
+fn relative_paths_resolve_against_the_configuration_files_directory() {
+    let dir = temp_dir("relative-paths");
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(etc.join("secrets")).expect("secrets dir");
+    std::fs::write(etc.join("secrets/db"), "postgres://app@db/gatehouse\n").expect("db");
+    std::fs::write(etc.join("secrets/client"), "from-etc").expect("client");
+    let text = format!(
+        r#"[host]
+plugin_dir = "plugins"
+database = {{ file = "secrets/db" }}
+
+{BASE}
+[idp.settings]
+client_secret = {{ file = "secrets/client" }}
+"#
+    )
+    .replace(
+        "library = \"gatehouse_oidc\"",
+        "library = \"lib/libgatehouse_oidc.so\"",
+    );
+    // Wherever the process runs, the paths follow the file.
+    let loaded = check_at(&etc.join("plugins.toml"), &text);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let config = loaded.config.expect("config");
+    assert_eq!(config.config_dir(), etc);
+    assert_eq!(config.host.plugin_dir, etc.join("plugins"));
+    assert_eq!(config.host.database.expose(), "postgres://app@db/gatehouse");
+    assert_eq!(config.idps[0].settings["client_secret"], "from-etc");
+    assert_eq!(
+        config.plugins[0].library_path(&config.host.plugin_dir),
+        etc.join("lib/libgatehouse_oidc.so")
+    );
+
+    // A file named by a relative path: its paths stay relative to it (and so to the
+    // working directory the file itself was named from).
+    let nested = check_at(
+        Path::new("conf/plugins.toml"),
+        &format!("[host]\nplugin_dir = \"plugins\"\n\n{BASE}"),
+    );
+    let nested = nested.config.expect("config");
+    assert_eq!(nested.host.plugin_dir, PathBuf::from("conf/plugins"));
+    let beside = check_at(
+        Path::new("plugins.toml"),
+        &format!("[host]\nplugin_dir = \"target/release\"\n\n{BASE}"),
+    );
+    assert_eq!(
+        beside.config.expect("config").host.plugin_dir,
+        PathBuf::from("target/release")
+    );
+
+    // An absolute path is used as written.
+    let absolute = check_at(
+        &etc.join("plugins.toml"),
+        &format!("[host]\nplugin_dir = \"/usr/lib/gatehouse\"\n\n{BASE}"),
+    );
+    assert_eq!(
+        absolute.config.expect("config").host.plugin_dir,
+        PathBuf::from("/usr/lib/gatehouse")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_embedded_defaults_resolve_against_the_working_directory() {
+    let config = gatehouse_config::parse_embedded_default()
+        .expect("valid TOML")
+        .config
+        .expect("no errors");
+    assert_eq!(config.config_dir(), Path::new(""));
+    assert_eq!(config.host.plugin_dir, PathBuf::from("target/release"));
+    let example = config.plugin("example").expect("the example plugin");
+    assert_eq!(
+        example.library_path(&config.host.plugin_dir).parent(),
+        Some(Path::new("target/release"))
+    );
+}
+
+#[test]
+fn the_embedded_defaults_are_the_shipped_file_and_declare_every_shipped_plugin() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../plugins.toml");
+    let text = std::fs::read_to_string(&shipped).expect("the repository's plugins.toml");
+    assert_eq!(embedded_default(), text);
+    let config = gatehouse_config::parse_embedded_default()
+        .expect("valid TOML")
+        .config
+        .expect("no errors");
+    for (id, library) in [
+        ("example", "gatehouse_example"),
+        ("oidc", "gatehouse_oidc"),
+        ("auth0", "gatehouse_auth0"),
+        ("google", "gatehouse_google"),
+        ("saml", "gatehouse_saml"),
+        ("connect", "gatehouse_connect"),
+    ] {
+        let plugin = config
+            .plugin(id)
+            .unwrap_or_else(|| panic!("plugins.toml declares no `{id}`"));
+        assert_eq!(plugin.library, library);
+        assert!(plugin.enabled, "`{id}` is enabled");
+    }
+    assert!(
+        !text.contains("explains every key"),
+        "`gatehouse check` does not explain keys; docs/configuration.md does"
+    );
+    assert!(text.contains("docs/configuration.md"));
+}
