@@ -443,3 +443,81 @@ username_attribute = "sub"
     let (code, _) = run(&["unlink", "--username", "admin", "--idp", "corp"]);
     assert_eq!(code, Some(1), "nothing to unlink");
 }
+
+/// `plugin_dir` and `{ file }` secrets relative to the configuration file's directory, with
+/// the process started somewhere else.
+const RELATIVE_PATHS: &str = r#"[host]
+database = "{database}"
+plugin_dir = "libs"
+dev_mode = true
+
+[[plugin]]
+id = "example"
+library = "gatehouse_example"
+
+[[domain]]
+name = "root"
+hosts = ["localhost"]
+
+[[idp]]
+id = "example"
+domain = "root"
+plugin = "example"
+username_attribute = "email"
+trust_email = false
+
+[idp.settings]
+inbound_secret = { file = "secrets/inbound" }
+"#;
+
+#[test]
+fn relative_paths_in_the_file_resolve_against_its_directory_not_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(conf.join("libs")).unwrap();
+    std::fs::create_dir_all(conf.join("secrets")).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let library = format!(
+        "{}gatehouse_example{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    std::os::unix::fs::symlink(
+        plugin_dir().join(&library),
+        conf.join("libs").join(&library),
+    )
+    .unwrap();
+    std::fs::write(conf.join("secrets/inbound"), "s3cret\n").unwrap();
+    let path = write(&conf, RELATIVE_PATHS);
+
+    let output = gatehouse()
+        .current_dir(&elsewhere)
+        .env_remove("GATEHOUSE_CONFIG")
+        .args(["plugins", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("loaded") && stdout.contains(&conf.join("libs").display().to_string()),
+        "the library is found beside the file: {stdout}"
+    );
+
+    let output = gatehouse()
+        .current_dir(&elsewhere)
+        .env_remove("GATEHOUSE_CONFIG")
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "the secret file is found: {stderr}"
+    );
+    assert!(!stderr.contains("secret-unavailable"), "{stderr}");
+}
