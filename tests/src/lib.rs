@@ -27,6 +27,7 @@ use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
 pub mod connect;
+pub mod load;
 pub mod oidc;
 pub mod peer;
 pub mod proxy;
