@@ -26,6 +26,10 @@
 //! `GATEHOUSE_BENCH_ACCOUNTS` provider accounts (default 100): the first of each creates its
 //! user, the rest match and update it.
 //!
+//! `GATEHOUSE_BENCH_BINARIES=DIR` runs the `gatehouse` and `libgatehouse_oidc.so` of DIR instead
+//! of building this tree's (an earlier commit's release build, for a before/after pair in one
+//! sitting); add `GATEHOUSE_BENCH_BEFORE_START_LIMIT=1` for a build older than `[host.limits]`.
+//!
 //! `cargo bench -p gatehouse-tests --bench signin_load`
 
 use std::{
@@ -121,6 +125,12 @@ fn env_number(name: &str, default: usize) -> usize {
 /// The host's configuration: one domain on [`HOST`], the OIDC IdP `corp` at `issuer`, and the
 /// per-address limits raised, since every simulated browser comes from 127.0.0.1.
 fn host_config(issuer: &str, database: &str) -> String {
+    // A build from before the start limit existed refuses its table as an unknown key.
+    let start_limit = if std::env::var_os("GATEHOUSE_BENCH_BEFORE_START_LIMIT").is_some() {
+        ""
+    } else {
+        "[host.limits]\nstarts_per_address_per_minute = 1000000\n"
+    };
     format!(
         r#"
 [host]
@@ -136,9 +146,7 @@ scheduler = false
 max_failures_per_account = 1000000
 max_failures_per_ip = 1000000
 
-[host.limits]
-starts_per_address_per_minute = 1000000
-
+{start_limit}
 [[domain]]
 name = "root"
 hosts = ["{HOST}"]
@@ -441,7 +449,11 @@ fn main() {
     // `serve` creates `admin` with this password on an empty database; its environment is
     // ours. SAFETY: set before the runtime or any other thread exists.
     unsafe { std::env::set_var("GATEHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD) };
-    let binaries = release_binaries();
+    // Another build's binaries (an earlier commit's, for a before/after pair in one sitting).
+    let binaries = match std::env::var_os("GATEHOUSE_BENCH_BINARIES") {
+        Some(dir) => PathBuf::from(dir),
+        None => release_binaries(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
