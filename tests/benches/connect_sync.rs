@@ -8,41 +8,12 @@
 //! per second, the server's CPU time, and the client command's CPU time and peak memory
 //! (its maximum resident set, from `wait4`). `cargo bench -p gatehouse-tests --bench connect_sync`.
 
-use std::{path::PathBuf, process::Command, time::Instant};
+use std::{process::Command, time::Instant};
 
 use gatehouse_tests::{
     connect::{ClientSetup, SERVER_CONFIG, client_config},
     served::ServedProcess,
 };
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_owned()
-}
-
-/// Builds the release binary and the Connect plugin; their directory.
-fn release_binaries() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "gatehouse",
-            "-p",
-            "gatehouse-connect",
-        ])
-        .status()
-        .expect("run cargo build --release");
-    assert!(status.success(), "the release build failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    target.join("release")
-}
 
 /// Custom profile fields every bench user has, on both sides.
 const FIELDS: [&str; 5] = [
@@ -214,7 +185,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let binaries = release_binaries();
+    let binaries = gatehouse_tests::load::release_build(&["gatehouse", "gatehouse-connect"]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -35,7 +35,6 @@
 use std::{
     future::Future,
     path::PathBuf,
-    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -64,55 +63,6 @@ const HOST: &str = oidc::HOST;
 const WARM_UP: usize = 5;
 /// How many failure reasons a phase prints.
 const SHOWN_FAILURES: usize = 3;
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_owned()
-}
-
-/// Builds the release binary and the OIDC plugin; their directory.
-fn release_binaries() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    // Without what cargo set for running this bench: build scripts that read one of these
-    // (ring's reads CARGO_MANIFEST_DIR) would be rebuilt here, and then again by the next
-    // `cargo bench`, each time.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-            ]
-            .contains(&name.as_ref())
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
-    let status = command
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "gatehouse",
-            "-p",
-            "gatehouse-oidc",
-        ])
-        .status()
-        .expect("run cargo build --release");
-    assert!(status.success(), "the release build failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    target.join("release")
-}
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -452,7 +402,7 @@ fn main() {
     // Another build's binaries (an earlier commit's, for a before/after pair in one sitting).
     let binaries = match std::env::var_os("GATEHOUSE_BENCH_BINARIES") {
         Some(dir) => PathBuf::from(dir),
-        None => release_binaries(),
+        None => load::release_build(&["gatehouse", "gatehouse-oidc"]),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -346,6 +346,48 @@ async fn read_response(
     }
 }
 
+/// Builds `packages` in release mode in this workspace and returns the directory of the
+/// binary and plugin libraries (`target/release`, or under `CARGO_TARGET_DIR`).
+///
+/// Without what cargo set for running the bench calling it: build scripts that read one of
+/// these (ring's reads `CARGO_MANIFEST_DIR`) would be rebuilt here, and then again by the
+/// next `cargo bench`, each time.
+pub fn release_build(packages: &[&str]) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet"]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    let status = command.status().expect("run cargo build --release");
+    assert!(status.success(), "the release build failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    target.join("release")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

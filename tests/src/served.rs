@@ -53,31 +53,8 @@ impl ServedProcess {
     /// of `binaries` (a release build's directory, for load drivers).
     pub async fn start_from(binaries: &Path, host_name: &str, template: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let database = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
-        let origin = format!("http://{host_name}:{port}");
-        let text = template
-            .replace("{plugin_dir}", &binaries.display().to_string())
-            .replace("{database}", &database)
-            .replace("{port}", &port.to_string())
-            .replace("{origin}", &origin);
-        let config_path = dir.path().join("plugins.toml");
-        std::fs::write(&config_path, text).expect("write plugins.toml");
-        let child = spawn_serve(binaries, dir.path(), &config_path);
-        let served = Self {
-            child,
-            dir,
-            port,
-            host_name: host_name.to_owned(),
-            config_path,
-            binaries: binaries.to_owned(),
-        };
-        let log = served.dir.path().join("serve.log");
-        wait_healthy(port, host_name, || {
-            std::fs::read_to_string(&log).unwrap_or_default()
-        })
-        .await;
-        served
+        Self::start_in(dir, binaries, host_name, template, &database, free_port()).await
     }
 
     /// Like [`ServedProcess::start`], on the database at `database` (a URL: several hosts may
@@ -85,8 +62,19 @@ impl ServedProcess {
     /// was killed can be started again where a proxy or its peers expect it. The template's
     /// placeholders are those of [`ServedProcess::start`].
     pub async fn start_on(host_name: &str, template: &str, database: &str, port: u16) -> Self {
-        let binaries = plugin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, plugin_dir(), host_name, template, database, port).await
+    }
+
+    /// Writes the configuration into `dir`, starts `serve` and waits until it is healthy.
+    async fn start_in(
+        dir: tempfile::TempDir,
+        binaries: &Path,
+        host_name: &str,
+        template: &str,
+        database: &str,
+        port: u16,
+    ) -> Self {
         let origin = format!("http://{host_name}:{port}");
         let text = template
             .replace("{plugin_dir}", &binaries.display().to_string())
