@@ -473,10 +473,15 @@ const AFTER: usize = 16;
 /// assertion is about speed).
 const PHASE_GUARD: Duration = Duration::from_secs(600);
 
-/// Both hosts up, A killed, A started again.
+/// Both hosts up, A being killed, A dead, A starting again, A back. The moments of the kill
+/// and of the restart are phases of their own, so a sign-in counted as "while A was down"
+/// began after A was reaped and ended before it could answer again: regression for a run
+/// where a sign-in that began between the phase change and the SIGKILL was served by A.
 const UP: u8 = 0;
-const A_DOWN: u8 = 1;
-const A_BACK: u8 = 2;
+const A_DYING: u8 = 1;
+const A_DOWN: u8 = 2;
+const A_RESTARTING: u8 = 3;
+const A_BACK: u8 = 4;
 
 /// One request of a sign-in.
 #[derive(Debug, Clone)]
@@ -678,11 +683,13 @@ async fn a_host_killed_under_load_loses_no_sign_in_and_the_other_keeps_serving()
     load.wait_for(UP, BEFORE).await;
     // Requests in flight at A now are cut; those the proxy gives A until it is back fail to
     // connect.
-    load.phase.store(A_DOWN, Ordering::SeqCst);
+    load.phase.store(A_DYING, Ordering::SeqCst);
     host_a.kill();
+    load.phase.store(A_DOWN, Ordering::SeqCst);
     load.wait_for(A_DOWN, WHILE_DOWN).await;
     let log_a = host_a.log();
     drop(host_a);
+    load.phase.store(A_RESTARTING, Ordering::SeqCst);
     let host_a = ServedProcess::start_on("localhost", &template, &db.url, port_a).await;
     load.phase.store(A_BACK, Ordering::SeqCst);
     load.wait_for(A_BACK, AFTER).await;
