@@ -590,15 +590,13 @@ fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
         Err(unreadable) => return Ok(unreadable),
     };
     let (diagnostics, source, _) = check_all(loaded)?;
-    print_diagnostics(&diagnostics, &source, format);
-    let errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
-    if format == Format::Human {
-        if diagnostics.is_empty() {
-            eprintln!("ok: no problems found");
-        } else {
-            eprintln!("{}", config::summary(&diagnostics));
-        }
+    if format == Format::Human && diagnostics.is_empty() {
+        eprintln!("ok: no problems found");
+    } else {
+        // The rendering ends with the summary line ("2 errors, 1 warning") itself.
+        print_diagnostics(&diagnostics, &source, format);
     }
+    let errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     Ok(if errors {
         ExitCode::FAILURE
     } else {

@@ -66,6 +66,14 @@ fn check_reports_conflicts_like_a_compiler_and_exits_1() {
         !dir.path().join("gh.db").exists(),
         "check creates no database"
     );
+    // Regression: the summary line ("2 errors, 1 warning") was printed twice.
+    let summary = stderr.lines().last().expect("a summary line");
+    assert!(summary.contains("error"), "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|line| *line == summary).count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]
