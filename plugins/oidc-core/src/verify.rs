@@ -33,19 +33,6 @@ pub struct VerifiedIdToken {
     pub subject: String,
 }
 
-/// Algorithms we accept at all; the provider's advertised list narrows them.
-const ASYMMETRIC_ALGS: [Alg; 9] = [
-    Alg::Rs256,
-    Alg::Rs384,
-    Alg::Rs512,
-    Alg::Ps256,
-    Alg::Ps384,
-    Alg::Ps512,
-    Alg::Es256,
-    Alg::Es384,
-    Alg::EdDsa,
-];
-
 /// The algorithm openidconnect read from the discovery document, if we verify it
 /// (matched directly: this runs on every verification).
 fn advertised(alg: &CoreJwsSigningAlgorithm) -> Option<Alg> {
@@ -73,9 +60,10 @@ pub fn allowed_algs(config: &RpConfig, metadata: &Metadata) -> Vec<Alg> {
         .iter()
         .filter_map(advertised)
         .collect();
-    let mut allowed: Vec<Alg> = ASYMMETRIC_ALGS
+    // Every algorithm `jose` verifies but HS256, which has its own condition below.
+    let mut allowed: Vec<Alg> = Alg::ALL
         .into_iter()
-        .filter(|alg| advertised.contains(alg))
+        .filter(|alg| *alg != Alg::Hs256 && advertised.contains(alg))
         .collect();
     if hmac_secret(config).is_some() && advertised.contains(&Alg::Hs256) {
         allowed.push(Alg::Hs256);
