@@ -101,6 +101,12 @@ pub fn api_1_1_plugin() -> &'static Path {
     LIBRARY.get_or_init(|| frozen_api_plugin("1.1"))
 }
 
+/// The plugin built against the frozen plugin API 1.2 (`tests/fixtures/api-1.2`).
+pub fn api_1_2_plugin() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| frozen_api_plugin("1.2"))
+}
+
 /// Builds the fixture workspace `tests/fixtures/api-{version}` (with `--locked`) and
 /// returns its plugin library.
 fn frozen_api_plugin(version: &str) -> PathBuf {
