@@ -203,6 +203,8 @@ pub struct HostSettings {
     pub audit_retention_days: u32,
     /// `[host.tasks]`: the schedules of the host's own tasks, by name (only those written).
     pub tasks: BTreeMap<String, TaskSchedule>,
+    /// The bearer token `GET /metrics` requires; `None`: the endpoint is off (404).
+    pub metrics_token: Option<Secret>,
     pub location: Location,
     pub key_locations: KeyLocations,
 }
@@ -234,6 +236,7 @@ impl Default for HostSettings {
             scheduler: true,
             audit_retention_days: 90,
             tasks: BTreeMap::new(),
+            metrics_token: None,
             location: Location::default(),
             key_locations: KeyLocations::default(),
         }

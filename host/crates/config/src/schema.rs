@@ -61,7 +61,10 @@ const HOST_KEYS: &[&str] = &[
     "scheduler",
     "audit_retention_days",
     "tasks",
+    "metrics_token",
 ];
+/// The shortest `[host] metrics_token` accepted.
+const MIN_METRICS_TOKEN_CHARS: usize = 16;
 /// The keys of one task's schedule (`[host.tasks]`, an IdP's `tasks`).
 const TASK_SCHEDULE_KEYS: &[&str] = &["every_minutes", "enabled"];
 const THROTTLE_KEYS: &[&str] = &[
@@ -990,6 +993,25 @@ impl<'a> Schema<'a> {
         if let Some(v) = self.get(&tab, "tasks", &mut keys) {
             h.tasks =
                 self.task_schedules(v, &tab.scope, "[host.tasks]", Some(HOST_TASKS), &mut keys);
+        }
+        if let Some(v) = self.get(&tab, "metrics_token", &mut keys)
+            && let Some(token) = self.secret(v, "metrics_token", &tab.scope)
+        {
+            // A bearer token short enough to guess would open the endpoint to anyone.
+            if token.expose().chars().count() >= MIN_METRICS_TOKEN_CHARS {
+                h.metrics_token = Some(token);
+            } else {
+                self.invalid(
+                    v,
+                    &tab.scope,
+                    format!(
+                        "`metrics_token` must be at least {MIN_METRICS_TOKEN_CHARS} characters long"
+                    ),
+                    String::from(
+                        "generate one, e.g. `openssl rand -hex 32`, and keep it out of the file: `metrics_token = { env = \"GATEHOUSE_METRICS_TOKEN\" }`",
+                    ),
+                );
+            }
         }
         h.key_locations = keys;
         h

@@ -1592,3 +1592,34 @@ fn the_embedded_defaults_are_the_shipped_file_and_declare_every_shipped_plugin()
     );
     assert!(text.contains("docs/configuration.md"));
 }
+
+#[test]
+fn metrics_token_is_off_by_default_a_secret_and_at_least_16_characters() {
+    let off = check(BASE);
+    assert!(off.diagnostics.is_empty(), "{:#?}", off.diagnostics);
+    assert!(off.config.expect("config").host.metrics_token.is_none());
+
+    let from_env = check(&format!(
+        "[host]\nmetrics_token = {{ env = \"OKTA_CLIENT_SECRET\" }}\n\n{BASE}"
+    ));
+    assert!(
+        from_env.diagnostics.is_empty(),
+        "{:#?}",
+        from_env.diagnostics
+    );
+    let token = from_env.config.expect("config").host.metrics_token;
+    assert_eq!(token.as_ref().map(|t| t.expose()), Some(OKTA_SECRET));
+    assert_eq!(format!("{token:?}"), "Some([redacted])");
+
+    // 15 characters: one short of the limit; 16 is accepted.
+    let text = format!("[host]\nmetrics_token = \"123456789012345\"\n\n{BASE}");
+    let short = check(&text);
+    let d = only(&short, codes::INVALID_VALUE);
+    assert_eq!(d.location, at(&text, "\"123456789012345\""));
+    assert!(d.message.contains("at least 16"), "{}", d.message);
+    assert!(!d.message.contains("123456789012345"), "{}", d.message);
+    let enough = check(&format!(
+        "[host]\nmetrics_token = \"1234567890123456\"\n\n{BASE}"
+    ));
+    assert!(enough.diagnostics.is_empty(), "{:#?}", enough.diagnostics);
+}

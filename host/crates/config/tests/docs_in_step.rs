@@ -191,7 +191,11 @@ fn keys_at(value: &toml::Value, path: &[&str], out: &mut BTreeSet<String>) {
 fn the_complete_example_is_accepted_and_writes_every_key() {
     let page = page();
     let example = complete_example(&page);
-    let env = |name: &str| (name == "OKTA_CLIENT_SECRET").then(|| String::from("example"));
+    let env = |name: &str| match name {
+        "OKTA_CLIENT_SECRET" => Some(String::from("example")),
+        "GATEHOUSE_METRICS_TOKEN" => Some(String::from("an-example-metrics-token")),
+        _ => None,
+    };
     let loaded = parse_with(Path::new("/etc/gatehouse/plugins.toml"), example, &env)
         .expect("the complete example is valid TOML");
     assert!(
