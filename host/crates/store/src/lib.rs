@@ -7,6 +7,7 @@
 //! (`now`), booleans are stored as integers 0/1, bytes as BLOB/BYTEA, and every query is a
 //! runtime `sqlx::query` with `$n` placeholders. Something "expires" when `expires_at <= now`.
 
+mod accounts;
 mod batch_writer;
 mod bulk;
 mod connect_collections;
@@ -33,6 +34,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use accounts::{AccountSummary, PasswordReplacement};
 pub use connect_collections::{
     AudienceRef, CollectionChange, CollectionKind, CollectionsCounts, CollectionsPlan,
     CollectionsState, LocalAudience, ServerCollection, SkippedCollection, collection_idnumber,

@@ -25,6 +25,8 @@ pub struct User {
     pub suspended: bool,
     /// May reload the configuration, run test sign-ins and edit other users' profiles.
     pub is_admin: bool,
+    /// Must choose a new password before anything else (migration 0009).
+    pub must_change_password: bool,
     /// Custom profile fields, by short name.
     pub additional: BTreeMap<String, String>,
     pub created_at: i64,
@@ -78,13 +80,14 @@ pub(crate) const CORE_FIELDS: [&str; 5] =
 
 /// Other `users` columns: not valid as additional-field names (they would be ambiguous) and not
 /// changeable through `update_user_fields`.
-pub(crate) const RESERVED_FIELDS: [&str; 8] = [
+pub(crate) const RESERVED_FIELDS: [&str; 9] = [
     "id",
     "branch",
     "auth_source",
     "password_hash",
     "suspended",
     "is_admin",
+    "must_change_password",
     "created_at",
     "updated_at",
 ];
@@ -92,7 +95,7 @@ pub(crate) const RESERVED_FIELDS: [&str; 8] = [
 macro_rules! user_columns {
     () => {
         "id, username, email, firstname, lastname, idnumber, branch, auth_source, \
-         password_hash, suspended, is_admin, created_at, updated_at"
+         password_hash, suspended, is_admin, must_change_password, created_at, updated_at"
     };
 }
 
@@ -171,6 +174,7 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         password_hash: row.try_get("password_hash")?,
         suspended: get_bool(row, "suspended")?,
         is_admin: get_bool(row, "is_admin")?,
+        must_change_password: get_bool(row, "must_change_password")?,
         additional: BTreeMap::new(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
