@@ -1,0 +1,108 @@
+//! The command line: the clap definitions of every command and the dispatch to the module
+//! that carries it out (one module per command). Errors become messages and exit statuses
+//! here and in those modules, nowhere in the library.
+
+mod check;
+mod connect;
+mod directory;
+mod explain;
+mod load;
+mod plugins;
+mod serve;
+mod tasks;
+mod users;
+mod when;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Gatehouse: single sign-on for every domain of a learning platform.
+#[derive(Parser)]
+#[command(version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the plugins, check the configuration, and serve HTTP.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Load the plugins and run every check without serving.
+    ///
+    /// Exit status 0: no errors (warnings allowed); 1: at least one error; 2: the
+    /// file could not be read or parsed.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How to print the diagnostics.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Explain what the login page of a domain does, and which rule decided it.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The domain's `name` in plugins.toml (`root` for the root platform).
+        #[arg(long, value_name = "NAME")]
+        domain: String,
+    },
+    /// List each configured plugin library: id, protocol, version, ABI, and whether it loaded.
+    Plugins {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Account administration.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Scheduled tasks (the host's expiry cleanup, and the tasks plugins declare).
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
+    /// The directory a Totara Connect server shares: users, their fields, audiences.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
+    /// Totara Connect: this host as a client of Connect servers.
+    #[command(subcommand)]
+    Connect(connect::ConnectCommand),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ConfigArg {
+    /// The configuration file [default: $GATEHOUSE_CONFIG, else plugins.toml; a named file
+    /// must exist, and only a missing plugins.toml falls back to the embedded defaults].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Format {
+    Human,
+    Json,
+}
+
+/// Parses the command line and runs the command; the process's exit status.
+pub fn main() -> ExitCode {
+    let outcome = match Cli::parse().command {
+        Command::Serve { config } => serve::serve(config.config),
+        Command::Check { config, format } => check::check(config.config, format),
+        Command::Explain { config, domain } => explain::explain(config.config, &domain),
+        Command::Plugins { config, format } => plugins::list_plugins(config.config, format),
+        Command::Users(command) => users::run(command),
+        Command::Tasks(command) => tasks::run(command),
+        Command::Directory(command) => directory::run(command),
+        Command::Connect(command) => connect::run(command),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
