@@ -72,7 +72,7 @@ pub use directory::{
     ImportUser, PlanError, WrittenBy, framework_kind_name, plan,
 };
 pub use error::StoreError;
-pub use logins::AuditEvent;
+pub use logins::{AuditEvent, IdpActivity};
 pub use sessions::{PendingLogin, PendingStage, Session, SignInPurpose};
 pub use sign_in::{AccountWrite, MatchedUser, SignInLookup, SignInWrite};
 pub use tasks::{NewTaskRun, TaskLease, TaskOutcome, TaskRun};

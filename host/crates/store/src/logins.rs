@@ -87,6 +87,55 @@ impl Store {
     }
 }
 
+/// What the status page shows of one IdP instance's sign-ins: its last recorded success
+/// (`idp_history`) and its SSO refusals (audit rows of method `sso` whose outcome is not
+/// `success`: refused or failed) since two instants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpActivity {
+    pub idp_id: String,
+    pub last_success_at: Option<i64>,
+    /// Refusals at or after `recent_since`.
+    pub refusals_recent: i64,
+    /// Refusals at or after `since` (the recent ones included).
+    pub refusals: i64,
+}
+
+impl Store {
+    /// Every IdP instance with a recorded success or an SSO refusal at or after `since`, by
+    /// id, with its refusals counted twice: since `since` and since `recent_since` (which
+    /// should be later). One statement, reading the audit rows through the index on `at`.
+    pub async fn idp_activity(
+        &self,
+        since: i64,
+        recent_since: i64,
+    ) -> Result<Vec<IdpActivity>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idp_id, MAX(last_success_at) AS last_success_at, \
+             CAST(SUM(recent) AS BIGINT) AS recent, CAST(SUM(counted) AS BIGINT) AS counted \
+             FROM (\
+               SELECT idp_id, last_success_at, 0 AS recent, 0 AS counted FROM idp_history \
+               UNION ALL \
+               SELECT idp_id, NULL, CASE WHEN at >= $2 THEN 1 ELSE 0 END, 1 FROM audit_log \
+               WHERE at >= $1 AND method = 'sso' AND outcome <> 'success' AND idp_id IS NOT NULL\
+             ) AS activity GROUP BY idp_id ORDER BY idp_id",
+        )
+        .bind(since)
+        .bind(recent_since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(IdpActivity {
+                    idp_id: row.try_get("idp_id")?,
+                    last_success_at: row.try_get("last_success_at")?,
+                    refusals_recent: row.try_get("recent")?,
+                    refusals: row.try_get("counted")?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Appends audit entry `e` through `executor` (the pool, or a caller's transaction).
 pub(crate) async fn insert_audit<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Any>,

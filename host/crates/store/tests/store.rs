@@ -145,6 +145,7 @@ on_both_backends!(
     typed_in_values_never_match,
     idp_links_and_host_keys,
     idp_history,
+    idp_activity_counts_refusals_in_two_windows,
     cleanup_cleans_every_table,
     task_lease_is_exclusive_until_it_expires,
     task_lease_concurrent_acquirers,
@@ -1307,6 +1308,55 @@ async fn idp_history(store: &Store, _url: &str) {
     assert_eq!(store.idp_last_success("azure").await.unwrap(), None);
     store.record_idp_success("azure", 5).await.unwrap();
     assert_eq!(store.proven_idps().await.unwrap(), ["azure", "okta"]);
+}
+
+/// The status page's one query: last success and SSO refusals per IdP, over two windows;
+/// successes, other methods, audit rows without an IdP and rows before the window are not
+/// counted.
+async fn idp_activity_counts_refusals_in_two_windows(store: &Store, _url: &str) {
+    let row = |at: i64, idp: Option<&str>, method: &str, outcome: &str| AuditEvent {
+        at,
+        domain: "root".into(),
+        idp_id: idp.map(str::to_owned),
+        user_id: None,
+        username: String::new(),
+        method: method.into(),
+        outcome: outcome.into(),
+        reason: "because".into(),
+        ip: "192.0.2.1".into(),
+    };
+    assert_eq!(store.idp_activity(1_000, 2_000).await.unwrap(), []);
+    store.record_idp_success("okta", 2_500).await.unwrap();
+    for event in [
+        row(999, Some("okta"), "sso", "refused"), // before both windows
+        row(1_000, Some("okta"), "sso", "refused"), // the day's first instant
+        row(1_500, Some("okta"), "sso", "failure"),
+        row(2_000, Some("okta"), "sso", "refused"), // the hour's first instant
+        row(2_100, Some("okta"), "sso", "success"),
+        row(2_200, Some("okta"), "test", "refused"),
+        row(2_300, Some("azure"), "sso", "refused"),
+        row(2_400, None, "password", "refused"),
+    ] {
+        store.audit(&event).await.unwrap();
+    }
+    let activity = store.idp_activity(1_000, 2_000).await.unwrap();
+    assert_eq!(
+        activity,
+        [
+            gatehouse_store::IdpActivity {
+                idp_id: "azure".into(),
+                last_success_at: None,
+                refusals_recent: 1,
+                refusals: 1,
+            },
+            gatehouse_store::IdpActivity {
+                idp_id: "okta".into(),
+                last_success_at: Some(2_500),
+                refusals_recent: 1,
+                refusals: 3,
+            },
+        ]
+    );
 }
 
 async fn admins_and_matches_elsewhere(store: &Store, _url: &str) {
