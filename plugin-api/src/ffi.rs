@@ -30,6 +30,7 @@ use abi_stable::{
 use crate::{
     error::PluginError,
     inbound::{InboundReply, InboundRequest, SessionSelector},
+    online::OnlineReport,
     types::{
         BeginRequest, Begun, CallbackRequest, Document, HttpRequest, HttpResponse, Identity,
         LogLevel, LoginStep, LogoutRequest,
@@ -121,6 +122,15 @@ pub trait IdpFfi: Send + Sync {
     ) -> RResult<InboundReply, PluginError> {
         let _ = (host, request);
         RResult::RErr(PluginError::unsupported("inbound requests"))
+    }
+
+    /// (1.3) Reaches the provider the way a sign-in would (discovery, keys, metadata, an
+    /// API version) and reports what is unreachable or misconfigured, for
+    /// `gatehouse check --online`. A library older than 1.3 has no slot for it, so this
+    /// default answers for it: "unsupported", which the host reports as "no online check".
+    fn check_online(&self, host: HostRef<'_>) -> RResult<OnlineReport, PluginError> {
+        let _ = host;
+        RResult::RErr(PluginError::unsupported("online checks"))
     }
 }
 

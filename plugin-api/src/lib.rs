@@ -19,6 +19,7 @@ mod ffi;
 mod host;
 mod inbound;
 mod module;
+mod online;
 mod provider;
 mod types;
 mod util;
@@ -35,6 +36,7 @@ pub use inbound::{
     RouteDecl, RouteHandling, RouteMount, SessionSelector,
 };
 pub use module::{API_VERSION, PluginModule, PluginModule_Ref, ROOT_MODULE_NAME};
+pub use online::{OnlineFinding, OnlineReport, Severity};
 pub use provider::{IdentityProvider, InstanceConfig, Plugin};
 pub use types::*;
 pub use util::{Secret, constant_time_eq};

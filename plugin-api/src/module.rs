@@ -33,6 +33,7 @@ use crate::{
     ffi::{HostRef, IdpBox, IdpFfi, IdpFfi_TO},
     host::Host,
     inbound::{InboundReply, InboundRequest, ManifestExtension, ManifestExtension_Ref, RouteDecl},
+    online::OnlineReport,
     provider::{IdentityProvider, InstanceConfig, Plugin},
     types::{
         ApiVersion, BeginRequest, Begun, CallbackRequest, Document, Identity, LoginStep,
@@ -43,7 +44,7 @@ use crate::{
 /// The plugin API version this crate defines. It follows the crate's own major and
 /// minor version: a host accepts plugins of its major version and any minor version
 /// up to its own.
-pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 2 };
+pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 3 };
 
 /// The name abi_stable records for the root module; test fixtures that imitate a
 /// plugin must use it too.
@@ -216,6 +217,10 @@ impl<P: IdentityProvider> IdpFfi for Adapter<P> {
         request: InboundRequest,
     ) -> RResult<InboundReply, PluginError> {
         guard(|| self.0.handle_inbound(&Host::new(host), &request))
+    }
+
+    fn check_online(&self, host: HostRef<'_>) -> RResult<OnlineReport, PluginError> {
+        guard(|| self.0.check_online(&Host::new(host)))
     }
 }
 

@@ -7,6 +7,7 @@ use crate::{
     error::PluginError,
     host::Host,
     inbound::{InboundReply, InboundRequest, RouteDecl},
+    online::OnlineReport,
     types::{
         BeginRequest, Begun, CallbackRequest, Document, Identity, LoginStep, LogoutRequest,
         Manifest,
@@ -143,5 +144,15 @@ pub trait IdentityProvider: Send + Sync {
             "requests to `{}`",
             request.route
         )))
+    }
+
+    /// Optional (1.3): reaches the provider through `host.http` as a sign-in would
+    /// (discovery and keys, metadata, an API version) and reports what is unreachable or
+    /// misconfigured, for `gatehouse check --online`. Put each problem in the report as a
+    /// finding (naming the setting it is about); return an `Err` only when the check itself
+    /// could not run. The default answers "unsupported", which the host reports as
+    /// "no online check".
+    fn check_online(&self, _host: &Host<'_>) -> Result<OnlineReport, PluginError> {
+        Err(PluginError::unsupported("online checks"))
     }
 }
