@@ -182,28 +182,12 @@ pub struct Built {
 }
 
 /// Where a domain's IdPs are served: its name and the origin of each of its hosts, with
-/// `public_url`'s scheme, and its port for hosts written without one.
+/// `public_url`'s scheme, and its port for hosts written without one (the origins
+/// `registration_urls` lists for the admin, so the plugin and the admin see the same).
 pub fn placement(config: &Config, domain: &DomainConfig) -> Placement {
-    let public = &config.host.public_url;
-    let (scheme, port) = (public.scheme(), public.port());
-    let origins: Vec<String> = domain
-        .hosts
-        .iter()
-        .map(|host| match port {
-            Some(port) if !host_has_port(host) => format!("{scheme}://{host}:{port}"),
-            _ => format!("{scheme}://{host}"),
-        })
-        .collect();
+    let origins = crate::registration_urls::domain_origins(config, domain);
     let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
     Placement::new(&domain.name, &origins)
-}
-
-/// `host:port` or `[v6]:port`, as a domain's `hosts` may be written.
-fn host_has_port(host: &str) -> bool {
-    match host.rfind(']') {
-        Some(bracket) => host[bracket..].contains(':'),
-        None => host.contains(':'),
-    }
 }
 
 impl Site {

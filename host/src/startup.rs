@@ -93,6 +93,8 @@ pub struct Prepared {
     /// Plugin load failures (`plugin-load-failed`), refused settings and the resolver's
     /// findings, in that order.
     pub diagnostics: Vec<Diagnostic>,
+    /// The libraries that loaded and those that did not (which IdP failed, and why).
+    pub load: LoadReport,
 }
 
 impl Prepared {
@@ -140,7 +142,11 @@ pub fn prepare(config: &Config, proven: &HashSet<String>) -> Prepared {
     diagnostics.extend(found);
     // Plugins quote the settings they refuse; values from `{ env }` / `{ file }` never show.
     config.redact(&mut diagnostics);
-    Prepared { site, diagnostics }
+    Prepared {
+        site,
+        diagnostics,
+        load: report,
+    }
 }
 
 /// [`prepare`], refusing a configuration with any error.

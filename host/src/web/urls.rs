@@ -1,35 +1,31 @@
 //! The host's own URLs that more than one handler writes: where a sign-in starts and where
 //! an IdP sends the browser back. The one place that knows those route shapes besides the
-//! router (`web::app`); not a handler, and the sign-in flow takes these URLs as inputs
-//! rather than knowing them.
+//! router (`web::app`); the callback and logout URLs come from `registration_urls`, which
+//! the CLI lists for the admin. Not a handler, and the sign-in flow takes these URLs as
+//! inputs rather than knowing them.
 
 use axum::http::HeaderMap;
 
-use crate::state::AppState;
+use crate::{registration_urls, state::AppState};
 
 use super::http_util::request_host;
 
 /// The scheme of the public URL with the host the browser used (already matched against a
 /// configured domain), so cookies and callbacks stay on that host.
 pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    let scheme = if state.settings().public_url.starts_with("https://") {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{}", request_host(headers))
+    registration_urls::origin(&state.settings().public_url, request_host(headers))
 }
 
 /// `/sso/{idp}/callback` on this host: where IdP `idp_id` answers, for sign-ins and test
 /// sign-ins alike.
 pub fn callback_url(state: &AppState, headers: &HeaderMap, idp_id: &str) -> String {
-    format!("{}/sso/{idp_id}/callback", base_url(state, headers))
+    registration_urls::callback_url(&base_url(state, headers), idp_id)
 }
 
 /// `/sso/{idp}/logout` on this host: where IdP `idp_id` sends the browser back after
 /// signing out there (OIDC's `post_logout_redirect_uri`, SAML's single logout).
 pub fn logout_url(state: &AppState, headers: &HeaderMap, idp_id: &str) -> String {
-    format!("{}/sso/{idp_id}/logout", base_url(state, headers))
+    registration_urls::logout_url(&base_url(state, headers), idp_id)
 }
 
 /// `/sso/{idp}/finish?handle=…`: the same-site step of an answer the IdP POSTed.
