@@ -222,6 +222,46 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// What a refusal for an attribute the IdP did not send was missing, for the admin log
+/// (the person signing in sees only the refusal).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingAttributes {
+    /// The IdP attributes that were needed and absent (or blank).
+    pub attributes: Vec<String>,
+    /// Required fields no attribute is mapped to.
+    pub unmapped_fields: Vec<String>,
+    /// The plugins.toml settings that would help, e.g. "`username_attribute`".
+    pub settings: Vec<&'static str>,
+}
+
+impl Refusal {
+    /// For a refusal about attributes the IdP did not send, which ones and the settings
+    /// that would help; `None` for any other refusal.
+    pub fn missing_attributes(&self, policy: &Policy) -> Option<MissingAttributes> {
+        let mut missing = MissingAttributes::default();
+        match self {
+            Self::MissingUsernameAttribute { attribute } => {
+                missing.attributes.push(attribute.clone());
+                missing.settings.push("`username_attribute`");
+            }
+            Self::MissingRequiredFields { fields } => {
+                for field in fields {
+                    let identity = field == "username" || *field == policy.match_field;
+                    let mapped = policy.mapping.iter().find(|(f, _)| f == field);
+                    match (identity, mapped) {
+                        (true, _) => missing.attributes.push(policy.username_attribute.clone()),
+                        (false, Some((_, attribute))) => missing.attributes.push(attribute.clone()),
+                        (false, None) => missing.unmapped_fields.push(field.clone()),
+                    }
+                }
+                missing.settings.push("`[idp.provisioning] fields`");
+            }
+            _ => return None,
+        }
+        Some(missing)
+    }
+}
+
 /// What to do with this sign-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {

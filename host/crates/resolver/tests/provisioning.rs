@@ -205,6 +205,36 @@ fn a_missing_or_blank_username_attribute_is_refused() {
 }
 
 #[test]
+fn a_missing_attribute_refusal_names_the_attributes_and_the_settings_for_the_admin_log() {
+    let mut policy = policy();
+    let missing = Refusal::MissingUsernameAttribute {
+        attribute: "email".into(),
+    }
+    .missing_attributes(&policy)
+    .expect("about an attribute");
+    assert_eq!(missing.attributes, ["email"]);
+    assert_eq!(missing.settings, ["`username_attribute`"]);
+
+    // A mapped field names its attribute; a required field nothing is mapped to is named
+    // as a field.
+    policy.mapping.retain(|(field, _)| field != "department");
+    let mut claims = ada();
+    claims.remove("given_name");
+    let Plan::Refuse(refusal) = plan(&policy, &claims, NOBODY) else {
+        panic!("refused");
+    };
+    let missing = refusal
+        .missing_attributes(&policy)
+        .expect("about attributes");
+    assert_eq!(missing.attributes, ["given_name"]);
+    assert_eq!(missing.unmapped_fields, ["department"]);
+    assert_eq!(missing.settings, ["`[idp.provisioning] fields`"]);
+
+    assert_eq!(Refusal::Suspended.missing_attributes(&policy), None);
+    assert_eq!(Refusal::UnverifiedEmail.missing_attributes(&policy), None);
+}
+
+#[test]
 fn a_missing_mandatory_field_refuses_creation_and_names_the_field() {
     let mut claims = ada();
     claims.remove("dept");

@@ -212,6 +212,34 @@ async fn plan_with_takeover(
     })
 }
 
+/// The admin's side of a refusal for an attribute the IdP did not send (the person signing
+/// in sees only the plain refusal): the IdP, the attribute names it did send (names only:
+/// values are personal data) and the settings that would help, OpenID Connect plugins'
+/// `scopes` and `use_userinfo` among them.
+fn log_missing_attributes(domain: &str, idp: &SiteIdp, claims: &Claims, refusal: &Refusal) {
+    let Some(missing) = refusal.missing_attributes(&idp.policy) else {
+        return;
+    };
+    let protocol = idp.instance.plugin.protocol.as_str();
+    let mut help = missing.settings;
+    match protocol {
+        "oidc" | "auth0" => help.push("`scopes` / `use_userinfo` in [idp.settings]"),
+        "google" => help.push("`use_userinfo` in [idp.settings]"),
+        _ => {}
+    }
+    let received: Vec<&str> = claims.keys().map(String::as_str).collect();
+    tracing::warn!(
+        domain,
+        idp = idp.id(),
+        plugin = protocol,
+        missing = ?missing.attributes,
+        unmapped_fields = ?missing.unmapped_fields,
+        received = ?received,
+        help = %help.join(", "),
+        "sign-in refused: the identity provider did not send an attribute this IdP needs"
+    );
+}
+
 /// What a sign-in writes beside the account, in the same transaction.
 pub(super) struct Ending<'a> {
     /// The new session (its `user_id` is the account's, filled in by the store).
@@ -259,7 +287,10 @@ pub(super) async fn provision(
         let created;
         let changes: Vec<FieldChange>;
         let (account, username) = match &planned.plan {
-            Plan::Refuse(reason) => return Ok(Err((match_value, reason.to_string()))),
+            Plan::Refuse(reason) => {
+                log_missing_attributes(domain.name(), idp, &claims, reason);
+                return Ok(Err((match_value, reason.to_string())));
+            }
             Plan::SignIn { user_id } => (
                 AccountWrite::Existing { user_id: *user_id },
                 planned.username_of(*user_id),
