@@ -16,6 +16,7 @@ mod claims;
 pub mod client_auth;
 mod error;
 pub mod http;
+pub mod online;
 pub mod jose;
 pub mod profile;
 pub mod provider;
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 use gatehouse_plugin_api::{
     Attribute, BeginRequest, Begun, CallbackRequest, Host, HttpRequest, Identity, IdentityProvider,
-    LoginStep, LogoutRequest, PluginError, constant_time_eq,
+    LoginStep, LogoutRequest, OnlineReport, PluginError, constant_time_eq,
 };
 use oauth2::{
     ExtraTokenFields, StandardRevocableToken, StandardTokenResponse,
@@ -646,6 +647,11 @@ impl<P: Profile> IdentityProvider for RelyingParty<P> {
     ) -> Result<Option<LoginStep>, PluginError> {
         Ok(self.logout_url(host, request)?.map(LoginStep::redirect))
     }
+
+    /// (API 1.3) Discovery and the key set fetched fresh and checked (`online`).
+    fn check_online(&self, host: &Host<'_>) -> Result<OnlineReport, PluginError> {
+        Ok(online::check(host, &self.config))
+    }
 }
 
 #[doc(hidden)]
@@ -653,8 +659,8 @@ pub use gatehouse_plugin_api as plugin_api;
 
 /// Implements `IdentityProvider` for a plugin's newtype over [`RelyingParty`] by delegating
 /// each call. The newtype exists because the type a plugin exports must be its own; this
-/// keeps the three plugins from repeating the delegation. `(Type)` delegates sign-in only
-/// (logout stays unsupported); `(Type, logout)` delegates logout at the IdP too.
+/// keeps the three plugins from repeating the delegation. `(Type)` delegates sign-in and the
+/// online check (logout stays unsupported); `(Type, logout)` delegates logout at the IdP too.
 #[macro_export]
 macro_rules! delegate_to_relying_party {
     ($plugin:ty) => {
@@ -687,6 +693,12 @@ macro_rules! delegate_to_relying_party {
                 request: &$crate::plugin_api::CallbackRequest,
             ) -> Result<$crate::plugin_api::Identity, $crate::plugin_api::PluginError> {
                 $crate::plugin_api::IdentityProvider::complete_login(&self.0, host, request)
+            }
+            fn check_online(
+                &self,
+                host: &$crate::plugin_api::Host<'_>,
+            ) -> Result<$crate::plugin_api::OnlineReport, $crate::plugin_api::PluginError> {
+                $crate::plugin_api::IdentityProvider::check_online(&self.0, host)
             }
             $($logout)*
         }

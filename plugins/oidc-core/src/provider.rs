@@ -292,7 +292,7 @@ fn fetch_metadata(host: &Host<'_>, config: &RpConfig) -> Result<(i64, Metadata),
     Ok((fetched_at, metadata))
 }
 
-fn parse_metadata(config: &RpConfig, body: &[u8]) -> Result<Metadata, String> {
+pub(crate) fn parse_metadata(config: &RpConfig, body: &[u8]) -> Result<Metadata, String> {
     let mut reader = serde_json::Deserializer::from_slice(body);
     let metadata: Metadata = serde_path_to_error::deserialize(&mut reader)
         .map_err(|error| format!("is not valid OpenID provider metadata: {error}"))?;
@@ -381,7 +381,7 @@ fn fetch_jwks(
     Ok((fetched_at, keys))
 }
 
-fn get(host: &Host<'_>, url: &str, what: &str) -> Result<Vec<u8>, OidcError> {
+pub(crate) fn get(host: &Host<'_>, url: &str, what: &str) -> Result<Vec<u8>, OidcError> {
     let response = host.http(HttpRequest::get(url).with_header("accept", "application/json"))?;
     if !response.is_success() {
         let message = format!(
