@@ -3,7 +3,9 @@
 //! `connection` and `organization` authorization parameters, the `org_id` check, and
 //! `/v2/logout` when the tenant does not advertise OIDC logout.
 
-use gatehouse_oidc_core::{Claims, OidcError, Profile, RelyingParty, RpConfig, defaults};
+use gatehouse_oidc_core::{
+    Claims, OidcError, Profile, RelyingParty, RpConfig, UseUserinfo, defaults,
+};
 use gatehouse_plugin_api::{Capabilities, InstanceConfig, Manifest, Plugin, PluginError, Secret};
 use serde::Deserialize;
 use serde_json::Value;
@@ -29,8 +31,10 @@ pub struct Auth0Settings {
     pub organization: Option<String>,
     #[serde(default = "defaults::scopes")]
     pub scopes: Vec<String>,
+    /// Fetch `/userinfo` and merge its claims: `"auto"` (default: when discovery names
+    /// the endpoint, as Auth0's does), `true` or `false`.
     #[serde(default)]
-    pub use_userinfo: bool,
+    pub use_userinfo: UseUserinfo,
     #[serde(default = "defaults::clock_skew_seconds")]
     pub clock_skew_seconds: u64,
     #[serde(default = "defaults::max_token_age_seconds")]
@@ -241,6 +245,18 @@ mod tests {
             },
             &fake,
         );
+    }
+
+    #[test]
+    fn userinfo_is_used_by_default_as_auth0_advertises_it() {
+        let doc = TestProvider::new(ISSUER).discovery_with_userinfo();
+        let h = harness(|_| {}, Some(doc.clone()));
+        let identity = h
+            .sign_in_with_userinfo(Some(&json!({ "sub": SUBJECT, "nickname": "ada" })))
+            .expect("signs in");
+        assert_eq!(identity.attribute("nickname"), Some("ada"));
+        let h = harness(|s| s["use_userinfo"] = json!(false), Some(doc));
+        h.sign_in_with_userinfo(None).expect("signs in without");
     }
 
     #[test]

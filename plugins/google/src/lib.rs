@@ -5,7 +5,7 @@
 //! emitted as "true" or "false" so the host uses only verified addresses. Google has no end-session endpoint, so no IdP logout.
 
 use gatehouse_oidc_core::{
-    Attributes, Claims, OidcError, Profile, RelyingParty, RpConfig, defaults,
+    Attributes, Claims, OidcError, Profile, RelyingParty, RpConfig, UseUserinfo, defaults,
 };
 use gatehouse_plugin_api::{InstanceConfig, Manifest, Plugin, PluginError, Secret};
 use serde::Deserialize;
@@ -28,6 +28,11 @@ pub struct GoogleSettings {
     /// token's `hd` claim); empty: any Google account.
     #[serde(default)]
     pub allowed_domains: Vec<String>,
+    /// Fetch Google's UserInfo and merge its claims: `false` (default: Google's ID token
+    /// already carries `email`, `email_verified`, `hd` and, with the `profile` scope, the
+    /// names and picture, so the extra round trip adds nothing), `true` or `"auto"`.
+    #[serde(default = "no_userinfo")]
+    pub use_userinfo: UseUserinfo,
     #[serde(default = "defaults::clock_skew_seconds")]
     pub clock_skew_seconds: u64,
     #[serde(default = "defaults::max_token_age_seconds")]
@@ -36,6 +41,10 @@ pub struct GoogleSettings {
     /// (`https://accounts.google.com`); `accounts.google.com` is then not accepted.
     #[serde(default)]
     pub issuer_url: Option<String>,
+}
+
+fn no_userinfo() -> UseUserinfo {
+    UseUserinfo::Never
 }
 
 /// What Google adds to OpenID Connect.
@@ -127,6 +136,7 @@ impl Plugin for GoogleIdp {
         };
         let mut rp = RpConfig::new(issuer, setting, settings.client_id);
         rp.client_secret = settings.client_secret;
+        rp.use_userinfo = settings.use_userinfo;
         rp.clock_skew_seconds = settings.clock_skew_seconds;
         rp.max_token_age_seconds = settings.max_token_age_seconds;
         let profile = GoogleProfile {
@@ -223,6 +233,26 @@ mod tests {
             (settings(|s| s["domain"] = json!("example.com")), "domain"),
         ];
         gatehouse_oidc_core::testing::assert_settings_refused::<GoogleIdp>("google", &cases);
+    }
+
+    #[test]
+    fn userinfo_is_not_asked_by_default_though_google_advertises_it() {
+        let mut doc = google_discovery(GOOGLE_ISSUER);
+        doc["userinfo_endpoint"] = json!(TestProvider::new(GOOGLE_ISSUER).userinfo_url());
+        let idp = build(settings(|_| {})).expect("valid");
+        let h = Harness::new(idp, GOOGLE_ISSUER, Some(doc.clone()));
+        let identity = h.sign_in_with_userinfo(None).expect("signs in");
+        assert_eq!(identity.attribute("email"), Some("ada@example.test"));
+        for setting in [json!(true), json!("auto")] {
+            let idp = build(settings(|s| s["use_userinfo"] = setting)).expect("valid");
+            let h = Harness::new(idp, GOOGLE_ISSUER, Some(doc.clone()));
+            let identity = h
+                .sign_in_with_userinfo(Some(
+                    &json!({ "sub": SUBJECT, "picture": "https://p.test/a" }),
+                ))
+                .expect("signs in");
+            assert_eq!(identity.attribute("picture"), Some("https://p.test/a"));
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! endpoint with the host's state token as `state`, a host-random nonce, and PKCE S256;
 //! [`RelyingParty::complete_login`] checks the callback (error, state, RFC 9207 `iss`),
 //! exchanges the code, verifies the ID token (`verify`), marks the nonce used, merges
-//! UserInfo if asked to, and flattens the claims into attributes;
+//! UserInfo (by default when discovery names the endpoint: [`UseUserinfo`]), and
+//! flattens the claims into attributes;
 //! [`RelyingParty::logout`] builds the RP-initiated logout URL.
 
 mod claims;
@@ -53,7 +54,7 @@ pub use crate::{
     claims::{flatten, merge_userinfo},
     error::OidcError,
     profile::{Attributes, Claims, Profile, StandardProfile},
-    settings::{ClientAuth, RpConfig, check_issuer, defaults, parse_settings},
+    settings::{ClientAuth, RpConfig, UseUserinfo, check_issuer, defaults, parse_settings},
     verify::VerifiedIdToken,
 };
 use crate::{
@@ -417,7 +418,8 @@ impl<P: Profile> RelyingParty<P> {
         self.mark_nonce_used(host, &pending.nonce)?;
 
         let mut claims = verified.claims;
-        if self.config.use_userinfo {
+        let advertised = metadata.userinfo_endpoint().is_some();
+        if self.config.use_userinfo.wanted(advertised) {
             let userinfo = self.userinfo(
                 host,
                 &metadata,
@@ -541,6 +543,10 @@ impl<P: Profile> RelyingParty<P> {
         }
     }
 
+    /// The UserInfo claims, from the host's HTTP (so its time limit, egress rules and
+    /// response cap apply), about the ID token's `sub` and no one else. Only a plain JSON
+    /// answer is read: a signed or encrypted one (`application/jwt`) is refused with the
+    /// fix, not trusted unchecked.
     fn userinfo(
         &self,
         host: &Host<'_>,
@@ -548,9 +554,18 @@ impl<P: Profile> RelyingParty<P> {
         access_token: &str,
         subject: &str,
     ) -> Result<Map<String, Value>, OidcError> {
+        // With "auto", every UserInfo refusal also says how to do without it.
+        let remedy = match self.config.use_userinfo {
+            UseUserinfo::Auto => {
+                " (UserInfo is used because the provider advertises it and `use_userinfo` is \"auto\"; \
+                 set `use_userinfo = false` to sign in with the ID token's claims only)"
+            }
+            _ => "",
+        };
         let url = metadata.userinfo_endpoint().ok_or_else(|| {
             OidcError::invalid(
-                "use_userinfo = true, but the provider's discovery document has no userinfo_endpoint",
+                "use_userinfo = true, but the provider's discovery document has no userinfo_endpoint: \
+                 set `use_userinfo = \"auto\"` or `false`",
             )
         })?;
         let response = host.http(
@@ -559,26 +574,41 @@ impl<P: Profile> RelyingParty<P> {
                 .with_header("authorization", format!("Bearer {access_token}")),
         )?;
         if !response.is_success() {
-            let message = format!("the UserInfo endpoint answered HTTP {}", response.status);
+            let message = format!(
+                "the UserInfo endpoint answered HTTP {}{remedy}",
+                response.status
+            );
             return Err(if response.status >= 500 {
                 OidcError::Unavailable(message)
             } else {
                 OidcError::invalid(message)
             });
         }
-        if let Some(content_type) = response.header("content-type")
-            && !content_type
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        {
-            return Err(OidcError::invalid(format!(
-                "the UserInfo endpoint answered `{content_type}`; only plain JSON UserInfo is supported"
-            )));
+        if let Some(content_type) = response.header("content-type") {
+            let content_type = content_type.to_ascii_lowercase();
+            if content_type.starts_with("application/jwt") {
+                return Err(OidcError::invalid(format!(
+                    "the UserInfo endpoint answered with a signed or encrypted JWT \
+                     (`application/jwt`), which Gatehouse does not read: register the client \
+                     at the provider without a UserInfo signing or encryption algorithm \
+                     (userinfo_signed_response_alg){remedy}"
+                )));
+            }
+            if !content_type.starts_with("application/json") {
+                return Err(OidcError::invalid(format!(
+                    "the UserInfo endpoint answered `{content_type}`; only plain JSON UserInfo \
+                     is supported{remedy}"
+                )));
+            }
         }
         let claims: Map<String, Value> =
             serde_json::from_slice(&response.body).map_err(|error| {
-                OidcError::invalid(format!("the UserInfo answer is not a JSON object: {error}"))
+                OidcError::invalid(format!(
+                    "the UserInfo answer is not a JSON object: {error}{remedy}"
+                ))
             })?;
+        // OpenID Connect Core §5.3.2: a `sub` other than the ID token's means the answer
+        // is about someone else (a swapped or substituted token); nothing of it is used.
         match claims.get("sub") {
             Some(Value::String(sub)) if sub == subject => Ok(claims),
             Some(Value::String(sub)) => Err(OidcError::invalid(format!(

@@ -28,6 +28,68 @@ pub mod defaults {
     }
 }
 
+/// Whether a sign-in also asks the provider's UserInfo endpoint (`use_userinfo`):
+/// `"auto"` (the default: when the discovery document names a `userinfo_endpoint`,
+/// since many providers, the npm oidc-provider among them, put the profile claims only
+/// there), `true` (always; a provider without the endpoint is an error) or `false`
+/// (never: the ID token's claims only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UseUserinfo {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl UseUserinfo {
+    /// The setting as an admin writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "\"auto\"",
+            Self::Always => "true",
+            Self::Never => "false",
+        }
+    }
+
+    /// Whether to call UserInfo, given whether discovery advertises the endpoint.
+    pub fn wanted(self, advertised: bool) -> bool {
+        match self {
+            Self::Auto => advertised,
+            Self::Always => true,
+            Self::Never => false,
+        }
+    }
+}
+
+/// `true`, `false` or `"auto"`; anything else names the three.
+impl<'de> Deserialize<'de> for UseUserinfo {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = UseUserinfo;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<UseUserinfo, E> {
+                Ok(if value {
+                    UseUserinfo::Always
+                } else {
+                    UseUserinfo::Never
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<UseUserinfo, E> {
+                match value {
+                    "auto" => Ok(UseUserinfo::Auto),
+                    "true" => Ok(UseUserinfo::Always),
+                    "false" => Ok(UseUserinfo::Never),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// How the client authenticates at the token endpoint (`client_auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,7 +129,7 @@ pub struct RpConfig {
     /// The `kid` to put in the client assertion's header, if the provider needs one.
     pub private_key_id: Option<String>,
     pub scopes: Vec<String>,
-    pub use_userinfo: bool,
+    pub use_userinfo: UseUserinfo,
     pub clock_skew_seconds: u64,
     pub max_token_age_seconds: u64,
     pub trusted_audiences: Vec<String>,
@@ -89,7 +151,7 @@ impl RpConfig {
             private_key: None,
             private_key_id: None,
             scopes: defaults::scopes(),
-            use_userinfo: false,
+            use_userinfo: UseUserinfo::default(),
             clock_skew_seconds: defaults::clock_skew_seconds(),
             max_token_age_seconds: defaults::max_token_age_seconds(),
             trusted_audiences: Vec::new(),
@@ -327,5 +389,29 @@ mod tests {
         assert!(check_scopes(&["openid".into(), " ".into()]).is_err());
         assert!(check_scopes(&["openid".into(), "a b".into()]).is_err());
         assert!(check_scopes(&["openid".into(), String::new()]).is_err());
+    }
+
+    #[test]
+    fn use_userinfo_reads_true_false_and_auto_and_names_them_otherwise() {
+        let read = |value: serde_json::Value| serde_json::from_value::<UseUserinfo>(value);
+        assert_eq!(
+            read(serde_json::json!(true)).ok(),
+            Some(UseUserinfo::Always)
+        );
+        assert_eq!(
+            read(serde_json::json!(false)).ok(),
+            Some(UseUserinfo::Never)
+        );
+        assert_eq!(
+            read(serde_json::json!("auto")).ok(),
+            Some(UseUserinfo::Auto)
+        );
+        for bad in [serde_json::json!("yes"), serde_json::json!(1)] {
+            let error = read(bad).expect_err("refused").to_string();
+            assert!(error.contains("true, false or \"auto\""), "{error}");
+        }
+        assert_eq!(UseUserinfo::default(), UseUserinfo::Auto);
+        assert!(UseUserinfo::Auto.wanted(true) && !UseUserinfo::Auto.wanted(false));
+        assert!(UseUserinfo::Always.wanted(false) && !UseUserinfo::Never.wanted(true));
     }
 }

@@ -109,13 +109,14 @@ impl TestProvider {
     }
 
     /// A discovery document like node-oidc-provider's: RFC 9207 `iss` advertised,
-    /// an end_session_endpoint, RS256, PS256, ES256, EdDSA and HS256.
+    /// an end_session_endpoint, RS256, PS256, ES256, EdDSA and HS256, but no
+    /// `userinfo_endpoint`, so a sign-in with the default `use_userinfo` ("auto") makes
+    /// no UserInfo request a test has not scripted ([`Self::discovery_with_userinfo`]).
     pub fn discovery(&self) -> Value {
         json!({
             "issuer": self.issuer,
             "authorization_endpoint": self.endpoint("/auth"),
             "token_endpoint": self.token_url(),
-            "userinfo_endpoint": self.userinfo_url(),
             "jwks_uri": self.jwks_url(),
             "end_session_endpoint": self.endpoint("/session/end"),
             "response_types_supported": ["code"],
@@ -126,6 +127,13 @@ impl TestProvider {
             "scopes_supported": ["openid", "email", "profile"],
             "authorization_response_iss_parameter_supported": true,
         })
+    }
+
+    /// [`Self::discovery`] advertising the UserInfo endpoint, as node-oidc-provider's does.
+    pub fn discovery_with_userinfo(&self) -> Value {
+        let mut doc = self.discovery();
+        doc["userinfo_endpoint"] = json!(self.userinfo_url());
+        doc
     }
 
     fn public_key(key: &impl PrivateSigningKey) -> Value {
@@ -378,6 +386,30 @@ impl<I: IdentityProvider> Harness<I> {
         let token = self.provider.sign(signer, &claims);
         let issuer = self.provider.issuer.clone();
         self.complete(&login, &token, &[("iss", issuer.as_str())])
+    }
+
+    /// A whole sign-in (valid claims, RS256) in which the provider's UserInfo endpoint
+    /// answers `userinfo` when given, and must not be asked when `None`; checks the
+    /// script was used up.
+    pub fn sign_in_with_userinfo(&self, userinfo: Option<&Value>) -> Result<Identity, PluginError> {
+        let login = self.begin();
+        let token = self.provider.sign(Signer::RsaA, &self.claims(&login));
+        self.provider.expect_token(&self.fake, &token);
+        if let Some(claims) = userinfo {
+            self.provider.expect_userinfo(&self.fake, claims);
+        }
+        let issuer = self.provider.issuer.clone();
+        let result = self.fake.call(|host| {
+            self.idp
+                .complete_login(host, &login.callback(&[("iss", issuer.as_str())]))
+        });
+        self.fake.assert_script_done();
+        assert_eq!(
+            self.requests_to(&self.provider.userinfo_url()),
+            usize::from(userinfo.is_some()),
+            "UserInfo requests"
+        );
+        result
     }
 
     /// How many requests went to `url`.

@@ -4,7 +4,7 @@
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use gatehouse_oidc_core::{
-    ClientAuth, RelyingParty, RpConfig, StandardProfile, provider,
+    ClientAuth, RelyingParty, RpConfig, StandardProfile, UseUserinfo, provider,
     testing::{
         self, CLIENT_ID, CLIENT_SECRET, RSA_A_PUBLIC_PEM, SUBJECT, Signer, TestProvider, refused,
     },
@@ -672,55 +672,187 @@ fn a_token_endpoint_refusal_is_reported() {
 // ---------------------------------------------------------------------------------------
 // UserInfo
 
-#[test]
-fn userinfo_claims_are_merged_when_asked_for() {
+/// A sign-in through a relying party with `use_userinfo`, on a provider whose discovery
+/// advertises UserInfo (or not), the UserInfo request answered by `reply` when given.
+fn userinfo_sign_in(
+    use_userinfo: UseUserinfo,
+    advertised: bool,
+    reply: Option<Expectation>,
+) -> (
+    Harness,
+    Result<gatehouse_plugin_api::Identity, gatehouse_plugin_api::PluginError>,
+) {
     let mut config = config();
-    config.use_userinfo = true;
-    let h = with(config, None);
+    config.use_userinfo = use_userinfo;
+    let provider = TestProvider::new(ISSUER);
+    let doc = if advertised {
+        provider.discovery_with_userinfo()
+    } else {
+        provider.discovery()
+    };
+    let h = with(config, Some(doc));
     let login = h.begin();
     let token = h.provider.sign(Signer::RsaA, &h.claims(&login));
     h.provider.expect_token(&h.fake, &token);
-    h.fake.expect(
-        Expectation::new("GET", &h.provider.userinfo_url())
-            .check(|request| match header(request, "authorization") {
-                Some(value) if value == "Bearer test-access-token" => Ok(()),
-                other => Err(format!("authorization {other:?}")),
-            })
-            .reply_json(
-                200,
-                &json!({ "sub": SUBJECT, "department": "R&D", "address": { "locality": "London" } }),
-            ),
-    );
-    let identity = h
-        .fake
-        .call(|host| {
-            h.idp
-                .complete_login(host, &login.callback(&[("iss", ISSUER)]))
-        })
-        .expect("signs in");
-    assert_eq!(identity.attribute("department"), Some("R&D"));
-    assert_eq!(identity.attribute("address.locality"), Some("London"));
-    assert_eq!(identity.attribute("email"), Some("ada@example.test"));
-    h.fake.assert_script_done();
-}
-
-#[test]
-fn userinfo_about_another_subject_is_refused() {
-    let mut config = config();
-    config.use_userinfo = true;
-    let h = with(config, None);
-    let login = h.begin();
-    let token = h.provider.sign(Signer::RsaA, &h.claims(&login));
-    h.provider.expect_token(&h.fake, &token);
-    h.provider.expect_userinfo(
-        &h.fake,
-        &json!({ "sub": "someone-else", "email": "x@evil.test" }),
-    );
+    if let Some(reply) = reply {
+        h.fake.expect(reply);
+    }
     let result = h.fake.call(|host| {
         h.idp
             .complete_login(host, &login.callback(&[("iss", ISSUER)]))
     });
-    refused(result, ErrorKind::INVALID_RESPONSE, "about `someone-else`");
+    (h, result)
+}
+
+fn userinfo_reply(body: &Value) -> Expectation {
+    Expectation::new("GET", &TestProvider::new(ISSUER).userinfo_url()).reply_json(200, body)
+}
+
+#[test]
+fn userinfo_is_asked_by_default_when_discovery_advertises_it_and_merged() {
+    assert_eq!(config().use_userinfo, UseUserinfo::Auto, "the default");
+    let reply = userinfo_reply(&json!({
+        "sub": SUBJECT,
+        "department": "R&D",
+        "address": { "locality": "London" },
+        "name": "Ada King",
+        "iss": "https://elsewhere.test",
+    }))
+    .check(|request| match header(request, "authorization") {
+        Some(value) if value == "Bearer test-access-token" => Ok(()),
+        other => Err(format!("authorization {other:?}")),
+    });
+    let (h, result) = userinfo_sign_in(UseUserinfo::Auto, true, Some(reply));
+    let identity = result.expect("signs in");
+    assert_eq!(identity.attribute("department"), Some("R&D"));
+    assert_eq!(identity.attribute("address.locality"), Some("London"));
+    // The ID token's claims stay where UserInfo is silent; UserInfo wins for a profile
+    // claim both carry, never for a protocol claim.
+    assert_eq!(identity.attribute("email"), Some("ada@example.test"));
+    assert_eq!(identity.attribute("email_verified"), Some("true"));
+    assert_eq!(identity.attribute("name"), Some("Ada King"));
+    assert_eq!(identity.attribute("iss"), Some(ISSUER));
+    h.fake.assert_script_done();
+}
+
+#[test]
+fn no_userinfo_request_when_discovery_names_no_endpoint_or_it_is_switched_off() {
+    for (use_userinfo, advertised) in [(UseUserinfo::Auto, false), (UseUserinfo::Never, true)] {
+        let (h, result) = userinfo_sign_in(use_userinfo, advertised, None);
+        let identity = result.expect("signs in on the ID token's claims");
+        assert_eq!(identity.attribute("email"), Some("ada@example.test"));
+        assert_eq!(
+            h.requests_to(&h.provider.userinfo_url()),
+            0,
+            "{use_userinfo:?}"
+        );
+        h.fake.assert_script_done();
+    }
+}
+
+#[test]
+fn use_userinfo_true_without_an_advertised_endpoint_is_refused_with_the_fix() {
+    let (h, result) = userinfo_sign_in(UseUserinfo::Always, false, None);
+    let error = refused(result, ErrorKind::INVALID_RESPONSE, "no userinfo_endpoint");
+    assert!(error.message().contains("\"auto\""), "{error}");
+    assert_eq!(h.requests_to(&h.provider.userinfo_url()), 0);
+}
+
+#[test]
+fn userinfo_about_another_subject_is_refused() {
+    for use_userinfo in [UseUserinfo::Auto, UseUserinfo::Always] {
+        let reply = userinfo_reply(&json!({ "sub": "someone-else", "email": "x@evil.test" }));
+        let (_, result) = userinfo_sign_in(use_userinfo, true, Some(reply));
+        let error = refused(result, ErrorKind::INVALID_RESPONSE, "about `someone-else`");
+        assert!(error.message().contains(SUBJECT), "{error}");
+    }
+    let (_, result) = userinfo_sign_in(
+        UseUserinfo::Auto,
+        true,
+        Some(userinfo_reply(&json!({ "email": "x@evil.test" }))),
+    );
+    refused(result, ErrorKind::INVALID_RESPONSE, "no `sub`");
+}
+
+#[test]
+fn an_oversized_userinfo_answer_is_refused_by_the_host_cap() {
+    // The host reads at most `http_max_response_bytes` and fails the request past it;
+    // the core passes that failure on and signs nobody in.
+    let url = TestProvider::new(ISSUER).userinfo_url();
+    let cap = gatehouse_plugin_api::PluginError::idp_unavailable(format!(
+        "GET {url}: the response is larger than the 1048576 bytes allowed ([host] or [[idp]] http_max_response_bytes)"
+    ));
+    let (_, result) = userinfo_sign_in(
+        UseUserinfo::Auto,
+        true,
+        Some(Expectation::new("GET", &url).fail(cap)),
+    );
+    refused(
+        result,
+        ErrorKind::IDP_UNAVAILABLE,
+        "http_max_response_bytes",
+    );
+}
+
+#[test]
+fn an_unreadable_or_refused_userinfo_answer_is_refused_saying_how_to_do_without() {
+    let url = TestProvider::new(ISSUER).userinfo_url();
+    let cases = [
+        (
+            Expectation::new("GET", &url).reply(200, "application/json", b"[1, 2]"),
+            ErrorKind::INVALID_RESPONSE,
+            "not a JSON object",
+        ),
+        (
+            Expectation::new("GET", &url).reply(200, "application/json", b"{\"sub\": "),
+            ErrorKind::INVALID_RESPONSE,
+            "not a JSON object",
+        ),
+        (
+            Expectation::new("GET", &url).reply(200, "text/html", b"<html>"),
+            ErrorKind::INVALID_RESPONSE,
+            "`text/html`",
+        ),
+        (
+            Expectation::new("GET", &url).reply_json(401, &json!({ "error": "invalid_token" })),
+            ErrorKind::INVALID_RESPONSE,
+            "HTTP 401",
+        ),
+        (
+            Expectation::new("GET", &url).reply_json(503, &json!({})),
+            ErrorKind::IDP_UNAVAILABLE,
+            "HTTP 503",
+        ),
+    ];
+    for (reply, kind, words) in cases {
+        let (_, result) = userinfo_sign_in(UseUserinfo::Auto, true, Some(reply));
+        let error = refused(result, kind, words);
+        assert!(
+            error.message().contains("`use_userinfo = false`"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_signed_userinfo_answer_is_refused_clearly_not_trusted() {
+    let provider = TestProvider::new(ISSUER);
+    // Even a JWT the provider really signed: it is not read unverified.
+    let jwt = provider.sign(
+        Signer::RsaA,
+        &json!({ "sub": SUBJECT, "email": "ada@example.test" }),
+    );
+    let reply = Expectation::new("GET", &provider.userinfo_url()).reply(
+        200,
+        "application/jwt; charset=utf-8",
+        jwt.as_bytes(),
+    );
+    let (_, result) = userinfo_sign_in(UseUserinfo::Always, true, Some(reply));
+    refused(
+        result,
+        ErrorKind::INVALID_RESPONSE,
+        "userinfo_signed_response_alg",
+    );
 }
 
 // ---------------------------------------------------------------------------------------

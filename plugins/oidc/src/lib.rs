@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use gatehouse_oidc_core::{ClientAuth, RelyingParty, RpConfig, StandardProfile, defaults};
+use gatehouse_oidc_core::{
+    ClientAuth, RelyingParty, RpConfig, StandardProfile, UseUserinfo, defaults,
+};
 use gatehouse_plugin_api::{Capabilities, InstanceConfig, Manifest, Plugin, PluginError, Secret};
 use serde::Deserialize;
 
@@ -32,9 +34,10 @@ pub struct OidcSettings {
     /// For `private_key_jwt`: the `kid` the provider knows the key by, if it needs one.
     #[serde(default)]
     pub private_key_id: Option<String>,
-    /// Also fetch UserInfo and merge its claims into the attributes.
+    /// Fetch UserInfo and merge its claims into the attributes: `"auto"` (default: when
+    /// discovery names the endpoint), `true` or `false`.
     #[serde(default)]
-    pub use_userinfo: bool,
+    pub use_userinfo: UseUserinfo,
     #[serde(default = "defaults::clock_skew_seconds")]
     pub clock_skew_seconds: u64,
     /// The oldest `iat` accepted.
@@ -195,11 +198,40 @@ mod tests {
             ),
             (with(|s| s["unknown_key"] = json!(1)), "unknown_key"),
             (
+                with(|s| s["use_userinfo"] = json!("yes")),
+                "`use_userinfo`: invalid value: string \"yes\", expected true, false or \"auto\"",
+            ),
+            (
                 with(|s| s["max_token_age_seconds"] = json!(-5)),
                 "max_token_age_seconds",
             ),
         ];
         gatehouse_oidc_core::testing::assert_settings_refused::<OidcIdp>("okta", &cases);
+    }
+
+    #[test]
+    fn userinfo_is_used_by_default_when_advertised_and_not_when_switched_off() {
+        let provider = TestProvider::new(ISSUER);
+        let answer = json!({ "sub": SUBJECT, "department": "R&D" });
+        for (setting, asked) in [
+            (None, true),
+            (Some(json!("auto")), true),
+            (Some(json!(false)), false),
+        ] {
+            let idp = build(with(|s| {
+                if let Some(value) = setting.clone() {
+                    s["use_userinfo"] = value;
+                }
+            }))
+            .expect("valid");
+            let h = Harness::new(idp, ISSUER, Some(provider.discovery_with_userinfo()));
+            let identity = h
+                .sign_in_with_userinfo(asked.then_some(&answer))
+                .expect("signs in");
+            let department = asked.then_some("R&D");
+            assert_eq!(identity.attribute("department"), department, "{setting:?}");
+            assert_eq!(identity.attribute("email"), Some("ada@example.test"));
+        }
     }
 
     #[test]
