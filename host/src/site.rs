@@ -12,7 +12,7 @@ use std::{
 };
 
 use gatehouse_config::{
-    Config, Diagnostic, DomainConfig, FieldDef, IdpConfig, Location, Severity, codes,
+    Config, Diagnostic, DomainConfig, FieldDef, IdpConfig, Severity, codes,
 };
 use gatehouse_plugin_api::{Capabilities, Placement, RouteDecl, RouteMount};
 use gatehouse_resolver::{
@@ -411,6 +411,7 @@ fn unknown_tasks(config: &Config, idp: &IdpConfig, instance: &IdpInstance) -> Ve
 }
 
 fn invalid_settings(config: &Config, idp: &IdpConfig, message: &str) -> Diagnostic {
+    let refusal = gatehouse_config::settings_refusal(idp, message);
     Diagnostic {
         code: codes::INVALID_SETTINGS,
         severity: Severity::Error,
@@ -419,13 +420,9 @@ fn invalid_settings(config: &Config, idp: &IdpConfig, message: &str) -> Diagnost
             idp.plugin, idp.id
         ),
         file: config.path.clone(),
-        location: if idp.settings_location == Location::default() {
-            idp.location
-        } else {
-            idp.settings_location
-        },
+        location: refusal.location,
         domain: Some(idp.domain.clone()),
         idp: Some(idp.id.clone()),
-        help: Some("correct the IdP's [idp.settings] as the message says".into()),
+        help: Some(refusal.help),
     }
 }

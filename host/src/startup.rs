@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, path::Path, sync::Arc, time::Duration};
 
-use gatehouse_config::{Config, Diagnostic, Location, codes};
+use gatehouse_config::{Config, Diagnostic, Location, PluginEntry, codes};
 use gatehouse_store::Store;
 
 use crate::{
@@ -19,13 +19,19 @@ use crate::{
 
 /// The libraries `config` enables, with their paths resolved.
 pub fn load_requests(config: &Config) -> Vec<LoadRequest> {
-    config
-        .plugins
+    load_requests_in(&config.plugins, &config.host.plugin_dir)
+}
+
+/// The libraries these `[[plugin]]` tables ask for (enabled ones only), looked up in
+/// `plugin_dir`: what [`load_requests`] reads from a configuration, or `gatehouse plugins`
+/// from a file whose other parts have errors.
+pub fn load_requests_in(plugins: &[PluginEntry], plugin_dir: &Path) -> Vec<LoadRequest> {
+    plugins
         .iter()
         .filter(|p| p.enabled)
         .map(|p| LoadRequest {
             id: p.id.clone(),
-            path: p.library_path(&config.host.plugin_dir),
+            path: p.library_path(plugin_dir),
         })
         .collect()
 }
@@ -51,6 +57,8 @@ pub fn web_settings(config: &Config) -> WebSettings {
         inbound_max_body_bytes: host.inbound_max_body_bytes as usize,
         password_hashing: host.passwords.clone(),
         starts_per_address_per_minute: host.limits.starts_per_address_per_minute,
+        metrics_token: host.metrics_token.clone(),
+        tasks: crate::tasks::TaskSettings::from_config(config),
     }
 }
 
@@ -71,7 +79,9 @@ pub fn load_failure_diagnostic(config: &Config, failure: &LoadFailure) -> Diagno
         .plugins
         .iter()
         .find(|p| p.id == failure.id)
-        .map_or(Location::default(), |p| p.location);
+        .map_or(Location::default(), |p| {
+            p.key_locations.value("library").unwrap_or(p.location)
+        });
     Diagnostic::error(
         codes::PLUGIN_LOAD_FAILED,
         format!(

@@ -6,11 +6,11 @@ use gatehouse::config::Severity;
 
 use super::{
     Format,
-    load::{check_all, print_diagnostics, read_config},
+    load::{check_all, print_diagnostics, read_config_as},
 };
 
 pub(crate) fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
-    let loaded = match read_config(path) {
+    let loaded = match read_config_as(path, format) {
         Ok(read) => read.loaded,
         Err(unreadable) => return Ok(unreadable),
     };

@@ -76,10 +76,20 @@ impl Read {
 ///
 /// A file that cannot be read or parsed is reported here and becomes exit status 2.
 pub(crate) fn read_config(flag: Option<PathBuf>) -> Result<Read, ExitCode> {
+    read_config_as(flag, Format::Human)
+}
+
+/// [`read_config`] for a command with `--format`: in JSON, a file that cannot be read or
+/// parsed is also one diagnostic on standard output (`read-error` / `syntax-error`), so a
+/// script reading the output gets the object it expects whatever the exit status.
+pub(crate) fn read_config_as(flag: Option<PathBuf>, format: Format) -> Result<Read, ExitCode> {
     let unusable = |error: LoadError, by: Option<&str>| {
         match by {
             Some(by) => eprintln!("error: {error} (the file named by {by})"),
             None => eprintln!("error: {error}"),
+        }
+        if format == Format::Json {
+            print_diagnostics(&[error.to_diagnostic()], "", Format::Json);
         }
         ExitCode::from(2)
     };
@@ -111,7 +121,7 @@ pub(crate) fn read_config(flag: Option<PathBuf>) -> Result<Read, ExitCode> {
 pub(crate) fn usable(loaded: &config::Loaded) -> Option<Config> {
     let config = loaded.config.clone();
     if config.is_none() {
-        print_diagnostics(&loaded.diagnostics, "", Format::Human);
+        print_diagnostics(&loaded.diagnostics, &loaded.source, Format::Human);
         eprintln!("error: the configuration has errors; fix them first (`gatehouse check`)");
     }
     config
@@ -164,7 +174,7 @@ pub(crate) fn check_all(
 ) -> anyhow::Result<(Vec<Diagnostic>, String, Option<startup::Prepared>)> {
     let mut diagnostics = loaded.diagnostics;
     let Some(config) = &loaded.config else {
-        return Ok((diagnostics, String::new(), None));
+        return Ok((diagnostics, loaded.source, None));
     };
     let proven = recorded_history(config)?;
     let mut prepared = startup::prepare(config, &proven);

@@ -6,23 +6,28 @@ use gatehouse::{plugins::load_all, startup};
 
 use super::{
     Format,
-    load::{print_diagnostics, read_config},
+    load::{print_diagnostics, read_config_as},
 };
 
+/// `gatehouse plugins`: the table of every `[[plugin]]`, printed even when other parts of
+/// the file have errors (they are printed first, on standard error), since a library that
+/// does not load is often why the admin is looking. Exit status 1 when a library failed to
+/// load or the file has errors.
 pub(crate) fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
-    let loaded = match read_config(path) {
+    let loaded = match read_config_as(path, format) {
         Ok(read) => read.loaded,
         Err(unreadable) => return Ok(unreadable),
     };
-    let Some(config) = loaded.config else {
-        print_diagnostics(&loaded.diagnostics, "", Format::Human);
-        return Ok(ExitCode::FAILURE);
-    };
-    let requests = startup::load_requests(&config);
-    let report = load_all(&requests, config.host.dev_mode);
+    let file_has_errors = loaded.has_errors();
+    if file_has_errors {
+        print_diagnostics(&loaded.diagnostics, &loaded.source, Format::Human);
+    }
+    let tables = &loaded.plugin_tables;
+    let requests = startup::load_requests_in(&tables.plugins, &tables.plugin_dir);
+    let report = load_all(&requests, tables.dev_mode);
     let mut rows = Vec::new();
-    for entry in &config.plugins {
-        let path = entry.library_path(&config.host.plugin_dir);
+    for entry in &tables.plugins {
+        let path = entry.library_path(&tables.plugin_dir);
         let loaded = report
             .loaded
             .iter()
@@ -51,7 +56,10 @@ pub(crate) fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Res
         }));
     }
     match format {
-        Format::Json => println!("{}", serde_json::json!({ "plugins": rows })),
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({ "plugins": rows, "diagnostics": loaded.diagnostics })
+        ),
         Format::Human => {
             println!(
                 "{:<14} {:<10} {:<9} {:<5} {:<9} LIBRARY",
@@ -77,7 +85,7 @@ pub(crate) fn list_plugins(path: Option<PathBuf>, format: Format) -> anyhow::Res
             }
         }
     }
-    Ok(if report.failures.is_empty() {
+    Ok(if report.failures.is_empty() && !file_has_errors {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -180,11 +180,35 @@ impl LoadFailure {
         }
     }
 
+    /// For a missing library: the name of the library in the same directory that is closest
+    /// to the one asked for (a typo in `library`), as `library` would name it.
+    fn nearest_library(&self) -> Option<String> {
+        let stem = |file_name: &str| {
+            file_name
+                .strip_prefix(std::env::consts::DLL_PREFIX)?
+                .strip_suffix(std::env::consts::DLL_SUFFIX)
+                .map(str::to_owned)
+        };
+        let wanted = stem(self.path.file_name()?.to_str()?)?;
+        let present: Vec<String> = std::fs::read_dir(self.path.parent()?)
+            .ok()?
+            .filter_map(|entry| stem(entry.ok()?.file_name().to_str()?))
+            .collect();
+        let names: Vec<&str> = present.iter().map(String::as_str).collect();
+        gatehouse_config::closest(&wanted, &names).map(str::to_owned)
+    }
+
     /// How to fix it, in one line.
     pub fn fix(&self) -> String {
         use LoadFailureReason::*;
         match &self.reason {
-            Missing => "build the plugin (`cargo build --release --workspace`) or correct `library` / `plugin_dir`".into(),
+            Missing => match self.nearest_library() {
+                Some(name) => format!(
+                    "did you mean `library = \"{name}\"`? (it is in {}); otherwise build the plugin (`cargo build --release --workspace`) or correct `plugin_dir`",
+                    self.path.parent().map_or_else(String::new, |d| d.display().to_string())
+                ),
+                None => "build the plugin (`cargo build --release --workspace`) or correct `library` / `plugin_dir`".into(),
+            },
             NotASharedLibrary { .. } | NoRootModule => {
                 "point `library` at a plugin built with gatehouse-plugin-api's export_plugin!".into()
             }

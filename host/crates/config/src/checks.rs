@@ -106,7 +106,7 @@ pub(crate) fn check(file: &Path, draft: &Draft) -> Vec<Diagnostic> {
             if seen_here.contains(&host.as_str()) {
                 out.push(
                     error(
-                        codes::DUPLICATE_ID,
+                        codes::DUPLICATE_HOST,
                         format!("host `{host}` is listed twice in domain `{}`", d.name),
                         at,
                         String::from("remove the repeated entry from `hosts`"),
@@ -119,7 +119,7 @@ pub(crate) fn check(file: &Path, draft: &Draft) -> Vec<Diagnostic> {
             if let Some(other) = hosts.get(host.as_str()) {
                 out.push(
                     error(
-                        codes::DUPLICATE_ID,
+                        codes::DUPLICATE_HOST,
                         format!(
                             "host `{host}` is served by two domains: `{other}` and `{}`",
                             d.name

@@ -16,6 +16,8 @@ pub mod codes {
     pub const INVALID_VALUE: &str = "invalid-value";
     pub const MISSING_KEY: &str = "missing-key";
     pub const DUPLICATE_ID: &str = "duplicate-id";
+    /// A host name listed twice, in one domain or in two (each host picks one domain).
+    pub const DUPLICATE_HOST: &str = "duplicate-host";
     pub const UNKNOWN_PLUGIN: &str = "unknown-plugin";
     pub const UNKNOWN_DOMAIN: &str = "unknown-domain";
     pub const UNKNOWN_FIELD: &str = "unknown-field";

@@ -12,9 +12,10 @@ mod position;
 mod render;
 mod schema;
 mod secret;
+mod settings_refusal;
 mod suggest;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity, codes};
 pub use error::LoadError;
@@ -28,6 +29,8 @@ pub use position::{KeyLocations, Location};
 pub use render::{render_human, render_json, summary};
 pub use schema::{EnvLookup, FIELD_TYPES, USERNAME_ATTRIBUTE_HELP, known_keys, open_tables};
 pub use secret::{REDACTED, Redactor, Secret};
+pub use settings_refusal::{SettingsRefusal, settings_refusal};
+pub use suggest::closest;
 
 /// The path [`parse_embedded_default`] reports diagnostics against.
 pub const EMBEDDED_DEFAULT_PATH: &str = "(built-in default plugins.toml)";
@@ -39,6 +42,20 @@ pub struct Loaded {
     pub config: Option<Config>,
     /// Every finding, ordered by position (findings about the whole file last).
     pub diagnostics: Vec<Diagnostic>,
+    /// The file's text, which the diagnostics point into.
+    pub source: String,
+    /// The `[[plugin]]` tables and `[host]`'s plugin keys as read, even when other parts of
+    /// the file have errors: `gatehouse plugins` lists the libraries whatever else is wrong.
+    pub plugin_tables: PluginTables,
+}
+
+/// What locates and admits the plugin libraries: `[[plugin]]`, `[host] plugin_dir` and
+/// `[host] dev_mode`.
+#[derive(Clone, Debug, Default)]
+pub struct PluginTables {
+    pub plugins: Vec<PluginEntry>,
+    pub plugin_dir: PathBuf,
+    pub dev_mode: bool,
 }
 
 impl Loaded {
@@ -102,6 +119,11 @@ pub fn parse_with(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Loaded,
     let redactor = Redactor::new(schema.secrets.iter().map(Secret::expose));
     redactor.redact_all(&mut diagnostics);
 
+    let plugin_tables = PluginTables {
+        plugins: draft.plugins.clone(),
+        plugin_dir: draft.host.plugin_dir.clone(),
+        dev_mode: draft.host.dev_mode,
+    };
     let config = (!diagnostics.iter().any(Diagnostic::is_error)).then(|| Config {
         path: path.to_path_buf(),
         source: text.to_owned(),
@@ -117,5 +139,7 @@ pub fn parse_with(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Loaded,
     Ok(Loaded {
         config,
         diagnostics,
+        source: text.to_owned(),
+        plugin_tables,
     })
 }

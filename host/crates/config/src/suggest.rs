@@ -2,7 +2,7 @@
 //! the closest of a few known names, and nothing when none is close.
 
 /// The candidate closest to `input`, if it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let input = input.to_lowercase();
     candidates
         .iter()

@@ -745,6 +745,19 @@ username_attribute = "sub"
                 "`email` is a core field and cannot be declared again"
             ),
             (second("\"root\"\nhosts"), "domain `root` is declared twice"),
+            (second("\"okta\"\ndomain"), "IdP id `okta` is used twice"),
+        ],
+        "{:#?}",
+        loaded.diagnostics
+    );
+    // A host in two domains, or twice in one, has a code of its own.
+    let hosts: Vec<(Location, &str)> = with_code(&loaded, codes::DUPLICATE_HOST)
+        .iter()
+        .map(|d| (d.location, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
             (
                 at(&text, "\"LocalHost\""),
                 "host `localhost` is served by two domains: `root` and `ee`"
@@ -753,13 +766,10 @@ username_attribute = "sub"
                 second("\"ee2.example.com\""),
                 "host `ee2.example.com` is listed twice in domain `ee`"
             ),
-            (second("\"okta\"\ndomain"), "IdP id `okta` is used twice"),
-        ],
-        "{:#?}",
-        loaded.diagnostics
+        ]
     );
     assert_eq!(loaded.diagnostics.len(), 7, "{:#?}", loaded.diagnostics);
-    let dup_idp = with_code(&loaded, codes::DUPLICATE_ID)[6];
+    let dup_idp = with_code(&loaded, codes::DUPLICATE_ID)[4];
     assert!(
         dup_idp
             .help
