@@ -64,6 +64,48 @@ pub mod codes {
     pub const PLUGIN_LOAD_FAILED: &str = "plugin-load-failed";
     /// An IdP's `tasks` names a task its plugin's manifest does not declare.
     pub const UNKNOWN_TASK: &str = "unknown-task";
+
+    /// Every code above: `docs/diagnostics.md` documents exactly these (a test keeps the two
+    /// in step). A new code is added here and there.
+    pub const ALL: &[&str] = &[
+        UNKNOWN_KEY,
+        INVALID_VALUE,
+        MISSING_KEY,
+        DUPLICATE_ID,
+        DUPLICATE_HOST,
+        UNKNOWN_PLUGIN,
+        UNKNOWN_DOMAIN,
+        UNKNOWN_FIELD,
+        SECRET_UNAVAILABLE,
+        NO_DOMAINS,
+        READ_ERROR,
+        SYNTAX_ERROR,
+        INVALID_SETTINGS,
+        DUPLICATE_PROTOCOL,
+        MULTIPLE_REDIRECTS,
+        REDIRECT_WITH_IDP_LOGOUT,
+        LOCKOUT,
+        UNTESTED_REDIRECT,
+        FIELD_MAPPED_TWICE,
+        ATTRIBUTE_MAPPED_TWICE,
+        MANDATORY_FIELD_UNMAPPED,
+        MULTIPLE_PROVISIONERS,
+        UPDATE_DISAGREEMENT,
+        LOCK_DISAGREEMENT,
+        LOCKED_MANDATORY_UNPROVISIONED,
+        CONNECT_GUEST_ACCESS,
+        CONNECT_MAPPING_EDITABLE,
+        EXTERNAL_URL_SHADOWS,
+        LOGOUT_UNSUPPORTED,
+        REDIRECT_SHADOWS_BUTTONS,
+        MATCH_FIELD_EDITABLE,
+        EMAIL_TRUST_UNSET,
+        EMAIL_UNVERIFIABLE,
+        ROUTE_CONFLICT,
+        IGNORED_KEY,
+        PLUGIN_LOAD_FAILED,
+        UNKNOWN_TASK,
+    ];
 }
 
 /// How bad a finding is: errors stop the configuration from being used, warnings do not.

@@ -246,3 +246,51 @@ fn the_convention_reads_tables_rows_and_the_top_level() {
     assert_eq!(found["[idp.tasks.<task>]"], expect(&["enabled"]));
     assert_eq!(found.len(), 4, "{found:?}");
 }
+
+/// The codes `docs/diagnostics.md` documents: the first backticked span of each row of the
+/// table under `## Every code`.
+fn documented_codes(page: &str) -> BTreeSet<String> {
+    page.split("## Every code")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .filter_map(|line| code_spans(line).first().map(|c| c.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_diagnostic_code_is_documented_and_every_documented_code_exists() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../docs/diagnostics.md");
+    let page = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let documented = documented_codes(&page);
+    let known: BTreeSet<String> = gatehouse_config::codes::ALL
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let undocumented: Vec<_> = known.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&known).collect();
+    assert!(
+        undocumented.is_empty() && unknown.is_empty(),
+        "docs/diagnostics.md lacks {undocumented:?} and documents codes that do not exist: {unknown:?}"
+    );
+}
+
+#[test]
+fn every_code_constant_is_in_the_list_of_all_codes() {
+    let source = include_str!("../src/diagnostic.rs");
+    let declared: BTreeSet<&str> = source
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub const "))
+        .filter(|rest| rest.contains(": &str = \""))
+        .filter_map(|rest| rest.split('"').nth(1))
+        .collect();
+    let listed: BTreeSet<&str> = gatehouse_config::codes::ALL.iter().copied().collect();
+    assert_eq!(declared, listed, "codes::ALL must list every code constant");
+    assert_eq!(
+        listed.len(),
+        gatehouse_config::codes::ALL.len(),
+        "a code is listed twice"
+    );
+}
