@@ -5,6 +5,7 @@
 //! drive the same code: [`startup::build_site`] turns a configuration into a running
 //! state, and [`web::app`] turns that state into a router.
 
+pub mod accounts;
 pub mod actions;
 pub mod clock;
 pub mod connect;

@@ -517,7 +517,9 @@ pub enum BootstrapError {
 }
 
 /// On an empty database, creates the `admin` account in branch `branch`, its password
-/// hashed with `passwords`' cost.
+/// hashed with `passwords`' cost; a generated password (no `given_password`) must be changed
+/// at the first sign-in. A `given_password` on a database with accounts is ignored, with a
+/// warning that says so.
 pub async fn ensure_admin(
     passwords: &Passwords,
     store: &Store,
@@ -527,6 +529,14 @@ pub async fn ensure_admin(
     random: &Randomness,
 ) -> Result<AdminBootstrap, BootstrapError> {
     if store.count_users().await? > 0 {
+        if given_password.is_some_and(|p| !p.is_empty()) {
+            // Said plainly, because an operator who set it expects it to mean something.
+            tracing::warn!(
+                "GATEHOUSE_ADMIN_PASSWORD is set but ignored: the database already has accounts, \
+                 and the first administrator is created only on an empty database. To change a \
+                 password, run `gatehouse users set-password USERNAME`."
+            );
+        }
         return Ok(AdminBootstrap::Existing);
     }
     let (password, generated) = match given_password.filter(|p| !p.is_empty()) {
@@ -547,8 +557,10 @@ pub async fn ensure_admin(
         is_admin: true,
         ..NewUser::default()
     };
+    // A generated password was printed to whoever started the host: it must be replaced
+    // at the first sign-in. One the operator chose need not be.
     match store
-        .create_user(&admin, &[], clock.now_unix_seconds())
+        .create_user_with_flag(&admin, generated, clock.now_unix_seconds())
         .await
     {
         Ok(_) => {}
@@ -793,6 +805,50 @@ mod tests {
                 .await
                 .expect("runs")
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_generated_bootstrap_password_must_be_changed() {
+        let random = Randomness::system();
+        let passwords = Passwords::new(&light(4), &random);
+        for given in [None, Some("chosen by the operator")] {
+            let store = Store::connect("sqlite::memory:").await.expect("store");
+            let made = ensure_admin(&passwords, &store, given, "root", &Clock::system(), &random)
+                .await
+                .expect("bootstrap");
+            let admin = store
+                .user_by_username("admin")
+                .await
+                .expect("store")
+                .expect("created");
+            assert!(admin.is_admin);
+            match made {
+                AdminBootstrap::CreatedWithPassword(password) => {
+                    assert!(given.is_none());
+                    assert!(admin.must_change_password, "generated: must change");
+                    let hash = admin.password_hash.expect("a hash");
+                    assert!(passwords.verify(&password, &hash).await.expect("runs"));
+                }
+                AdminBootstrap::CreatedWithGivenPassword => {
+                    assert!(given.is_some());
+                    assert!(!admin.must_change_password, "chosen: need not change");
+                }
+                AdminBootstrap::Existing => panic!("the database was empty"),
+            }
+            // A second start (with or without the variable) leaves the account alone.
+            let again = ensure_admin(
+                &passwords,
+                &store,
+                Some("another one"),
+                "root",
+                &Clock::system(),
+                &random,
+            )
+            .await
+            .expect("bootstrap");
+            assert_eq!(again, AdminBootstrap::Existing);
+            assert_eq!(store.count_users().await.expect("count"), 1);
+        }
     }
 
     #[test]

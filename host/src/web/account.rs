@@ -91,7 +91,8 @@ pub async fn logout(
         .with_detail("CSRF token missing or wrong on POST /logout"));
     }
     let domain = domain.get();
-    let current = session::current(&state, &headers).await?;
+    // Someone who must change their password may still sign out.
+    let current = session::current_any(&state, &headers).await?;
     let mut destination = "/logged-out".to_owned();
     let mut post_form = None;
     if let Some((session, user)) = current {

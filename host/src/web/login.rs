@@ -26,7 +26,7 @@ use super::{
     http_util::{ClientIp, LOOP_COOKIE, cookie, safe_return_to, set_cookie},
     pages::{self, Button, LoginPage},
     session, throttle,
-    urls::start_url,
+    urls::{self, start_url},
 };
 
 /// How long a sign-in refused because the hashing threads are busy is asked to wait: a
@@ -372,7 +372,13 @@ pub async fn submit(
             )
             .await?;
             store.audit(&audit("success", "", Some(user.id))).await?;
-            let mut response = Redirect::to(&return_to).into_response();
+            // A generated (or administrator-reset) password is replaced before anything else.
+            let destination = if user.must_change_password {
+                urls::password_url(&return_to)
+            } else {
+                return_to
+            };
+            let mut response = Redirect::to(&destination).into_response();
             response.headers_mut().append(header::SET_COOKIE, cookie);
             Ok(response)
         }

@@ -24,6 +24,7 @@ pub mod http_util;
 mod inbound;
 mod login;
 mod pages;
+mod password;
 mod profile;
 pub mod session;
 mod sso;
@@ -75,6 +76,12 @@ pub fn app(state: AppState) -> Router {
         )
         // The route is a user contract; the code calls it a test sign-in.
         .route("/admin/test-login/{idp}", get(admin::test_sign_in))
+        .route(
+            urls::PASSWORD_PATH,
+            get(password::show).post(password::submit),
+        )
+        // Someone who must change their password is sent to that page from any other.
+        .route_layer(middleware::from_fn(password::redirect_required_change))
         // Plugins' fixed protocol paths, looked up in the current site (so a reload
         // changes them), else the not-found page.
         .fallback(inbound::fixed_or_not_found);
@@ -107,11 +114,12 @@ pub fn app(state: AppState) -> Router {
 #[cfg(test)]
 mod tests {
     /// The handler modules and their source.
-    const HANDLERS: [(&str, &str); 6] = [
+    const HANDLERS: [(&str, &str); 7] = [
         ("account", include_str!("account.rs")),
         ("admin", include_str!("admin.rs")),
         ("inbound", include_str!("inbound.rs")),
         ("login", include_str!("login.rs")),
+        ("password", include_str!("password.rs")),
         ("profile", include_str!("profile.rs")),
         ("sso", include_str!("sso.rs")),
     ];

@@ -20,7 +20,7 @@ button,.button{display:block;width:100%;padding:.6rem;margin:.5rem 0;font-size:1
 .notice{background:#fff4e5;border:1px solid #f0b35b;padding:.6rem;border-radius:4px}\
 .error{background:#fdecea;border:1px solid #e57373;padding:.6rem;border-radius:4px}";
 
-fn layout(title: &str, body: &str) -> Html<String> {
+pub(super) fn layout(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{}</title><style>{STYLE}</style></head>\
@@ -87,6 +87,65 @@ pub fn login_page(page: &LoginPage<'_>) -> Html<String> {
         ));
     }
     layout("Sign in", &body)
+}
+
+/// The password page (`/me/password`) as one request renders it.
+pub struct PasswordPage<'a> {
+    pub username: &'a str,
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+    /// Why the account has no password here to change; the form is not shown then.
+    pub unavailable: Option<&'a str>,
+    /// The account must change its password before anything else.
+    pub required: bool,
+    pub error: Option<&'a str>,
+    /// The fewest characters a new password may have, said on the page.
+    pub min_chars: usize,
+}
+
+pub fn password_page(page: &PasswordPage<'_>) -> Html<String> {
+    let mut body = format!(
+        "<h1>Change your password</h1><p>for <strong>{}</strong></p>",
+        text(page.username)
+    );
+    if let Some(why) = page.unavailable {
+        body.push_str(&format!(
+            "<p class=\"notice\" role=\"status\">{}</p><a class=\"button\" href=\"/\">Back</a>",
+            text(why)
+        ));
+        return layout("Change your password", &body);
+    }
+    if page.required {
+        body.push_str(
+            "<p class=\"notice\" role=\"status\">Your password was set for you (or reset by an administrator). \
+             Please choose your own before going on.</p>",
+        );
+    }
+    if let Some(error) = page.error {
+        body.push_str(&format!(
+            "<p class=\"error\" role=\"alert\">{}</p>",
+            text(error)
+        ));
+    }
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/me/password\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return_to\" value=\"{}\">\
+<input type=\"hidden\" name=\"username\" value=\"{}\" autocomplete=\"username\">\
+<label for=\"current_password\">Current password</label><input type=\"password\" id=\"current_password\" name=\"current_password\" autocomplete=\"current-password\" required>\
+<label for=\"new_password\">New password (at least {} characters)</label><input type=\"password\" id=\"new_password\" name=\"new_password\" autocomplete=\"new-password\" minlength=\"{}\" required>\
+<label for=\"confirm_password\">New password again</label><input type=\"password\" id=\"confirm_password\" name=\"confirm_password\" autocomplete=\"new-password\" minlength=\"{}\" required>\
+<button type=\"submit\">Change password</button></form>",
+        attr(page.csrf),
+        attr(page.return_to),
+        attr(page.username),
+        page.min_chars,
+        page.min_chars,
+        page.min_chars,
+    ));
+    if !page.required {
+        body.push_str("<a class=\"button\" href=\"/\">Cancel</a>");
+    }
+    layout("Change your password", &body)
 }
 
 /// The page a signed-in user lands on when there is nowhere else to go.

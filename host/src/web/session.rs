@@ -19,8 +19,41 @@ use super::{
 
 /// The signed-in user and their session, if the request carries a live session that was
 /// made on the domain this request is for. A session from another domain (an EE domain's
-/// on the root host, say) is not a session here.
+/// on the root host, say) is not a session here. A user who must change their password
+/// is refused ([`password_change_required`]) until they have: only the password page and
+/// signing out ask [`current_any`] instead.
 pub async fn current(state: &AppState, headers: &HeaderMap) -> AppResult<Option<(Session, User)>> {
+    let found = current_any(state, headers).await?;
+    if let Some((_, user)) = &found
+        && user.must_change_password
+    {
+        return Err(password_change_required(&user.username));
+    }
+    Ok(found)
+}
+
+/// The code of the refusal a user who must change their password gets everywhere else:
+/// JSON routes answer it as a 403, pages turn it into a redirect to the password page.
+pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
+
+/// The refusal of every session-bound route to a user who must change their password.
+pub fn password_change_required(username: &str) -> AppError {
+    AppError::forbidden("Please choose a new password before going on.")
+        .with_code(PASSWORD_CHANGE_REQUIRED)
+        .with_json(
+            "location",
+            serde_json::Value::String(super::urls::PASSWORD_PATH.into()),
+        )
+        .with_detail(format!(
+            "user `{username}` must change their password first"
+        ))
+}
+
+/// [`current`] without the password-change gate: for the password page and signing out.
+pub async fn current_any(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> AppResult<Option<(Session, User)>> {
     let Some(token) = cookie(headers, SESSION_COOKIE, state.settings().secure_cookies) else {
         return Ok(None);
     };

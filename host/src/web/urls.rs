@@ -43,3 +43,17 @@ pub fn start_url(idp_id: &str, return_to: &str) -> String {
         .finish();
     format!("/sso/{idp_id}/start?{query}")
 }
+
+/// The password page (`GET` and `POST /me/password`).
+pub const PASSWORD_PATH: &str = "/me/password";
+
+/// The password page, with where to go once the password is changed.
+pub fn password_url(return_to: &str) -> String {
+    if return_to == "/" {
+        return PASSWORD_PATH.to_owned();
+    }
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .finish();
+    format!("{PASSWORD_PATH}?{query}")
+}
