@@ -6,7 +6,8 @@
 //! assertions go through a replay cache in the host's store.
 //!
 //! Modules: `settings` (the `[idp.settings]` contract), `idp_metadata` (the IdP's
-//! metadata), `source` (inline or fetched metadata), `metadata` (the SP's metadata),
+//! metadata), `source` (inline or fetched metadata), `online` (the online check of plugin
+//! API 1.3), `metadata` (the SP's metadata),
 //! `authn` (AuthnRequest and pending state), `bindings` (redirect/POST encodings and
 //! redirect signatures), `prescan` (the strict pre-parse), `signature` (samael's
 //! verification and decryption), `response` (the ACS checks), `logout` (single logout),
@@ -17,6 +18,7 @@ mod bindings;
 mod idp_metadata;
 mod logout;
 mod metadata;
+mod online;
 mod prescan;
 pub mod refusal;
 mod response;
@@ -30,7 +32,7 @@ use std::time::Duration;
 use gatehouse_plugin_api::{
     Attribute, BeginRequest, Begun, CallbackRequest, Capabilities, Document, Host, Identity,
     IdentityProvider, InboundReply, InboundRequest, InstanceConfig, LoginStep, LogoutRequest,
-    Manifest, Plugin, PluginError, RouteDecl,
+    Manifest, OnlineReport, Plugin, PluginError, RouteDecl,
 };
 use sha2::{Digest, Sha256};
 
@@ -197,6 +199,11 @@ impl IdentityProvider for SamlSp {
         }
         let idp = self.source.get(host)?;
         Ok(logout::handle(host, &self.config, &idp, request))
+    }
+
+    /// (API 1.3) The IdP metadata fetched (or the inline copy) and its certificates' expiry.
+    fn check_online(&self, host: &Host<'_>) -> Result<OnlineReport, PluginError> {
+        Ok(online::check(host, &self.source))
     }
 }
 

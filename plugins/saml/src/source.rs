@@ -94,16 +94,22 @@ impl Source {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
+    /// Where the metadata is fetched from (`idp_metadata_url`), if it is not inline.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    /// The metadata as the IdP serves it now, fetched and checked but neither stored nor
+    /// remembered (the online check); the inline copy for inline metadata.
+    pub fn current(&self, host: &Host<'_>) -> Result<Arc<IdpConfig>, PluginError> {
+        match &self.url {
+            Some(url) => download(host, url).map(|(_, idp)| Arc::new(idp)),
+            None => self.get(host),
+        }
+    }
+
     fn fetch(&self, host: &Host<'_>, url: &str) -> Result<Arc<IdpConfig>, PluginError> {
-        let body = host.http_get(url)?;
-        let xml = String::from_utf8(body).map_err(|_| {
-            PluginError::invalid_settings(format!(
-                "`idp_metadata_url`: {url} did not answer UTF-8 XML"
-            ))
-        })?;
-        let idp = idp_metadata::parse(&xml).map_err(|e| {
-            PluginError::invalid_settings(format!("`idp_metadata_url` ({url}): {e}"))
-        })?;
+        let (xml, idp) = download(host, url)?;
         let cached = Cached {
             fetched_at: host.now_unix_seconds(),
             xml,
@@ -136,4 +142,17 @@ impl Source {
             *guard = Some((at, idp.clone()));
         }
     }
+}
+
+/// Fetches the metadata at `url` through the host and checks it as inline metadata is.
+fn download(host: &Host<'_>, url: &str) -> Result<(String, IdpConfig), PluginError> {
+    let body = host.http_get(url)?;
+    let xml = String::from_utf8(body).map_err(|_| {
+        PluginError::invalid_settings(format!(
+            "`idp_metadata_url`: {url} did not answer UTF-8 XML"
+        ))
+    })?;
+    let idp = idp_metadata::parse(&xml)
+        .map_err(|e| PluginError::invalid_settings(format!("`idp_metadata_url` ({url}): {e}")))?;
+    Ok((xml, idp))
 }
