@@ -8,7 +8,7 @@ use clap::Subcommand;
 use gatehouse::{clock::Clock, connect, store::Store};
 
 use super::{
-    ConfigArg, Format,
+    ConfigArg, Format, help,
     load::{read_config, servable_site, usable, with_command_state},
     when::{ago, until},
 };
@@ -18,6 +18,7 @@ use super::{
 pub(crate) enum ConnectCommand {
     /// Each Connect server this host is registered with: IdP, server name and URL, API
     /// version, status, and the last run of each sync task.
+    #[command(after_long_help = help::CONNECT_SERVERS)]
     Servers {
         #[command(flatten)]
         config: ConfigArg,
@@ -26,6 +27,7 @@ pub(crate) enum ConnectCommand {
     },
     /// "Connect to new server": make a one-time setup secret (valid 24 h) for a Connect IdP
     /// and print the client URL and the secret to give the server's admin (Add client).
+    #[command(after_long_help = help::CONNECT_NEW_SERVER)]
     NewServer {
         #[command(flatten)]
         config: ConfigArg,
@@ -39,6 +41,7 @@ pub(crate) enum ConnectCommand {
     /// the server's users as the `users` task does and lists the local accounts that would be
     /// taken over and by whom, and the server users whose `migrate_map` value is missing,
     /// invalid or matches several local accounts. Writes nothing.
+    #[command(after_long_help = help::CONNECT_MIGRATION_PREVIEW)]
     MigrationPreview {
         #[command(flatten)]
         config: ConfigArg,
@@ -50,6 +53,7 @@ pub(crate) enum ConnectCommand {
     },
     /// Connect server side: each client system, its status (active / deleted), URL, API
     /// version and "Add client" options.
+    #[command(after_long_help = help::CONNECT_CLIENTS)]
     Clients {
         #[command(flatten)]
         config: ConfigArg,
@@ -59,6 +63,7 @@ pub(crate) enum ConnectCommand {
     /// Connect server side, "Add client": register a client system with the setup secret its
     /// admin handed over. `gatehouse serve` must be running on the same database (the client
     /// calls it back during registration); a failed registration leaves no client behind.
+    #[command(after_long_help = help::CONNECT_ADD_CLIENT)]
     AddClient {
         #[command(flatten)]
         config: ConfigArg,

@@ -14,7 +14,7 @@ use gatehouse::{
 };
 
 use super::{
-    ConfigArg,
+    ConfigArg, help,
     load::{read_config, usable},
 };
 
@@ -24,6 +24,7 @@ pub(crate) enum DirectoryCommand {
     /// Load users, custom profile field values and audiences from a JSON file, in one
     /// transaction: a refused record (named by index and key) leaves nothing written, and
     /// importing the same file twice changes nothing.
+    #[command(after_long_help = help::DIRECTORY_IMPORT)]
     Import {
         #[command(flatten)]
         config: ConfigArg,
@@ -31,6 +32,7 @@ pub(crate) enum DirectoryCommand {
         file: PathBuf,
     },
     /// Print the whole directory as JSON in the import format.
+    #[command(after_long_help = help::DIRECTORY_EXPORT)]
     Export {
         #[command(flatten)]
         config: ConfigArg,

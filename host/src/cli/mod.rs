@@ -6,6 +6,7 @@ mod check;
 mod connect;
 mod directory;
 mod explain;
+mod help;
 mod load;
 mod plugins;
 mod serve;
@@ -28,14 +29,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load the plugins, check the configuration, and serve HTTP.
+    #[command(after_long_help = help::SERVE)]
     Serve {
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Load the plugins and run every check without serving.
-    ///
-    /// Exit status 0: no errors (warnings allowed); 1: at least one error; 2: the
-    /// file could not be read or parsed.
+    #[command(after_long_help = help::CHECK)]
     Check {
         #[command(flatten)]
         config: ConfigArg,
@@ -44,6 +44,7 @@ enum Command {
         format: Format,
     },
     /// Explain what the login page of a domain does, and which rule decided it.
+    #[command(after_long_help = help::EXPLAIN)]
     Explain {
         #[command(flatten)]
         config: ConfigArg,
@@ -52,6 +53,7 @@ enum Command {
         domain: String,
     },
     /// List each configured plugin library: id, protocol, version, ABI, and whether it loaded.
+    #[command(after_long_help = help::PLUGINS)]
     Plugins {
         #[command(flatten)]
         config: ConfigArg,
@@ -103,6 +105,53 @@ pub fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every command a user can run (the leaves of the command tree), with its full name.
+    fn leaves(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        if command.get_subcommands().next().is_none() {
+            out.push((path, command.clone()));
+            return;
+        }
+        for sub in command.get_subcommands() {
+            leaves(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_documents_exit_statuses_environment_signals_and_an_example() {
+        let mut commands = Vec::new();
+        leaves(&Cli::command(), "gatehouse".into(), &mut commands);
+        assert!(commands.len() >= 15, "{}", commands.len());
+        for (name, command) in commands {
+            let help = command
+                .get_after_long_help()
+                .or(command.get_after_help())
+                .map(|text| text.to_string())
+                .unwrap_or_default();
+            for needed in ["Exit status", "GATEHOUSE_CONFIG", "SIGHUP", "Example:"] {
+                assert!(
+                    help.contains(needed),
+                    "`{name} --help` does not say {needed:?}:\n{help}"
+                );
+            }
+            assert!(
+                help.contains(&format!("{name} ")) || help.contains(&format!("{name}\n")),
+                "`{name} --help`'s example does not run it:\n{help}"
+            );
         }
     }
 }

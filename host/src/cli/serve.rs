@@ -26,7 +26,7 @@ pub(crate) fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         Err(unreadable) => return Ok(unreadable),
     };
     let Some(config) = loaded.config else {
-        print_diagnostics(&loaded.diagnostics, "", Format::Human);
+        print_diagnostics(&loaded.diagnostics, &loaded.source, Format::Human);
         eprintln!("error: the configuration has errors; not serving");
         return Ok(ExitCode::FAILURE);
     };

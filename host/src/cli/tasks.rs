@@ -11,7 +11,7 @@ use gatehouse::{
 };
 
 use super::{
-    ConfigArg, Format,
+    ConfigArg, Format, help,
     load::{command_state, database_exists, servable_site},
     when::{ago, until},
 };
@@ -20,6 +20,7 @@ use super::{
 #[derive(Subcommand)]
 pub(crate) enum TasksCommand {
     /// Each task: its IdP, schedule, and last run (outcome, time, duration, summary).
+    #[command(after_long_help = help::TASKS_LIST)]
     List {
         #[command(flatten)]
         config: ConfigArg,
@@ -28,6 +29,7 @@ pub(crate) enum TasksCommand {
     },
     /// Run a task now, due or not, under the same lease as scheduled runs (so never at the
     /// same time as another host). Exit status 0 when it ran and succeeded.
+    #[command(after_long_help = help::TASKS_RUN)]
     Run {
         #[command(flatten)]
         config: ConfigArg,

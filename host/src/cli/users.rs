@@ -7,7 +7,7 @@ use clap::Subcommand;
 use gatehouse::{clock::Clock, store::Store};
 
 use super::{
-    ConfigArg,
+    ConfigArg, help,
     load::{read_config, usable},
 };
 
@@ -16,6 +16,7 @@ use super::{
 pub(crate) enum UsersCommand {
     /// Link an existing account (a local or administrator's account, which SSO otherwise
     /// never signs into) to an IdP, so that signing in through that IdP reaches it.
+    #[command(after_long_help = help::USERS_LINK)]
     Link {
         #[command(flatten)]
         config: ConfigArg,
@@ -26,6 +27,7 @@ pub(crate) enum UsersCommand {
         idp: String,
     },
     /// Remove such a link.
+    #[command(after_long_help = help::USERS_UNLINK)]
     Unlink {
         #[command(flatten)]
         config: ConfigArg,
