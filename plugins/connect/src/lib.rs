@@ -9,11 +9,13 @@
 //! (`new_server`, `sep_setup.php`), `sep` (the client's SEP services at `sep.php`), `sso`
 //! (sign-in through the server, the identity, logout), `sync` (the `handshake`, `users` and
 //! `cleanup` tasks, and `server` for `gatehouse connect servers`), `sync_collections` (the
-//! `user_collections` task), `sync_hierarchy` (the `positions` and `organisations` tasks).
+//! `user_collections` task), `sync_hierarchy` (the `positions` and `organisations` tasks),
+//! `online` (the online check of plugin API 1.3: the server's `get_api_version`).
 //! This file only wires them to the plugin API.
 //!
 //! Not built yet: disconnecting from a server.
 
+mod online;
 mod records;
 mod registration;
 mod remote;
@@ -27,8 +29,8 @@ mod sync_hierarchy;
 use gatehouse_connect_wire::sep::{CLIENT_SEP_PATH, CLIENT_SEP_SETUP_PATH, CLIENT_SSO_FINISH_PATH};
 use gatehouse_plugin_api::{
     BeginRequest, Begun, CallbackRequest, Capabilities, Host, Identity, IdentityProvider,
-    InboundReply, InboundRequest, InstanceConfig, LoginStep, LogoutRequest, Manifest, Plugin,
-    PluginError, RouteDecl,
+    InboundReply, InboundRequest, InstanceConfig, LoginStep, LogoutRequest, Manifest, OnlineReport,
+    Plugin, PluginError, RouteDecl,
 };
 
 pub use settings::{ClientConfig, ConnectSettings, MigrateMap, RemoveUser};
@@ -135,6 +137,11 @@ impl IdentityProvider for ConnectClient {
                 "the scheduled task `{other}`"
             ))),
         }
+    }
+
+    /// (API 1.3) The registered server's `get_api_version`, read only (`online`).
+    fn check_online(&self, host: &Host<'_>) -> Result<OnlineReport, PluginError> {
+        Ok(online::check(host, &self.config))
     }
 
     fn run_task_json(&self, host: &Host<'_>, task: &str) -> Result<String, PluginError> {

@@ -16,8 +16,9 @@
 //! - secrets are compared in constant time.
 //!
 //! It also shows the optional abilities: signing out (nothing to do at the IdP),
-//! metadata (a JSON description at `/sso/{idp}/metadata`), and inbound requests (plugin
-//! API 1.1) from a pretend IdP or peer, enabled by `inbound_secret`:
+//! metadata (a JSON description at `/sso/{idp}/metadata`), the online check of plugin API
+//! 1.3 (`gatehouse check --online`: nothing to reach, so it reports ok), and inbound
+//! requests (plugin API 1.1) from a pretend IdP or peer, enabled by `inbound_secret`:
 //! - `POST /sso/{idp}/notify` (`secret`, `subject`): IdP-initiated sign-out, which asks
 //!   the host to end that subject's sessions;
 //! - `POST /example/sep.php` (`secret`, `service` = `is_active` | `kill`, `subject`): a
@@ -34,7 +35,8 @@
 use gatehouse_plugin_api::{
     BeginRequest, Begun, CallbackRequest, Capabilities, Document, Host, HostAction, Identity,
     IdentityProvider, InboundReply, InboundRequest, InstanceConfig, LoginStep, LogoutRequest,
-    Manifest, Pair, Plugin, PluginError, RouteDecl, SessionSelector, constant_time_eq,
+    Manifest, OnlineReport, Pair, Plugin, PluginError, RouteDecl, SessionSelector,
+    constant_time_eq,
 };
 use std::collections::BTreeMap;
 
@@ -299,6 +301,15 @@ impl IdentityProvider for ExampleIdp {
                 "the scheduled task `{other}`"
             ))),
         }
+    }
+
+    /// (API 1.3) `gatehouse check --online`. A real plugin reaches its provider here through
+    /// `host.http` and reports each problem as a finding naming its setting; this one has no
+    /// provider to reach, so all is well.
+    fn check_online(&self, _host: &Host<'_>) -> Result<OnlineReport, PluginError> {
+        let mut report = OnlineReport::new();
+        report.checked("the example IdP has no provider to reach");
+        Ok(report)
     }
 }
 
