@@ -11,9 +11,7 @@ use std::{
     },
 };
 
-use gatehouse_config::{
-    Config, Diagnostic, DomainConfig, FieldDef, IdpConfig, Severity, codes,
-};
+use gatehouse_config::{Config, Diagnostic, DomainConfig, FieldDef, IdpConfig, Severity, codes};
 use gatehouse_plugin_api::{Capabilities, Placement, RouteDecl, RouteMount};
 use gatehouse_resolver::{
     DomainPlan, Facts, PluginFacts, Resolution, locks::FieldKind, provisioning::Policy,
@@ -171,6 +169,17 @@ pub struct Site {
     user_editable_core: Vec<String>,
     /// `[connect_server]`: this host as a Totara Connect server.
     connect_server: gatehouse_config::ConnectServer,
+    /// Every `[[plugin]]`, in configuration order, with its library's manifest if it loaded.
+    plugins: Vec<SitePlugin>,
+}
+
+/// A `[[plugin]]` of the configuration a site was built from (for the status page).
+#[derive(Debug, Clone)]
+pub struct SitePlugin {
+    pub id: String,
+    pub enabled: bool,
+    /// The manifest of its library; `None` when disabled or not loaded.
+    pub info: Option<crate::plugins::PluginInfo>,
 }
 
 /// A site and what was found while building it.
@@ -256,6 +265,18 @@ impl Site {
                 fields: config.fields.clone(),
                 user_editable_core: config.registration.user_editable_core.clone(),
                 connect_server: config.connect_server.clone(),
+                plugins: config
+                    .plugins
+                    .iter()
+                    .map(|entry| SitePlugin {
+                        id: entry.id.clone(),
+                        enabled: entry.enabled,
+                        info: plugins
+                            .iter()
+                            .find(|loaded| loaded.info.id == entry.id)
+                            .map(|loaded| loaded.info.clone()),
+                    })
+                    .collect(),
             },
             diagnostics,
         }
@@ -312,6 +333,11 @@ impl Site {
     }
 
     /// Every IdP instance that was built, domain by domain in configuration order.
+    /// Every `[[plugin]]` and whether its library loaded.
+    pub fn plugins(&self) -> &[SitePlugin] {
+        &self.plugins
+    }
+
     pub fn all_idps(&self) -> impl Iterator<Item = &Arc<SiteIdp>> {
         self.idps.iter().flatten()
     }

@@ -3,7 +3,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
@@ -40,6 +43,8 @@ pub struct WebSettings {
     pub password_hashing: gatehouse_config::PasswordHashing,
     /// `[host.limits] starts_per_address_per_minute`.
     pub starts_per_address_per_minute: u32,
+    /// `[host] scheduler` and `[host.tasks]` (the status page lists the tasks).
+    pub tasks: crate::tasks::TaskSettings,
 }
 
 /// Cheap to clone; handlers receive it through axum's `State`.
@@ -53,6 +58,8 @@ struct Inner {
     caller: PluginCaller,
     settings: WebSettings,
     site: RwLock<Arc<Site>>,
+    /// When the site serving now was loaded (start or last applied reload), host clock.
+    loaded_at: AtomicI64,
     /// The file the configuration is reloaded from.
     config_path: PathBuf,
     /// One reload at a time, so two cannot interleave their swaps.
@@ -78,12 +85,14 @@ impl AppState {
         let passwords = Passwords::new(&settings.password_hashing, &random);
         let start_limiter =
             StartLimiter::new(settings.starts_per_address_per_minute, clock.clone());
+        let loaded_at = AtomicI64::new(clock.now_unix_seconds());
         Self {
             inner: Arc::new(Inner {
                 store,
                 caller,
                 settings,
                 site: RwLock::new(Arc::new(site)),
+                loaded_at,
                 config_path,
                 reloading: tokio::sync::Mutex::new(()),
                 browser_key: tokio::sync::OnceCell::new(),
@@ -167,5 +176,11 @@ impl AppState {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *guard = Arc::new(site);
+        self.inner.loaded_at.store(self.now(), Ordering::Relaxed);
+    }
+    /// When the configuration serving now was loaded: at start, or by the last reload
+    /// applied (Unix seconds, host clock).
+    pub fn loaded_at(&self) -> i64 {
+        self.inner.loaded_at.load(Ordering::Relaxed)
     }
 }

@@ -29,6 +29,7 @@ mod profile;
 pub mod session;
 mod sso;
 pub mod start_limit;
+mod status;
 mod throttle;
 pub mod trace;
 pub mod urls;
@@ -76,6 +77,11 @@ pub fn app(state: AppState) -> Router {
         )
         // The route is a user contract; the code calls it a test sign-in.
         .route("/admin/test-login/{idp}", get(admin::test_sign_in))
+        // A page, or JSON (its errors too) with `Accept: application/json`.
+        .route(
+            "/admin/status",
+            get(status::show).layer(middleware::from_fn(status::errors_as_asked)),
+        )
         .route(
             urls::PASSWORD_PATH,
             get(password::show).post(password::submit),
@@ -102,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/admin/users/{id}/links/{idp}", delete(admin::unlink_idp))
         .route("/healthz", get(account::healthz))
+        .route("/readyz", get(status::readyz))
         .route_layer(middleware::from_fn(error::json_errors));
     let routes = pages
         .merge(json)
@@ -114,7 +121,7 @@ pub fn app(state: AppState) -> Router {
 #[cfg(test)]
 mod tests {
     /// The handler modules and their source.
-    const HANDLERS: [(&str, &str); 7] = [
+    const HANDLERS: [(&str, &str); 8] = [
         ("account", include_str!("account.rs")),
         ("admin", include_str!("admin.rs")),
         ("inbound", include_str!("inbound.rs")),
@@ -122,6 +129,7 @@ mod tests {
         ("password", include_str!("password.rs")),
         ("profile", include_str!("profile.rs")),
         ("sso", include_str!("sso.rs")),
+        ("status", include_str!("status.rs")),
     ];
 
     /// What a module names from `super`: its `use super::{…}` block and `super::x` paths.
