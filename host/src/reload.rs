@@ -8,7 +8,7 @@
 
 use gatehouse_config::{Diagnostic, Severity, codes};
 
-use crate::{startup, state::AppState};
+use crate::{events, startup, state::AppState};
 
 /// What a reload did.
 #[derive(Debug)]
@@ -79,16 +79,13 @@ pub async fn reload(state: &AppState) -> Result<Outcome, ReloadError> {
     Ok(match outcome {
         Ok((site, warnings)) => {
             state.replace_site(site);
-            tracing::info!(
-                warnings = warnings.len(),
-                "configuration reloaded: new requests use it"
-            );
+            events::config_reloaded(state.metrics(), warnings.len());
             Outcome::Applied { warnings }
         }
         Err(diagnostics) => {
-            tracing::warn!(
-                errors = diagnostics.iter().filter(|d| d.is_error()).count(),
-                "configuration reload refused: the running configuration keeps serving"
+            events::config_reload_refused(
+                state.metrics(),
+                diagnostics.iter().filter(|d| d.is_error()).count(),
             );
             Outcome::Refused { diagnostics }
         }

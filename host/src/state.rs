@@ -14,6 +14,7 @@ use gatehouse_store::{Store, StoreError};
 
 use crate::{
     clock::{Clock, Randomness},
+    metrics::Metrics,
     passwords::Passwords,
     plugins::PluginCaller,
     site::Site,
@@ -43,6 +44,8 @@ pub struct WebSettings {
     pub password_hashing: gatehouse_config::PasswordHashing,
     /// `[host.limits] starts_per_address_per_minute`.
     pub starts_per_address_per_minute: u32,
+    /// `[host] metrics_token`: what `GET /metrics` requires; `None`, it answers 404.
+    pub metrics_token: Option<gatehouse_config::Secret>,
     /// `[host] scheduler` and `[host.tasks]` (the status page lists the tasks).
     pub tasks: crate::tasks::TaskSettings,
 }
@@ -70,6 +73,7 @@ struct Inner {
     random: Randomness,
     passwords: Passwords,
     start_limiter: StartLimiter,
+    metrics: Metrics,
 }
 
 impl AppState {
@@ -82,6 +86,7 @@ impl AppState {
     ) -> Self {
         let clock = caller.clock().clone();
         let random = caller.random().clone();
+        let metrics = caller.metrics().clone();
         let passwords = Passwords::new(&settings.password_hashing, &random);
         let start_limiter =
             StartLimiter::new(settings.starts_per_address_per_minute, clock.clone());
@@ -100,6 +105,7 @@ impl AppState {
                 random,
                 passwords,
                 start_limiter,
+                metrics,
             }),
         }
     }
@@ -134,6 +140,10 @@ impl AppState {
     /// The per-address limit on `GET /sso/{idp}/start`.
     pub fn start_limiter(&self) -> &StartLimiter {
         &self.inner.start_limiter
+    }
+    /// The host's metrics (`GET /metrics`), shared with the plugin caller.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
     /// Seconds since the Unix epoch on the host's clock.
     pub fn now(&self) -> i64 {

@@ -11,6 +11,7 @@ use gatehouse_store::Store;
 use tokio::runtime::Handle;
 
 use crate::clock::{Clock, Randomness};
+use crate::metrics::Metrics;
 
 use super::{
     capabilities::{CallCapabilities, HttpEgress},
@@ -140,6 +141,8 @@ pub struct PluginCaller {
     gates: CallGates,
     clock: Clock,
     random: Randomness,
+    /// Where each call's latency is counted; the host state shares it.
+    metrics: Metrics,
 }
 
 impl PluginCaller {
@@ -159,7 +162,13 @@ impl PluginCaller {
             gates: CallGates::new(limits, clock.clone()),
             clock,
             random,
+            metrics: Metrics::new(),
         }
+    }
+
+    /// The host's metrics (made here, so every call is counted; `AppState` shares them).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The clock lent to plugins.
@@ -215,7 +224,9 @@ impl PluginCaller {
         T: Send + 'static,
         F: FnOnce(HostRef<'_>, &IdpBox) -> Result<T, PluginError> + Send + 'static,
     {
-        let (capacity, verdict) = self.gates.admit(&instance.id, self.clock.instant())?;
+        let started = self.clock.instant();
+        let (capacity, verdict) = self.gates.admit(&instance.id, started)?;
+        let idp = instance.id.clone();
         let runtime = Handle::current();
         let store = self.store.clone();
         let egress = Arc::clone(&self.egress);
@@ -243,6 +254,11 @@ impl PluginCaller {
             Ok(Err(join_error)) => Err(CallError::Aborted(join_error.to_string())),
             Err(_) => Err(CallError::TimedOut(timeout)),
         };
+        // Only calls that ran are timed: a refusal at the gates took no plugin time.
+        self.metrics.plugin_call(
+            &idp,
+            self.clock.instant().saturating_duration_since(started),
+        );
         verdict.record(CallError::outcome(&result.as_ref().map(|_| ())));
         result
     }

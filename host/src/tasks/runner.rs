@@ -11,7 +11,7 @@ use super::{
     MAX_SUMMARY_CHARS, Schedule, Task, TaskError, TaskId, TaskKind, TaskOutput, TaskSettings,
     apply_split_task_output, catalogue, summary_of, truncate,
 };
-use crate::{plugins::CallError, state::AppState};
+use crate::{events, plugins::CallError, state::AppState};
 
 /// Where a run tells how it is getting on (`gatehouse tasks run` prints it on a terminal).
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
@@ -165,10 +165,8 @@ impl Scheduler {
                 })
                 .await;
             match outcome {
-                Ok(Some(report)) => {
-                    log_report(&report);
-                    reports.push(report);
-                }
+                // Its log event was written with its record (`run_and_record`).
+                Ok(Some(report)) => reports.push(report),
                 Ok(None) => {
                     tracing::debug!(task = %task.id, "already run by another host");
                 }
@@ -322,6 +320,7 @@ impl Scheduler {
         };
         progress("recording the run");
         let run_id = self.state.store().record_task_run(&run).await?;
+        events::task_ran(self.state.metrics(), &run);
         Ok(RunReport {
             run_id,
             task: task.id.clone(),
@@ -503,24 +502,6 @@ fn cleanup_summary(counts: &CleanupCounts) -> String {
         counts.audit,
         counts.task_runs
     )
-}
-
-fn log_report(report: &RunReport) {
-    let run = &report.run;
-    match run.outcome {
-        TaskOutcome::Ok => tracing::info!(
-            task = %report.task, duration_ms = run.duration_ms, summary = %run.summary,
-            "task ran"
-        ),
-        TaskOutcome::Failed => tracing::warn!(
-            task = %report.task, duration_ms = run.duration_ms,
-            error = run.error.as_deref().unwrap_or(""), "task failed"
-        ),
-        TaskOutcome::Skipped => tracing::info!(
-            task = %report.task, reason = run.error.as_deref().unwrap_or(""),
-            "task skipped"
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,12 @@ use gatehouse_resolver::{
     loop_breaker,
 };
 
-use crate::{passwords::PasswordError, site::SiteDomain, state::AppState};
+use crate::{
+    events::{self, At, Method, Reason},
+    passwords::PasswordError,
+    site::SiteDomain,
+    state::AppState,
+};
 
 use super::{
     error::{AppError, AppResult},
@@ -237,9 +242,19 @@ pub async fn submit(
         reason: reason.into(),
         ip: ip.clone(),
     };
+    // Each audit row below has its log event (and count), with the refusal's code.
+    let at = At {
+        domain: domain.name(),
+        idp: None,
+        client: &ip,
+    };
+    let refused = |user_id: Option<i64>, reason: Reason| {
+        events::sign_in_refused(state.metrics(), Method::Password, at, user_id, reason);
+    };
 
     let nosso = query.get("nosso").is_some_and(|v| v == "1");
     if let Some(why) = form_not_offered(domain, nosso) {
+        refused(None, Reason::PASSWORD_NOT_OFFERED);
         store
             .audit(&audit(
                 "refused",
@@ -256,6 +271,7 @@ pub async fn submit(
     let attempt = match throttle::reserve(store, &settings, &ip, &username, now).await? {
         Ok(attempt) => attempt,
         Err(refusal) => {
+            refused(None, Reason::THROTTLED);
             store
                 .audit(&audit("refused", refusal.reason(), None))
                 .await?;
@@ -295,6 +311,7 @@ pub async fn submit(
         Err(busy @ PasswordError::Busy { .. }) => {
             // Not a failure of this person's: the reservation is given back.
             attempt.succeeded(store).await?;
+            refused(None, Reason::HASHING_BUSY);
             store
                 .audit(&audit("refused", "password hashing busy", None))
                 .await?;
@@ -316,6 +333,7 @@ pub async fn submit(
         Some(user) if matches && has_hash => {
             attempt.succeeded(store).await?;
             if user.suspended {
+                refused(Some(user.id), Reason::ACCOUNT_SUSPENDED);
                 store
                     .audit(&audit("refused", "account suspended", Some(user.id)))
                     .await?;
@@ -326,6 +344,7 @@ pub async fn submit(
             // A local account belongs to the domain of its branch (the bootstrap admin:
             // root); its password does not open other domains.
             if user.branch != domain.plan.branch {
+                refused(Some(user.id), Reason::OTHER_BRANCH);
                 store
                     .audit(&audit(
                         "refused",
@@ -347,6 +366,7 @@ pub async fn submit(
             // Connect server took over (migration) keeps its old password hash, which no
             // longer opens it. Said only to someone who knew the password.
             if let Some(idp) = store.connect_idp_of_account(user.id).await? {
+                refused(Some(user.id), Reason::CONNECT_ACCOUNT);
                 store
                     .audit(&audit(
                         "refused",
@@ -372,6 +392,7 @@ pub async fn submit(
             )
             .await?;
             store.audit(&audit("success", "", Some(user.id))).await?;
+            events::sign_in_succeeded(state.metrics(), Method::Password, at, user.id);
             // A generated (or administrator-reset) password is replaced before anything else.
             let destination = if user.must_change_password {
                 urls::password_url(&return_to)
@@ -385,11 +406,13 @@ pub async fn submit(
         user => {
             // The reservation stays: it was a failure.
             drop(attempt);
-            let reason = if user.is_none() {
-                "unknown username"
+            let (reason, code) = if user.is_none() {
+                ("unknown username", Reason::UNKNOWN_USERNAME)
             } else {
-                "wrong password"
+                ("wrong password", Reason::WRONG_PASSWORD)
             };
+            let user_id = user.as_ref().map(|u| u.id);
+            events::password_failed(state.metrics(), at, user_id, code);
             store
                 .audit(&audit("failure", reason, user.map(|u| u.id)))
                 .await?;

@@ -23,6 +23,7 @@ pub mod host_header;
 pub mod http_util;
 mod inbound;
 mod login;
+mod metrics;
 mod pages;
 mod password;
 mod profile;
@@ -47,6 +48,7 @@ pub use error::{AppError, ErrorBody, status_for};
 pub fn app(state: AppState) -> Router {
     // Secure cookies are on exactly when the public URL is https, which is when HSTS is due.
     let https = state.settings().secure_cookies;
+    let observed = state.clone();
     let pages = Router::new()
         .route("/", get(account::home))
         .route("/login", get(login::show).post(login::submit))
@@ -108,6 +110,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/admin/users/{id}/links/{idp}", delete(admin::unlink_idp))
         .route("/healthz", get(account::healthz))
+        .route("/metrics", get(metrics::scrape))
         .route("/readyz", get(status::readyz))
         .route_layer(middleware::from_fn(error::json_errors));
     let routes = pages
@@ -115,7 +118,10 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .layer(middleware::from_fn(host_header::require_valid_host));
     // Outermost, so the latency and status it records are the ones the client gets.
-    headers::harden(routes, https).layer(trace::layer())
+    // The request id and the request's metrics around the span, so the span has the id.
+    headers::harden(routes, https)
+        .layer(trace::layer())
+        .layer(middleware::from_fn_with_state(observed, trace::observe))
 }
 
 #[cfg(test)]

@@ -105,6 +105,17 @@ impl Backend {
     }
 }
 
+/// The connection pool's use ([`Store::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Open connections waiting for a query.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 /// The handle on the database. Cheap to clone (it shares one connection pool).
 #[derive(Clone)]
 pub struct Store {
@@ -257,6 +268,15 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The connection pool's use now, for the metrics (read at each scrape; no round trip).
+    pub fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     /// SQLite's `PRAGMA journal_mode` as seen by a pooled connection (`"wal"` for files), or

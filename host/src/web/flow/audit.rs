@@ -1,9 +1,13 @@
 //! The audit trail of one SSO sign-in's end: every refusal, failure and success writes
 //! one row (method `sso`); a success's row is written with the session it starts. Not the test sign-in's own row (`test_sign_in`).
+//! Each also writes its log event and counts it (`events`), with the refusal's code.
 
 use gatehouse_store::AuditEvent;
 
-use crate::state::AppState;
+use crate::{
+    events::{self, At, Method, Reason},
+    state::AppState,
+};
 
 use crate::web::error::{AppError, AppResult};
 
@@ -17,6 +21,20 @@ pub(super) struct Auditor<'a> {
 }
 
 impl Auditor<'_> {
+    /// Where this sign-in happens, for its log events.
+    pub fn at(&self) -> At<'_> {
+        At {
+            domain: self.domain,
+            idp: Some(self.idp),
+            client: self.ip,
+        }
+    }
+
+    /// The success's log event, once its row is written.
+    pub fn succeeded(&self, user_id: i64) {
+        events::sign_in_succeeded(self.state.metrics(), Method::Sso, self.at(), user_id);
+    }
+
     /// The success row, for the caller to write with the sign-in's other writes.
     pub fn success(&self, user_id: Option<i64>, username: &str) -> AuditEvent {
         self.event(user_id, username, "success", "")
@@ -61,10 +79,13 @@ impl Auditor<'_> {
         user_id: Option<i64>,
         username: &str,
         reason: &str,
+        code: Reason,
     ) -> AppResult<()> {
+        events::sign_in_refused(self.state.metrics(), Method::Sso, self.at(), user_id, code);
         self.write(user_id, username, "refused", reason).await
     }
-    pub async fn failed(&self, reason: &str) -> AppResult<()> {
+    pub async fn failed(&self, reason: &str, code: Reason) -> AppResult<()> {
+        events::sign_in_failed(self.state.metrics(), self.at(), code);
         self.write(None, "", "failure", reason).await
     }
 }

@@ -23,6 +23,7 @@ use gatehouse_plugin_api::{BeginRequest, CallbackRequest, Identity, LoginStep, S
 use gatehouse_store::{PendingLogin, PendingStage, SignInPurpose, User};
 
 use crate::{
+    events::Reason,
     site::{SiteDomain, SiteIdp},
     state::AppState,
 };
@@ -208,7 +209,12 @@ pub async fn finish(
     let auditor = auditor(state, domain, idp, browser, now);
     let Some(token) = state_token(idp, &answer) else {
         auditor
-            .refused(None, "", "the callback carries no state")
+            .refused(
+                None,
+                "",
+                "the callback carries no state",
+                Reason::MISSING_STATE,
+            )
             .await?;
         return Err(AppError::bad_request(
             "The sign-in answer is incomplete. Please start again.",
@@ -319,7 +325,10 @@ pub async fn finish_answered(
     let tester = tester(state, browser, &pending, &auditor).await?;
     let Some(identity) = answered::decode(&pending.plugin_state) else {
         auditor
-            .failed("an answered sign-in holds no identity this host can read")
+            .failed(
+                "an answered sign-in holds no identity this host can read",
+                Reason::STORED_ANSWER_UNREADABLE,
+            )
             .await?;
         return Err(AppError::bad_request(
             "Your sign-in could not be completed. Please start again.",
@@ -341,7 +350,7 @@ pub async fn refused_unread(
     reason: &str,
 ) -> AppResult<()> {
     auditor(state, domain, idp, browser, state.now())
-        .refused(None, "", reason)
+        .refused(None, "", reason, Reason::ANSWER_UNREADABLE)
         .await
 }
 
@@ -391,6 +400,7 @@ async fn tester(
                         None,
                         "",
                         "a test sign-in came back to a browser without an administrator's session",
+                        Reason::TEST_SIGN_IN_WITHOUT_ADMIN,
                     )
                     .await?;
                 Err(refusal)
@@ -422,7 +432,9 @@ async fn complete_login(
     {
         Ok(identity) => Ok(identity),
         Err(error) => {
-            auditor.failed(&error.to_string()).await?;
+            auditor
+                .failed(&error.to_string(), Reason::of_call(&error))
+                .await?;
             Err(error.into())
         }
     }
@@ -464,14 +476,15 @@ async fn conclude(
     let (user_id, username) =
         match provision::provision(state, domain, idp, &identity, now, ending).await? {
             Ok(signed_in) => signed_in,
-            Err((username, reason)) => {
-                auditor.refused(None, &username, &reason).await?;
+            Err((username, reason, code)) => {
+                auditor.refused(None, &username, &reason, code).await?;
                 return Err(AppError::new(
                     StatusCode::FORBIDDEN,
                     format!("You cannot be signed in: {reason}."),
                 ));
             }
         };
+    auditor.succeeded(user_id);
     // The browser's earlier session ends now that the new one is written.
     session::end_presented(state, browser.headers).await?;
     let secure = state.settings().secure_cookies;
@@ -505,7 +518,12 @@ async fn take_pending(
         .await?
     else {
         auditor
-            .refused(None, "", "unknown, tampered or already used state")
+            .refused(
+                None,
+                "",
+                "unknown, tampered or already used state",
+                Reason::UNKNOWN_STATE,
+            )
             .await?;
         return Err(AppError::bad_request(
             "This sign-in link is not valid or has already been used. Please start again.",
@@ -517,6 +535,7 @@ async fn take_pending(
                 None,
                 "",
                 &format!("state belongs to IdP `{}`", pending.idp_id),
+                Reason::STATE_OF_ANOTHER_IDP,
             )
             .await?;
         return Err(AppError::bad_request(
@@ -525,7 +544,7 @@ async fn take_pending(
     }
     if pending.expires_at <= now {
         auditor
-            .refused(None, "", "the pending sign-in expired")
+            .refused(None, "", "the pending sign-in expired", Reason::EXPIRED)
             .await?;
         return Err(AppError::bad_request(
             "The sign-in took too long. Please start again.",
@@ -555,6 +574,7 @@ async fn check_binding(
             None,
             "",
             "callback arrived in a browser other than the one that started",
+            Reason::OTHER_BROWSER,
         )
         .await?;
     Err(AppError::bad_request(

@@ -16,6 +16,7 @@ use gatehouse_store::{
 
 use crate::{
     connect_migration::{self, ConnectAccount},
+    events::{self, At, Reason},
     site::{SiteDomain, SiteIdp},
     state::AppState,
     web::error::AppResult,
@@ -252,7 +253,8 @@ pub(super) struct Ending<'a> {
 
 /// Finds, creates or updates the user for `identity` and writes, in one transaction, the
 /// account's changes with `ending`'s session and audit row; the account's id and username.
-/// `Err((username, reason))` is a refusal for the user, with nothing written.
+/// `Err((username, reason, code))` is a refusal for the user, with nothing written. An
+/// account created or updated is logged and counted (`events`).
 pub(super) async fn provision(
     state: &AppState,
     domain: SiteDomain<'_>,
@@ -260,7 +262,7 @@ pub(super) async fn provision(
     identity: &Identity,
     now: i64,
     ending: Ending<'_>,
-) -> AppResult<Result<(i64, String), (String, String)>> {
+) -> AppResult<Result<(i64, String), (String, String, Reason)>> {
     let claims = claims_of(identity);
     let match_value = provisioning::match_value(&idp.policy, &claims)
         .unwrap_or_default()
@@ -289,7 +291,11 @@ pub(super) async fn provision(
         let (account, username) = match &planned.plan {
             Plan::Refuse(reason) => {
                 log_missing_attributes(domain.name(), idp, &claims, reason);
-                return Ok(Err((match_value, reason.to_string())));
+                return Ok(Err((
+                    match_value,
+                    reason.to_string(),
+                    Reason::of_refusal(reason),
+                )));
             }
             Plan::SignIn { user_id } => (
                 AccountWrite::Existing { user_id: *user_id },
@@ -342,7 +348,25 @@ pub(super) async fn provision(
             now,
         };
         match state.store().finish_sign_in(write).await {
-            Ok(user_id) => return Ok(Ok((user_id, username))),
+            Ok(user_id) => {
+                let at = At {
+                    domain: &audit.domain,
+                    idp: Some(idp.id()),
+                    client: &audit.ip,
+                };
+                match &planned.plan {
+                    Plan::Create { .. } => {
+                        events::account_created(state.metrics(), at, user_id);
+                    }
+                    Plan::Update { changes: diffs, .. } => {
+                        let fields: Vec<&str> =
+                            diffs.iter().map(|diff| diff.field.as_str()).collect();
+                        events::account_updated(state.metrics(), at, user_id, &fields);
+                    }
+                    _ => {}
+                }
+                return Ok(Ok((user_id, username)));
+            }
             // Only a creation can lose to a concurrent one; plan again against its account.
             Err(StoreError::Conflict(_)) if matches!(planned.plan, Plan::Create { .. }) => {
                 continue;
@@ -353,6 +377,7 @@ pub(super) async fn provision(
     Ok(Err((
         match_value,
         "an account with your username exists in another part of the platform".into(),
+        Reason::USERNAME_TAKEN,
     )))
 }
 
