@@ -6,6 +6,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use gatehouse::{clock::Clock, store::Store};
 
+mod accounts;
+
 use super::{
     ConfigArg, help,
     load::{read_config, usable},
@@ -36,6 +38,8 @@ pub(crate) enum UsersCommand {
         #[arg(long, value_name = "ID")]
         idp: String,
     },
+    #[command(flatten)]
+    Accounts(accounts::AccountsCommand),
 }
 
 /// `gatehouse users link|unlink`: an administrator's deliberate link of an account to an
@@ -94,5 +98,6 @@ pub(crate) fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             username,
             idp,
         } => link_account(config.config, &username, &idp, false),
+        UsersCommand::Accounts(command) => accounts::run(command),
     }
 }
