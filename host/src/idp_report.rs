@@ -1,18 +1,19 @@
 //! Every configured IdP as an admin asks about it: its domain, plugin, behaviour, whether it
 //! can be served (or why not: its plugin failed to load, or refused its settings), when it
-//! last signed someone in, and the URLs to register at the provider. Built from a
-//! [`Prepared`] configuration for `gatehouse idps` and `gatehouse explain`; it reads no
-//! database itself (the caller passes the sign-in history) and is not the status page.
+//! last signed someone in, and the URLs to register at the provider. Built from what
+//! [`startup::prepare`](crate::startup::prepare) found, for `gatehouse idps` and `gatehouse
+//! explain`; it reads no database itself (the caller passes the sign-in history) and is not
+//! the status page.
 
 use std::{collections::HashMap, fmt::Write as _};
 
-use gatehouse_config::{Behaviour, Config, IdpConfig, Severity, codes};
+use gatehouse_config::{Behaviour, Config, Diagnostic, IdpConfig, Severity, codes};
 use serde_json::{Value, json};
 
 use crate::{
-    plugins::PluginInfo,
+    plugins::{LoadReport, PluginInfo},
     registration_urls::{self, RegistrationUrls},
-    startup::Prepared,
+    site::Site,
 };
 
 /// Whether an IdP can be served, and if not, why.
@@ -124,43 +125,48 @@ impl IdpReport {
     }
 }
 
-/// Every `[[idp]]` of `config`, in file order, with its status as `prepared` found it and
-/// its last success from `history` (IdP id → Unix seconds).
-pub fn report(
-    config: &Config,
-    prepared: &Prepared,
-    history: &HashMap<String, i64>,
-) -> Vec<IdpReport> {
+/// What [`startup::prepare`](crate::startup::prepare) found: the site it built, the
+/// libraries it loaded, and every diagnostic (the file's and its own).
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    pub site: &'a Site,
+    pub load: &'a LoadReport,
+    pub diagnostics: &'a [Diagnostic],
+}
+
+/// Every `[[idp]]` of `config`, in file order, with its status as `found` says and its last
+/// success from `history` (IdP id → Unix seconds).
+pub fn report(config: &Config, found: Found<'_>, history: &HashMap<String, i64>) -> Vec<IdpReport> {
     config
         .idps
         .iter()
-        .map(|idp| report_one(config, prepared, idp, history.get(&idp.id).copied()))
+        .map(|idp| report_one(config, found, idp, history.get(&idp.id).copied()))
         .collect()
 }
 
 fn report_one(
     config: &Config,
-    prepared: &Prepared,
+    found: Found<'_>,
     idp: &IdpConfig,
     last_success: Option<i64>,
 ) -> IdpReport {
-    let plugin: Option<&PluginInfo> = prepared
+    let plugin: Option<&PluginInfo> = found
         .load
         .loaded
         .iter()
         .map(|p| &p.info)
         .find(|info| info.id == idp.plugin);
-    let served = prepared
+    let served = found
         .site
         .domain(&idp.domain)
         .and_then(|domain| domain.idp(&idp.id))
         .is_some();
-    let errors: Vec<_> = prepared
+    let errors: Vec<_> = found
         .diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error && d.idp.as_deref() == Some(idp.id.as_str()))
         .collect();
-    let failure = prepared.load.failures.iter().find(|f| f.id == idp.plugin);
+    let failure = found.load.failures.iter().find(|f| f.id == idp.plugin);
     let refused = errors.iter().find(|d| d.code == codes::INVALID_SETTINGS);
     let status = match (served, failure, refused) {
         (true, _, _) => IdpStatus::Loaded,
@@ -249,7 +255,14 @@ fn write_one(out: &mut String, report: &IdpReport, now: i64) -> std::fmt::Result
             .last_success
             .map_or_else(|| "never".to_owned(), |at| ago(at, now))
     )?;
-    writeln!(out, "  register at the IdP:")?;
+    if report.urls.hosts.len() > 1 {
+        writeln!(
+            out,
+            "  register at the IdP (each host's: a sign-in uses the host the browser came on):"
+        )?;
+    } else {
+        writeln!(out, "  register at the IdP:")?;
+    }
     out.push_str(&report.urls.to_human("    "));
     Ok(())
 }

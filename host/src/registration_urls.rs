@@ -73,18 +73,18 @@ pub fn metadata_url(origin: &str, idp_id: &str) -> String {
     format!("{origin}/sso/{idp_id}/metadata")
 }
 
-/// Which URLs an IdP's plugin needs registered, from what its manifest says.
+/// Which URLs an IdP's plugin needs registered, from its manifest's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
-    /// A redirect-based protocol (OpenID Connect and the example): the callback, and the
-    /// post-logout URI when the plugin signs out at the IdP.
+    /// A redirect-based protocol (OpenID Connect, Auth0, Google, the example): the
+    /// callback, and the post-logout URI when the plugin signs out at the IdP.
     Redirect,
-    /// A plugin publishing SP metadata (SAML): metadata, ACS and single logout URLs.
+    /// SAML: the SP metadata, entity id, ACS and single logout URLs.
     Saml,
     /// Totara Connect: the client URL, given to the server's admin.
     Connect,
-    /// The plugin did not load: every URL it might need is listed.
+    /// The plugin did not load, so its protocol is unknown: the callback and logout URLs.
     Unknown,
 }
 
@@ -98,7 +98,7 @@ pub struct HostUrls {
     /// The post-logout redirect URI / single logout URL; `None` when the plugin cannot sign
     /// out at the IdP.
     pub logout: Option<String>,
-    /// The SP metadata URL (SAML).
+    /// The SP metadata URL (a plugin that publishes metadata: SAML).
     pub metadata: Option<String>,
 }
 
@@ -126,13 +126,15 @@ pub fn for_idp(config: &Config, idp: &IdpConfig, plugin: Option<&PluginInfo>) ->
         .find(|d| d.name == idp.domain)
         .map(|domain| domain_origins(config, domain))
         .unwrap_or_default();
-    let kind = match plugin {
+    let kind = match plugin.map(|p| p.protocol.as_str()) {
         None => Kind::Unknown,
-        Some(p) if p.protocol == "connect" => Kind::Connect,
-        Some(p) if p.capabilities.contains(Capabilities::METADATA) => Kind::Saml,
+        Some("saml") => Kind::Saml,
+        Some("connect") => Kind::Connect,
         Some(_) => Kind::Redirect,
     };
     let can_logout = plugin.is_none_or(|p| p.capabilities.contains(Capabilities::LOGOUT));
+    // `/sso/{idp}/metadata` is served only for a plugin with the metadata ability.
+    let has_metadata = plugin.is_some_and(|p| p.capabilities.contains(Capabilities::METADATA));
     let id = idp.id.as_str();
     let hosts = origins
         .iter()
@@ -140,7 +142,7 @@ pub fn for_idp(config: &Config, idp: &IdpConfig, plugin: Option<&PluginInfo>) ->
             origin: origin.clone(),
             callback: (kind != Kind::Connect).then(|| callback_url(origin, id)),
             logout: (kind != Kind::Connect && can_logout).then(|| logout_url(origin, id)),
-            metadata: matches!(kind, Kind::Saml | Kind::Unknown).then(|| metadata_url(origin, id)),
+            metadata: (kind != Kind::Connect && has_metadata).then(|| metadata_url(origin, id)),
         })
         .collect();
     let primary = origins.first();
@@ -165,27 +167,33 @@ pub fn for_idp(config: &Config, idp: &IdpConfig, plugin: Option<&PluginInfo>) ->
 
 impl RegistrationUrls {
     /// The URLs as lines of text, each indented by `indent`: what `gatehouse explain` and
-    /// `gatehouse idps` print.
+    /// `gatehouse idps` print, host by host.
     pub fn to_human(&self, indent: &str) -> String {
         let mut out = String::new();
         let mut line = |label: &str, value: &str| {
-            out.push_str(&format!("{indent}{label:<22}{value}\n"));
+            out.push_str(&format!("{indent}{label:<19}{value}\n"));
         };
         if let Some(client_url) = &self.client_url {
+            line("client url:", client_url);
             line(
-                "client url:",
-                &format!(
-                    "{client_url}  (Connect server: Client systems > Add client; `gatehouse connect new-server`)"
-                ),
+                "",
+                "(on the Connect server: Client systems > Add client, with the setup secret of `gatehouse connect new-server`)",
             );
         }
         if let Some(entity_id) = &self.entity_id {
             line("SP entity id:", entity_id);
         }
         let (callback, logout) = match self.kind {
-            Kind::Saml => ("ACS URL:", "single logout URL:"),
+            Kind::Saml => ("ACS URL:", "single logout:"),
             Kind::Unknown => ("callback URL:", "logout URL:"),
-            _ => ("redirect URI:", "post-logout URI:"),
+            Kind::Redirect | Kind::Connect => ("redirect URI:", "post-logout URI:"),
+        };
+        // A SAML IdP may start a single logout whatever `at_idp` says; a post-logout URI is
+        // only sent when Gatehouse signs out at the IdP.
+        let logout_note = if self.logout_at_idp || self.kind == Kind::Saml {
+            ""
+        } else {
+            "  (used with logout = { at_idp = true })"
         };
         for host in &self.hosts {
             if let Some(metadata) = &host.metadata {
@@ -195,20 +203,14 @@ impl RegistrationUrls {
                 line(callback, url);
             }
             if let Some(url) = &host.logout {
-                if self.logout_at_idp {
-                    line(logout, url);
-                } else {
-                    line(
-                        logout,
-                        &format!("{url}  (used with logout = {{ at_idp = true }})"),
-                    );
-                }
+                line(logout, &format!("{url}{logout_note}"));
             }
         }
-        if self.hosts.len() > 1 && self.kind != Kind::Connect {
-            out.push_str(&format!(
-                "{indent}(one set per host: the URLs use the host the browser came on)\n"
-            ));
+        if self.kind == Kind::Unknown {
+            line(
+                "",
+                "(the plugin did not load, so which of these its protocol uses is unknown)",
+            );
         }
         out
     }
@@ -274,15 +276,19 @@ username_attribute = "email"
             Some("https://ee.example.test:9443/sso/okta/logout")
         );
         assert_eq!(
-            urls.hosts[2].metadata.as_deref(),
-            Some("https://[::1]:8443/sso/okta/metadata")
+            urls.hosts[2].callback.as_deref(),
+            Some("https://[::1]:8443/sso/okta/callback")
+        );
+        assert_eq!(
+            urls.hosts[2].metadata, None,
+            "no metadata without the ability"
         );
         let text = urls.to_human("  ");
         assert!(
             text.contains("https://learn.example.test:8443/sso/okta/callback"),
             "{text}"
         );
-        assert!(text.contains("one set per host"), "{text}");
+        assert!(text.contains("did not load"), "{text}");
     }
 
     /// The request path's origin (scheme of `public_url` + the `Host` header) gives back

@@ -7,6 +7,7 @@ mod connect;
 mod directory;
 mod explain;
 mod help;
+mod idps;
 mod load;
 mod plugins;
 mod serve;
@@ -52,6 +53,22 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         domain: String,
     },
+    /// List every IdP: domain, plugin, behaviour, status, last successful sign-in, and the
+    /// URLs to register at the provider for each host of its domain.
+    ///
+    /// Status: `loaded`; `plugin failed to load` (the loader's reason and fix); `settings
+    /// refused` (the plugin's message); `not served` (the finding that says why). The last
+    /// sign-in is the database's record of successful sign-ins (kept to the minute), read
+    /// only when the database exists: none is created. The URLs are listed for each host of
+    /// the IdP's domain, because a sign-in uses the host the browser came on: register them
+    /// all at the provider.
+    #[command(after_long_help = help::IDPS)]
+    Idps {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// List each configured plugin library: id, protocol, version, ABI, and whether it loaded.
     #[command(after_long_help = help::PLUGINS)]
     Plugins {
@@ -94,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => serve::serve(config.config),
         Command::Check { config, format } => check::check(config.config, format),
         Command::Explain { config, domain } => explain::explain(config.config, &domain),
+        Command::Idps { config, format } => idps::idps(config.config, format),
         Command::Plugins { config, format } => plugins::list_plugins(config.config, format),
         Command::Users(command) => users::run(command),
         Command::Tasks(command) => tasks::run(command),
