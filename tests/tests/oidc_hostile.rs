@@ -282,7 +282,8 @@ async fn an_id_token_without_a_subject_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_userinfo_subject_other_than_the_id_tokens_is_refused() {
-    let rig = rig("use_userinfo = true").await;
+    // Default settings: UserInfo is asked because discovery advertises it.
+    let rig = rig("").await;
     rig.refuses("userinfo-other-sub", "userinfo").await;
     let userinfo = rig
         .op

@@ -76,7 +76,8 @@ async fn users(host: &TestHost) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sign_in_creates_the_user_and_the_second_matches_the_same_user() {
     let op = provider("client_secret_basic", false);
-    let host = TestHost::start(&config(&op, "", true, "use_userinfo = true")).await;
+    // Default settings: the profile claims come from UserInfo, which discovery advertises.
+    let host = TestHost::start(&config(&op, "", true, "")).await;
     let mut browser = host.browser(HOST);
     let mut agent = IdpAgent::new();
 
@@ -181,7 +182,7 @@ async fn first_sign_in_creates_the_user_and_the_second_matches_the_same_user() {
 /// returns the user as `/me` shows it after each sign-in.
 async fn sign_in_change_claims_sign_in(update_existing: bool) -> (Value, Value, i64) {
     let op = provider("client_secret_basic", false);
-    let host = TestHost::start(&config(&op, "", update_existing, "use_userinfo = true")).await;
+    let host = TestHost::start(&config(&op, "", update_existing, "")).await;
     let mut agent = IdpAgent::new();
 
     let mut browser = host.browser(HOST);
@@ -291,13 +292,7 @@ fn jwt_claims(token: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_at_the_idp_ends_the_provider_session_and_comes_back_to_the_host() {
     let op = provider("client_secret_basic", false);
-    let host = TestHost::start(&config(
-        &op,
-        "logout = { at_idp = true }",
-        true,
-        "use_userinfo = true",
-    ))
-    .await;
+    let host = TestHost::start(&config(&op, "logout = { at_idp = true }", true, "")).await;
     let mut browser = host.browser(HOST);
     let mut agent = IdpAgent::new();
     let first = sign_in(&mut browser, &mut agent, "corp", "%2F", "alice").await;
