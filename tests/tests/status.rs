@@ -1,15 +1,26 @@
 //! The operator's endpoints through the real router: `GET /admin/status` (JSON and HTML, for
 //! administrators only) after real sign-ins, a refusal, a task run and a reload; `GET
 //! /readyz` (ready, then not once the database's pool is closed); and `GET /healthz`, which
-//! keeps answering without the database.
+//! keeps answering without the database. And a real `gatehouse serve` on PostgreSQL, which
+//! is not ready while the server refuses it and ready again once let back in (on the server
+//! `GATEHOUSE_TEST_DATABASE_URL` names; without it that test says so and passes, unless
+//! `GATEHOUSE_REQUIRE_POSTGRES=1`).
+
+use std::io::Write as _;
 
 use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
 use gatehouse::tasks::{Scheduler, TaskSettings, quiet};
-use gatehouse_tests::{Browser, Page, TestHost};
+use gatehouse_tests::{
+    Browser, Page, TestHost,
+    served::{ServedProcess, free_port},
+};
 use serde_json::Value;
+use sqlx::Connection as _;
+
+const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
 
 /// One domain, the example plugin, and an IdP whose name is markup (the page must escape it).
 const CONFIG: &str = r#"
@@ -254,4 +265,135 @@ async fn readiness_needs_the_database_and_liveness_does_not() {
     let body = alive.json();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["idps"]["example"]["breaker"], "closed", "{body}");
+}
+
+/// The example IdP on a served host whose database is the template's `{database}`.
+const SERVED_CONFIG: &str = r#"
+[host]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+database = "{database}"
+plugin_dir = "{plugin_dir}"
+dev_mode = true
+
+[[plugin]]
+id = "example"
+library = "gatehouse_example"
+
+[[domain]]
+name = "root"
+hosts = ["localhost", "127.0.0.1"]
+
+[[idp]]
+id = "example"
+domain = "root"
+plugin = "example"
+name = "Example"
+username_attribute = "email"
+"#;
+
+/// Runs `statement` on the PostgreSQL server as the test's administrator.
+async fn on_server(server_url: &str, statement: &str) {
+    let mut admin = sqlx::PgConnection::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {PG_ENV}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    admin.close().await.expect("close the admin connection");
+}
+
+/// `GET path` on the served host: its status and JSON body.
+async fn probe(http: &reqwest::Client, served: &ServedProcess, path: &str) -> (u16, Value) {
+    let response = http
+        .get(served.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_served_host_is_not_ready_while_postgres_refuses_it_and_alive_throughout() {
+    let Ok(server_url) = std::env::var(PG_ENV) else {
+        // Straight to stderr, which the harness does not capture.
+        let _ = writeln!(
+            std::io::stderr(),
+            "status::a_served_host_is_not_ready_while_postgres_refuses_it_and_alive_throughout: NOT RUN ({PG_ENV} is not set)"
+        );
+        assert!(
+            std::env::var("GATEHOUSE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "GATEHOUSE_REQUIRE_POSTGRES=1 but {PG_ENV} is not set"
+        );
+        return;
+    };
+    let name = format!("gh_status_{}", std::process::id());
+    on_server(
+        &server_url,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await;
+    on_server(&server_url, &format!("CREATE DATABASE {name}")).await;
+    let mut url = url::Url::parse(&server_url).expect("a URL");
+    url.set_path(&format!("/{name}"));
+    let served =
+        ServedProcess::start_on("localhost", SERVED_CONFIG, url.as_str(), free_port()).await;
+    let http = reqwest::Client::new();
+
+    let (status, body) = probe(&http, &served, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+
+    // The server refuses the host: no new connections to its database, the open ones ended.
+    on_server(
+        &server_url,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+    )
+    .await;
+    on_server(
+        &server_url,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    )
+    .await;
+    let (status, body) = probe(&http, &served, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["failed"], serde_json::json!(["database"]), "{body}");
+    assert_eq!(body["database"], "unreachable");
+    let (status, body) = probe(&http, &served, "/healthz").await;
+    assert_eq!(status, 200, "liveness does not ask the database: {body}");
+    assert_eq!(body["status"], "ok");
+    assert!(
+        served
+            .log()
+            .contains("readiness: the database does not answer"),
+        "{}",
+        served.log()
+    );
+
+    // Let back in: ready again once the pool has dropped its ended connections (each fails
+    // one ping at most, and the pool holds at most 10).
+    on_server(
+        &server_url,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    )
+    .await;
+    let mut answers = Vec::new();
+    for _ in 0..12 {
+        let (status, _) = probe(&http, &served, "/readyz").await;
+        answers.push(status);
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(answers.last(), Some(&200), "{answers:?}");
+
+    drop(served);
+    on_server(
+        &server_url,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await;
 }
