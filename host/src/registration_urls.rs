@@ -262,7 +262,7 @@ username_attribute = "email"
     }
 
     #[test]
-    fn an_unloaded_plugin_lists_every_url_per_host() {
+    fn an_unloaded_plugin_lists_the_callback_and_logout_per_host() {
         let config = config();
         let urls = for_idp(&config, &config.idps[0], None);
         assert_eq!(urls.kind, Kind::Unknown);
@@ -289,6 +289,80 @@ username_attribute = "email"
             "{text}"
         );
         assert!(text.contains("did not load"), "{text}");
+    }
+
+    fn plugin(protocol: &str, capabilities: Capabilities) -> PluginInfo {
+        PluginInfo {
+            id: protocol.to_owned(),
+            protocol: protocol.to_owned(),
+            display_name: protocol.to_owned(),
+            version: "1.0.0".to_owned(),
+            api_version: gatehouse_plugin_api::API_VERSION,
+            capabilities,
+            attributes: Vec::new(),
+            tasks: Vec::new(),
+            state_parameter: "state".to_owned(),
+            routes: Vec::new(),
+            path: "/nowhere".into(),
+        }
+    }
+
+    #[test]
+    fn each_protocol_gets_the_urls_it_uses() {
+        let mut config = config();
+        let mut idp = config.idps.remove(0);
+
+        // Login only (Google): a redirect URI, no post-logout URI.
+        let google = for_idp(&config, &idp, Some(&plugin("google", Capabilities::LOGIN)));
+        assert_eq!(google.kind, Kind::Redirect);
+        assert!(
+            google
+                .hosts
+                .iter()
+                .all(|h| h.logout.is_none() && h.metadata.is_none())
+        );
+        assert_eq!(google.entity_id, None);
+
+        // SAML: metadata, ACS and SLO on every host; the entity id on the first, unless set.
+        let saml = plugin(
+            "saml",
+            Capabilities::LOGIN | Capabilities::LOGOUT | Capabilities::METADATA,
+        );
+        let urls = for_idp(&config, &idp, Some(&saml));
+        assert_eq!(urls.kind, Kind::Saml);
+        assert_eq!(
+            urls.entity_id.as_deref(),
+            Some("https://learn.example.test:8443/sso/okta/metadata")
+        );
+        assert_eq!(
+            urls.hosts[1].metadata.as_deref(),
+            Some("https://ee.example.test:9443/sso/okta/metadata")
+        );
+        idp.settings = serde_json::json!({ "sp_entity_id": "urn:acme:sp" });
+        let urls = for_idp(&config, &idp, Some(&saml));
+        assert_eq!(urls.entity_id.as_deref(), Some("urn:acme:sp"));
+
+        // Connect: the client URL, the first host's origin, and nothing per host.
+        let connect = for_idp(
+            &config,
+            &idp,
+            Some(&plugin(
+                "connect",
+                Capabilities::LOGIN | Capabilities::LOGOUT,
+            )),
+        );
+        assert_eq!(connect.kind, Kind::Connect);
+        assert_eq!(
+            connect.client_url.as_deref(),
+            Some("https://learn.example.test:8443")
+        );
+        assert!(
+            connect
+                .hosts
+                .iter()
+                .all(|h| h.callback.is_none() && h.logout.is_none())
+        );
+        assert!(connect.to_human("").contains("Add client"));
     }
 
     /// The request path's origin (scheme of `public_url` + the `Host` header) gives back
