@@ -281,7 +281,7 @@ async fn a_generated_bootstrap_password_must_be_changed_before_anything_else() {
     assert_eq!(signed.location.as_deref(), Some("/me/password"));
 
     // Pages redirect to the password page (and come back afterwards); JSON routes say 403.
-    for path in ["/", "/login", "/admin/test-login/example"] {
+    for path in ["/", "/login", "/admin/test-login/example", "/admin/status"] {
         let page = browser.get(path).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}: {page:?}");
         let location = page.location.unwrap_or_default();
