@@ -160,7 +160,8 @@ pub fn home_page(display_name: &str, csrf: &str) -> impl IntoResponse + use<> {
         &format!(
             "<h1>You are signed in</h1><p>as <strong>{}</strong>.</p>\
 <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-<button type=\"submit\">Sign out</button></form>",
+<button type=\"submit\">Sign out</button></form>\
+<a class=\"button\" href=\"/me/password\">Change password</a>",
             text(display_name),
             attr(csrf)
         ),
