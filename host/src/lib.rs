@@ -18,6 +18,7 @@ pub mod idp_report;
 pub mod links;
 pub mod logging;
 pub mod metrics;
+pub mod online_check;
 pub mod passwords;
 pub mod plugins;
 pub mod registration_urls;

@@ -1,25 +1,67 @@
-//! `gatehouse check`: every check without serving.
+//! `gatehouse check`: every check without serving; with `--online`, also each IdP's
+//! provider reached through its plugin (`gatehouse::online_check`).
 
 use std::{path::PathBuf, process::ExitCode};
 
-use gatehouse::config::Severity;
+use anyhow::Context as _;
+use gatehouse::{
+    clock::{Clock, Randomness},
+    config::{self, Config, Severity},
+    online_check::{self, IdpOnline},
+    site::Site,
+    startup,
+    store::Store,
+};
 
 use super::{
     Format,
-    load::{check_all, print_diagnostics, read_config_as},
+    load::{check_all, database_exists, print_diagnostics, read_config_as},
 };
 
-pub(crate) fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
+pub(crate) fn check(
+    path: Option<PathBuf>,
+    format: Format,
+    online: bool,
+) -> anyhow::Result<ExitCode> {
     let loaded = match read_config_as(path, format) {
         Ok(read) => read.loaded,
         Err(unreadable) => return Ok(unreadable),
     };
-    let (diagnostics, source, _) = check_all(loaded)?;
-    if format == Format::Human && diagnostics.is_empty() {
-        eprintln!("ok: no problems found");
-    } else {
-        // The rendering ends with the summary line ("2 errors, 1 warning") itself.
-        print_diagnostics(&diagnostics, &source, format);
+    let config = loaded.config.clone();
+    let (mut diagnostics, source, prepared) = check_all(loaded)?;
+    let reached = match (online, config, prepared) {
+        (true, Some(config), Some(prepared)) => Some(check_online(&config, prepared.site)?),
+        (true, ..) => {
+            if format == Format::Human {
+                eprintln!("note: no online check: the file has errors; fix them first");
+            }
+            None
+        }
+        (false, ..) => None,
+    };
+    if let Some(reached) = &reached {
+        diagnostics.extend(online_check::diagnostics(reached));
+    }
+    match (format, &reached) {
+        (Format::Json, Some(reached)) => {
+            // The offline report's object, with each IdP's online check beside it.
+            let mut report: serde_json::Value =
+                serde_json::from_str(&config::render_json(&diagnostics))
+                    .context("rendering the diagnostics")?;
+            report["online"] = serde_json::to_value(reached).context("rendering the report")?;
+            println!("{report}");
+        }
+        _ => {
+            if let Some(reached) = &reached {
+                print_reached(reached);
+            }
+            if format == Format::Human && diagnostics.is_empty() {
+                eprintln!("ok: no problems found");
+            } else {
+                // The rendering ends with the summary line ("2 errors, 1 warning") itself.
+                print_diagnostics(&diagnostics, &source, format);
+            }
+        }
     }
     let errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     Ok(if errors {
@@ -27,4 +69,54 @@ pub(crate) fn check(path: Option<PathBuf>, format: Format) -> anyhow::Result<Exi
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs every IdP's online check on a runtime of its own, with the plugins' stored state
+/// (a Connect client's registration) from the configured database when it exists; otherwise
+/// (or when it cannot be opened) an empty in-memory one, so no database is ever created.
+fn check_online(config: &Config, site: Site) -> anyhow::Result<Vec<IdpOnline>> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = open_store(config).await?;
+        let state = startup::state(
+            config,
+            site,
+            store.clone(),
+            Clock::system(),
+            Randomness::system(),
+        )
+        .context("building the HTTP client for plugins")?;
+        let at_once = online_check::AT_ONCE.min(config.host.plugin_calls_max as usize);
+        let reached =
+            online_check::check(&state.site(), state.caller(), &config.path, at_once).await;
+        store.close().await;
+        Ok(reached)
+    })
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if database_exists(config) {
+        match Store::connect(config.host.database.expose()).await {
+            Ok(store) => return Ok(store),
+            Err(error) => eprintln!(
+                "note: the database could not be opened ({error}): the online check runs without the plugins' stored state"
+            ),
+        }
+    }
+    Store::connect("sqlite::memory:")
+        .await
+        .context("opening an in-memory store for the online check")
+}
+
+/// What each IdP's check reached, and its notes (the problems are diagnostics).
+fn print_reached(reached: &[IdpOnline]) {
+    for idp in reached {
+        let who = format!("IdP `{}` (plugin `{}`)", idp.idp, idp.plugin);
+        for checked in &idp.checked {
+            eprintln!("ok: {who}: reached {checked}");
+        }
+        for note in &idp.notes {
+            eprintln!("note: {who}: {note}");
+        }
+    }
 }

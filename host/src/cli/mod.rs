@@ -43,6 +43,12 @@ enum Command {
         /// How to print the diagnostics.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// Also ask each IdP's plugin to reach its provider through the host's HTTP (OIDC
+        /// discovery and keys, SAML metadata, a Connect server's API version): problems are
+        /// `idp-unreachable` errors and `idp-online-check` warnings; a plugin built before
+        /// plugin API 1.3 gets a note, "no online check".
+        #[arg(long)]
+        online: bool,
     },
     /// Explain what the login page of a domain does, and which rule decided it.
     #[command(after_long_help = help::EXPLAIN)]
@@ -109,7 +115,11 @@ pub(crate) enum Format {
 pub fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Serve { config } => serve::serve(config.config),
-        Command::Check { config, format } => check::check(config.config, format),
+        Command::Check {
+            config,
+            format,
+            online,
+        } => check::check(config.config, format, online),
         Command::Explain { config, domain } => explain::explain(config.config, &domain),
         Command::Idps { config, format } => idps::idps(config.config, format),
         Command::Plugins { config, format } => plugins::list_plugins(config.config, format),

@@ -6,7 +6,9 @@
 use std::{sync::Arc, time::Duration};
 
 use abi_stable::{sabi_types::RRef, std_types::RStr, type_level::downcasting::TD_Opaque};
-use gatehouse_plugin_api::{ErrorKind, HostFfi_TO, HostRef, IdpBox, Placement, PluginError};
+use gatehouse_plugin_api::{
+    ErrorKind, HostFfi_TO, HostRef, IdpBox, OnlineReport, Placement, PluginError,
+};
 use gatehouse_store::Store;
 use tokio::runtime::Handle;
 
@@ -203,6 +205,18 @@ impl PluginCaller {
         self.call_within(self.timeout, instance, body).await
     }
 
+    /// Asks `instance`'s plugin to reach its provider (plugin API 1.3's `check_online`, for
+    /// `gatehouse check --online`) as a [`PluginCaller::call`]: the call time limit, the
+    /// permits and the breaker apply. A plugin older than 1.3 answers `unsupported` (its
+    /// vtable's default body), which the caller reports as "no online check".
+    pub async fn check_online(
+        &self,
+        instance: Arc<IdpInstance>,
+    ) -> Result<OnlineReport, CallError> {
+        self.call(instance, |host, idp| idp.check_online(host).into_result())
+            .await
+    }
+
     /// [`PluginCaller::call`] of a scheduled task, with the task's time limit (`[host]
     /// task_timeout_seconds`: a Connect sync of a large directory takes longer than any
     /// sign-in call); the permits and the breaker are the same.
@@ -381,6 +395,16 @@ mod tests {
         while caller.health(idp).running != running {
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idp_without_check_online_answers_unsupported_through_the_default_body() {
+        // `Inert` implements only the 1.0 methods, like a library built before 1.3.
+        let caller = caller(Duration::from_secs(5), CallLimits::default()).await;
+        match caller.check_online(instance("hq")).await {
+            Err(CallError::Plugin(error)) => assert_eq!(error.kind, ErrorKind::UNSUPPORTED),
+            other => panic!("expected unsupported, got {other:?}"),
         }
     }
 

@@ -308,7 +308,7 @@ impl IdentityProvider for ExampleIdp {
     /// provider to reach, so all is well.
     fn check_online(&self, _host: &Host<'_>) -> Result<OnlineReport, PluginError> {
         let mut report = OnlineReport::new();
-        report.checked("the example IdP has no provider to reach");
+        report.checked("nothing: the example IdP has no provider");
         Ok(report)
     }
 }

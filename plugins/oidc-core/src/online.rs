@@ -40,7 +40,7 @@ pub fn check(host: &Host<'_>, config: &RpConfig) -> OnlineReport {
                 )
             };
             report.push(
-                OnlineFinding::error(error.to_string())
+                OnlineFinding::error(fetching("discovery document", &error))
                     .with_help(help)
                     .with_setting(setting),
             );
@@ -66,13 +66,24 @@ pub fn check(host: &Host<'_>, config: &RpConfig) -> OnlineReport {
             "key set (JWKS) at {jwks_url}: {} usable signing key(s)",
             keys.keys().len()
         )),
-        Err(error) => report.push(OnlineFinding::error(error.to_string()).with_help(
-            "ID tokens are verified with the keys at the discovery document's jwks_uri; the \
+        Err(error) => report.push(
+            OnlineFinding::error(fetching("key set (JWKS)", &error)).with_help(
+                "ID tokens are verified with the keys at the discovery document's jwks_uri; the \
              provider must publish at least one RSA, EC P-256/P-384 or Ed25519 signing key there \
              that this host can fetch",
-        )),
+            ),
+        ),
     }
     report
+}
+
+/// The error's message, saying what was being fetched when the host's HTTP failed (its
+/// message names only the request); the core's own messages already say.
+fn fetching(what: &str, error: &OidcError) -> String {
+    match error {
+        OidcError::Host(_) => format!("the provider's {what} could not be fetched: {error}"),
+        _ => error.to_string(),
+    }
 }
 
 /// Whether the provider answered at all (a malformed or refused answer), as opposed to not

@@ -65,6 +65,14 @@ pub mod codes {
     /// An IdP's `tasks` names a task its plugin's manifest does not declare.
     pub const UNKNOWN_TASK: &str = "unknown-task";
 
+    // Findings of `gatehouse check --online`, made by the plugins (plugin API 1.3).
+    /// An IdP's provider cannot be used as configured: it is unreachable, or it answered
+    /// what a sign-in could not use (another issuer, no usable key, no metadata).
+    pub const IDP_UNREACHABLE: &str = "idp-unreachable";
+    /// An IdP's provider works, but something needs attention (a signing certificate that
+    /// expires soon).
+    pub const IDP_ONLINE_CHECK: &str = "idp-online-check";
+
     /// Every code above: `docs/diagnostics.md` documents exactly these (a test keeps the two
     /// in step). A new code is added here and there.
     pub const ALL: &[&str] = &[
@@ -105,6 +113,8 @@ pub mod codes {
         IGNORED_KEY,
         PLUGIN_LOAD_FAILED,
         UNKNOWN_TASK,
+        IDP_UNREACHABLE,
+        IDP_ONLINE_CHECK,
     ];
 }
 
