@@ -17,8 +17,8 @@ mod claims;
 pub mod client_auth;
 mod error;
 pub mod http;
-pub mod online;
 pub mod jose;
+pub mod online;
 pub mod profile;
 pub mod provider;
 pub mod settings;
@@ -67,6 +67,18 @@ fn redirect_url(url: &str) -> Result<RedirectUrl, OidcError> {
     RedirectUrl::new(url.to_owned()).map_err(|error| {
         OidcError::Internal(format!("the callback URL {url:?} is not a URL: {error}"))
     })
+}
+
+/// `error` with `remedy` (how to do without UserInfo) appended to its message.
+fn with_remedy(error: OidcError, remedy: &str) -> OidcError {
+    if remedy.is_empty() {
+        return error;
+    }
+    match error {
+        OidcError::InvalidResponse(message) => OidcError::InvalidResponse(message + remedy),
+        OidcError::BadSignature(message) => OidcError::BadSignature(message + remedy),
+        other => other,
+    }
 }
 
 /// The attribute names every OIDC plugin can supply (more appear by claim name).
@@ -544,9 +556,9 @@ impl<P: Profile> RelyingParty<P> {
     }
 
     /// The UserInfo claims, from the host's HTTP (so its time limit, egress rules and
-    /// response cap apply), about the ID token's `sub` and no one else. Only a plain JSON
-    /// answer is read: a signed or encrypted one (`application/jwt`) is refused with the
-    /// fix, not trusted unchecked.
+    /// response cap apply), about the ID token's `sub` and no one else. A plain JSON
+    /// answer is read as it is; a signed one (`application/jwt`) only once its signature,
+    /// `iss` and `aud` verify (`verify`); an encrypted one is refused.
     fn userinfo(
         &self,
         host: &Host<'_>,
@@ -570,7 +582,7 @@ impl<P: Profile> RelyingParty<P> {
         })?;
         let response = host.http(
             HttpRequest::get(url.as_str())
-                .with_header("accept", "application/json")
+                .with_header("accept", "application/json, application/jwt")
                 .with_header("authorization", format!("Bearer {access_token}")),
         )?;
         if !response.is_success() {
@@ -584,29 +596,37 @@ impl<P: Profile> RelyingParty<P> {
                 OidcError::invalid(message)
             });
         }
-        if let Some(content_type) = response.header("content-type") {
-            let content_type = content_type.to_ascii_lowercase();
-            if content_type.starts_with("application/jwt") {
-                return Err(OidcError::invalid(format!(
-                    "the UserInfo endpoint answered with a signed or encrypted JWT \
-                     (`application/jwt`), which Gatehouse does not read: register the client \
-                     at the provider without a UserInfo signing or encryption algorithm \
-                     (userinfo_signed_response_alg){remedy}"
-                )));
-            }
-            if !content_type.starts_with("application/json") {
-                return Err(OidcError::invalid(format!(
-                    "the UserInfo endpoint answered `{content_type}`; only plain JSON UserInfo \
-                     is supported{remedy}"
-                )));
-            }
-        }
-        let claims: Map<String, Value> =
+        let content_type = response
+            .header("content-type")
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let claims: Map<String, Value> = if content_type.starts_with("application/jwt") {
+            // Signed (OpenID Connect Core §5.3.2): verified like an ID token, never read
+            // unchecked; an encrypted one is refused by `verify` as not a signed JWT.
+            let raw = std::str::from_utf8(&response.body).map_err(|_| {
+                OidcError::invalid(format!("the signed UserInfo answer is not text{remedy}"))
+            })?;
+            verify::verify_signed_userinfo(
+                host,
+                &self.config,
+                &self.profile,
+                &self.cache,
+                metadata,
+                raw.trim(),
+            )
+            .map_err(|error| with_remedy(error, remedy))?
+        } else if content_type.is_empty() || content_type.starts_with("application/json") {
             serde_json::from_slice(&response.body).map_err(|error| {
                 OidcError::invalid(format!(
                     "the UserInfo answer is not a JSON object: {error}{remedy}"
                 ))
-            })?;
+            })?
+        } else {
+            return Err(OidcError::invalid(format!(
+                "the UserInfo endpoint answered `{content_type}`; only JSON or a signed JWT \
+                 is read{remedy}"
+            )));
+        };
         // OpenID Connect Core §5.3.2: a `sub` other than the ID token's means the answer
         // is about someone else (a swapped or substituted token); nothing of it is used.
         match claims.get("sub") {

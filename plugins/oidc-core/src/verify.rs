@@ -5,6 +5,8 @@
 //! key set then a rate-limited JWKS refresh for an unknown `kid`, and every claim
 //! check: `iss` (through the profile), `aud` and `trusted_audiences`, `azp`, `exp`,
 //! `iat`, `nbf`, `nonce`, `sub`, and the profile's own. Nonce replay is marked by the flow.
+//! A signed UserInfo answer goes through the same header and signature checks
+//! ([`verify_signed_userinfo`]), with only its `iss` and `aud` checked besides.
 //!
 //! Why not openidconnect's `IdTokenVerifier`: its claims type parses `iss` as a URL,
 //! so it cannot even read a Google token whose `iss` is `accounts.google.com`, and it
@@ -55,11 +57,20 @@ fn advertised(alg: &CoreJwsSigningAlgorithm) -> Option<Alg> {
 /// provider's `id_token_signing_alg_values_supported`; HS256 too when a client secret
 /// is configured and the provider advertises it. Never `none`.
 pub fn allowed_algs(config: &RpConfig, metadata: &Metadata) -> Vec<Alg> {
-    let advertised: Vec<Alg> = metadata
-        .id_token_signing_alg_values_supported()
-        .iter()
-        .filter_map(advertised)
-        .collect();
+    allowed_of(config, metadata.id_token_signing_alg_values_supported())
+}
+
+/// [`allowed_algs`] for a signed UserInfo answer: against the provider's
+/// `userinfo_signing_alg_values_supported`, else its ID token algorithms.
+pub fn allowed_userinfo_algs(config: &RpConfig, metadata: &Metadata) -> Vec<Alg> {
+    match metadata.userinfo_signing_alg_values_supported() {
+        Some(algs) => allowed_of(config, algs),
+        None => allowed_algs(config, metadata),
+    }
+}
+
+fn allowed_of(config: &RpConfig, advertised_algs: &[CoreJwsSigningAlgorithm]) -> Vec<Alg> {
+    let advertised: Vec<Alg> = advertised_algs.iter().filter_map(advertised).collect();
     // Every algorithm `jose` verifies but HS256, which has its own condition below.
     let mut allowed: Vec<Alg> = Alg::ALL
         .into_iter()
@@ -83,16 +94,22 @@ fn hmac_secret(config: &RpConfig) -> Option<&str> {
     }
 }
 
-fn split(raw: &str) -> Result<CompactJws<'_>, OidcError> {
+/// What is being verified, for messages: "the ID token" or "the signed UserInfo answer".
+#[derive(Debug, Clone, Copy)]
+struct What(&'static str);
+
+const ID_TOKEN: What = What("the ID token");
+const USERINFO: What = What("the signed UserInfo answer");
+
+fn split(raw: &str, what: What) -> Result<CompactJws<'_>, OidcError> {
+    let what = what.0;
     CompactJws::parse(raw).map_err(|error| match error {
-        JwsError::NotThreeParts => OidcError::invalid(
-            "the ID token is not a signed JWT (three dot-separated parts); encrypted ID tokens are not supported",
-        ),
-        JwsError::Header(problem) => {
-            OidcError::invalid(format!("the ID token's header {problem}"))
-        }
+        JwsError::NotThreeParts => OidcError::invalid(format!(
+            "{what} is not a signed JWT (three dot-separated parts); encrypted ones are not supported"
+        )),
+        JwsError::Header(problem) => OidcError::invalid(format!("{what}'s header {problem}")),
         JwsError::Signature => {
-            OidcError::BadSignature("the ID token's signature is not base64url".into())
+            OidcError::BadSignature(format!("{what}'s signature is not base64url"))
         }
     })
 }
@@ -109,42 +126,9 @@ pub fn verify_id_token(
     raw: &str,
     nonce: &str,
 ) -> Result<VerifiedIdToken, OidcError> {
-    let jws = split(raw)?;
-    let alg = check_header(config, metadata, &jws.header)?;
-    let kid = jws.header.get("kid").and_then(Value::as_str);
-    if alg == Alg::Hs256 {
-        let secret = hmac_secret(config).unwrap_or_default();
-        if !jose::verify_hs256(
-            secret.as_bytes(),
-            jws.signing_input.as_bytes(),
-            &jws.signature,
-        ) {
-            return Err(bad_signature(alg, 1));
-        }
-    } else {
-        let mut keys = cache.keys(host, config, metadata)?;
-        if keys.candidates(kid, alg).next().is_none() {
-            keys = match cache.reread_keys(host, config)? {
-                Some(shared) if shared.candidates(kid, alg).next().is_some() => shared,
-                _ => match cache.refresh_keys(host, config, metadata)? {
-                    Some(fresh) => fresh,
-                    None => return Err(no_key(kid, alg, config, true)),
-                },
-            };
-        }
-        let fitting: Vec<&Jwk> = keys.candidates(kid, alg).collect();
-        if fitting.is_empty() {
-            return Err(no_key(kid, alg, config, false));
-        }
-        // Several keys fit only when the token names no `kid`; all are the provider's.
-        let message = jws.signing_input.as_bytes();
-        if !fitting
-            .iter()
-            .any(|key| key.verify(alg, message, &jws.signature))
-        {
-            return Err(bad_signature(alg, fitting.len()));
-        }
-    }
+    let jws = split(raw, ID_TOKEN)?;
+    let alg = check_header(&allowed_algs(config, metadata), &jws.header, ID_TOKEN)?;
+    verify_signature(host, config, cache, metadata, &jws, alg, ID_TOKEN)?;
 
     let claims = jose::decode_json(jws.payload)
         .map_err(|problem| OidcError::invalid(format!("the ID token's payload {problem}")))?;
@@ -157,9 +141,108 @@ pub fn verify_id_token(
     })
 }
 
-fn bad_signature(alg: Alg, keys: usize) -> OidcError {
+/// Checks `jws`'s signature with `alg` and the provider's keys from `cache`: when no key
+/// fits, the shared store's copy is read again (another host may have refreshed it), then
+/// the key set is fetched once (rate-limited). HS256 uses the client secret.
+fn verify_signature(
+    host: &Host<'_>,
+    config: &RpConfig,
+    cache: &ProviderCache,
+    metadata: &Metadata,
+    jws: &CompactJws<'_>,
+    alg: Alg,
+    what: What,
+) -> Result<(), OidcError> {
+    let kid = jws.header.get("kid").and_then(Value::as_str);
+    if alg == Alg::Hs256 {
+        let secret = hmac_secret(config).unwrap_or_default();
+        if !jose::verify_hs256(
+            secret.as_bytes(),
+            jws.signing_input.as_bytes(),
+            &jws.signature,
+        ) {
+            return Err(bad_signature(alg, 1, what));
+        }
+    } else {
+        let mut keys = cache.keys(host, config, metadata)?;
+        if keys.candidates(kid, alg).next().is_none() {
+            keys = match cache.reread_keys(host, config)? {
+                Some(shared) if shared.candidates(kid, alg).next().is_some() => shared,
+                _ => match cache.refresh_keys(host, config, metadata)? {
+                    Some(fresh) => fresh,
+                    None => return Err(no_key(kid, alg, config, true, what)),
+                },
+            };
+        }
+        let fitting: Vec<&Jwk> = keys.candidates(kid, alg).collect();
+        if fitting.is_empty() {
+            return Err(no_key(kid, alg, config, false, what));
+        }
+        // Several keys fit only when the token names no `kid`; all are the provider's.
+        let message = jws.signing_input.as_bytes();
+        if !fitting
+            .iter()
+            .any(|key| key.verify(alg, message, &jws.signature))
+        {
+            return Err(bad_signature(alg, fitting.len(), what));
+        }
+    }
+
+    Ok(())
+}
+
+/// Verifies a signed UserInfo answer (OpenID Connect Core §5.3.2, `application/jwt`): the
+/// same algorithm rules and keys as an ID token (against the provider's
+/// `userinfo_signing_alg_values_supported` when it names them), and its `iss` and `aud`,
+/// when present, must name the provider and this client. Its claims, for the caller's
+/// `sub` check.
+pub fn verify_signed_userinfo(
+    host: &Host<'_>,
+    config: &RpConfig,
+    profile: &dyn Profile,
+    cache: &ProviderCache,
+    metadata: &Metadata,
+    raw: &str,
+) -> Result<Claims, OidcError> {
+    let jws = split(raw, USERINFO)?;
+    let alg = check_header(
+        &allowed_userinfo_algs(config, metadata),
+        &jws.header,
+        USERINFO,
+    )?;
+    verify_signature(host, config, cache, metadata, &jws, alg, USERINFO)?;
+    let claims = jose::decode_json(jws.payload).map_err(|problem| {
+        OidcError::invalid(format!("the signed UserInfo answer's payload {problem}"))
+    })?;
+    match claims.get("iss") {
+        None => {}
+        Some(Value::String(iss)) if profile.accepts_issuer(config, iss) => {}
+        Some(iss) => {
+            return Err(OidcError::invalid(format!(
+                "the signed UserInfo answer was issued by {iss}, not by the configured issuer `{}`",
+                config.issuer
+            )));
+        }
+    }
+    let audiences: Vec<&str> = match claims.get("aud") {
+        None => vec![config.client_id.as_str()],
+        Some(Value::String(aud)) => vec![aud.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        Some(_) => Vec::new(),
+    };
+    if !audiences.contains(&config.client_id.as_str()) {
+        return Err(OidcError::invalid(format!(
+            "the signed UserInfo answer is not meant for this client `{}`",
+            config.client_id
+        )));
+    }
+    Ok(claims)
+}
+
+fn bad_signature(alg: Alg, keys: usize, what: What) -> OidcError {
     OidcError::BadSignature(format!(
-        "the ID token's signature does not verify ({} with the provider's key{})",
+        "{}'s signature does not verify ({} with the provider's key{})",
+        what.0,
         alg.name(),
         if keys > 1 { "s" } else { "" },
     ))
@@ -167,30 +250,30 @@ fn bad_signature(alg: Alg, keys: usize) -> OidcError {
 
 /// The header's algorithm, if it is allowed; refuses what we do not understand.
 fn check_header(
-    config: &RpConfig,
-    metadata: &Metadata,
+    allowed: &[Alg],
     header: &Map<String, Value>,
+    what: What,
 ) -> Result<Alg, OidcError> {
+    let what = what.0;
     let name = match header.get("alg") {
         Some(Value::String(name)) => name.as_str(),
         _ => {
-            return Err(OidcError::BadSignature(
-                "the ID token's header has no `alg`".into(),
-            ));
+            return Err(OidcError::BadSignature(format!(
+                "{what}'s header has no `alg`"
+            )));
         }
     };
     if name == "none" {
-        return Err(OidcError::BadSignature(
-            "the ID token is unsigned (alg \"none\"); unsigned ID tokens are never accepted".into(),
-        ));
+        return Err(OidcError::BadSignature(format!(
+            "{what} is unsigned (alg \"none\"); unsigned tokens are never accepted"
+        )));
     }
-    let allowed = allowed_algs(config, metadata);
     let alg = Alg::from_name(name)
         .filter(|alg| allowed.contains(alg))
         .ok_or_else(|| {
             let names: Vec<&str> = allowed.iter().map(|alg| alg.name()).collect();
             OidcError::BadSignature(format!(
-                "the ID token is signed with {name}, which is not allowed for this provider \
+                "{what} is signed with {name}, which is not allowed for this provider \
                  (allowed: {}); HS256 needs a configured client secret and the provider advertising it",
                 if names.is_empty() {
                     "none: the provider advertises none of RS256, RS384, RS512, PS256, PS384, \
@@ -208,38 +291,45 @@ fn check_header(
             "jwt" | "application/jwt" | "jose" | "application/jose"
         ) {
             return Err(OidcError::invalid(format!(
-                "the ID token's header has typ {typ:?}, not a JWT"
+                "{what}'s header has typ {typ:?}, not a JWT"
             )));
         }
     }
     if header.contains_key("cty") {
-        return Err(OidcError::invalid(
-            "the ID token's header has a content type (cty): nested tokens are not supported",
-        ));
+        return Err(OidcError::invalid(format!(
+            "{what}'s header has a content type (cty): nested tokens are not supported"
+        )));
     }
     if header.contains_key("crit") {
-        return Err(OidcError::invalid(
-            "the ID token's header lists critical extensions (crit), which Gatehouse does not understand",
-        ));
+        return Err(OidcError::invalid(format!(
+            "{what}'s header lists critical extensions (crit), which Gatehouse does not understand"
+        )));
     }
     Ok(alg)
 }
 
-fn no_key(kid: Option<&str>, alg: Alg, config: &RpConfig, rate_limited: bool) -> OidcError {
+fn no_key(
+    kid: Option<&str>,
+    alg: Alg,
+    config: &RpConfig,
+    rate_limited: bool,
+    what: What,
+) -> OidcError {
+    let what = what.0;
     let which = match kid {
         Some(kid) => format!("the key `{kid}`"),
         None => format!("an {} key (no `kid`)", alg.name()),
     };
     OidcError::BadSignature(if rate_limited {
         format!(
-            "the ID token is signed with {which}, which the provider's key set (JWKS) does not \
+            "{what} is signed with {which}, which the provider's key set (JWKS) does not \
              hold; the key set was fetched again less than jwks_refresh_min_seconds = {} s ago, \
              so it was not fetched again",
             config.jwks_refresh_min_seconds
         )
     } else {
         format!(
-            "the ID token is signed with {which}, which the provider's key set (JWKS) does not \
+            "{what} is signed with {which}, which the provider's key set (JWKS) does not \
              hold, even after fetching it again"
         )
     })

@@ -834,25 +834,89 @@ fn an_unreadable_or_refused_userinfo_answer_is_refused_saying_how_to_do_without(
     }
 }
 
-#[test]
-fn a_signed_userinfo_answer_is_refused_clearly_not_trusted() {
-    let provider = TestProvider::new(ISSUER);
-    // Even a JWT the provider really signed: it is not read unverified.
-    let jwt = provider.sign(
-        Signer::RsaA,
-        &json!({ "sub": SUBJECT, "email": "ada@example.test" }),
-    );
-    let reply = Expectation::new("GET", &provider.userinfo_url()).reply(
+/// A sign-in whose UserInfo answer is the JWT `jwt` (`application/jwt`).
+fn signed_userinfo_sign_in(
+    jwt: &str,
+) -> Result<gatehouse_plugin_api::Identity, gatehouse_plugin_api::PluginError> {
+    let reply = Expectation::new("GET", &TestProvider::new(ISSUER).userinfo_url()).reply(
         200,
         "application/jwt; charset=utf-8",
         jwt.as_bytes(),
     );
-    let (_, result) = userinfo_sign_in(UseUserinfo::Always, true, Some(reply));
-    refused(
-        result,
-        ErrorKind::INVALID_RESPONSE,
-        "userinfo_signed_response_alg",
+    userinfo_sign_in(UseUserinfo::Auto, true, Some(reply)).1
+}
+
+#[test]
+fn a_signed_userinfo_answer_is_read_once_it_verifies() {
+    let provider = TestProvider::new(ISSUER);
+    let claims = json!({
+        "iss": ISSUER, "aud": CLIENT_ID, "sub": SUBJECT, "department": "R&D",
+    });
+    for signer in [Signer::RsaA, Signer::Ed25519] {
+        let identity = signed_userinfo_sign_in(&provider.sign(signer, &claims)).expect("signs in");
+        assert_eq!(identity.attribute("department"), Some("R&D"));
+    }
+    // `iss` and `aud` may be left out.
+    let bare = provider.sign(
+        Signer::RsaA,
+        &json!({ "sub": SUBJECT, "department": "R&D" }),
     );
+    let identity = signed_userinfo_sign_in(&bare).expect("signs in");
+    assert_eq!(identity.attribute("department"), Some("R&D"));
+}
+
+#[test]
+fn a_signed_userinfo_answer_that_does_not_verify_is_refused() {
+    let provider = TestProvider::new(ISSUER);
+    let good = json!({ "iss": ISSUER, "aud": CLIENT_ID, "sub": SUBJECT, "email": "x@evil.test" });
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = good.clone();
+        edit(&mut claims);
+        claims
+    };
+    let cases: Vec<(String, ErrorKind, &str)> = vec![
+        (
+            provider.sign(Signer::RsaBAsA, &good),
+            ErrorKind::BAD_SIGNATURE,
+            "the signed UserInfo answer's signature does not verify",
+        ),
+        (
+            provider.sign(Signer::Unsigned, &good),
+            ErrorKind::BAD_SIGNATURE,
+            "alg \"none\"",
+        ),
+        (
+            provider.sign(Signer::Hs256(b"an attacker's key"), &good),
+            ErrorKind::BAD_SIGNATURE,
+            "does not verify",
+        ),
+        (
+            provider.sign(
+                Signer::RsaA,
+                &with(&|c| c["iss"] = json!("https://evil.test")),
+            ),
+            ErrorKind::INVALID_RESPONSE,
+            "not by the configured issuer",
+        ),
+        (
+            provider.sign(Signer::RsaA, &with(&|c| c["aud"] = json!("another-client"))),
+            ErrorKind::INVALID_RESPONSE,
+            "not meant for this client",
+        ),
+        (
+            provider.sign(Signer::RsaA, &with(&|c| c["sub"] = json!("someone-else"))),
+            ErrorKind::INVALID_RESPONSE,
+            "about `someone-else`",
+        ),
+        (
+            "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d".to_owned(),
+            ErrorKind::INVALID_RESPONSE,
+            "encrypted ones are not supported",
+        ),
+    ];
+    for (jwt, kind, words) in cases {
+        refused(signed_userinfo_sign_in(&jwt), kind, words);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
