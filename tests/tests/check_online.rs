@@ -2,7 +2,8 @@
 //! started provider (the npm `oidc-provider`) passes; an issuer on a closed port and a SAML
 //! metadata URL answering 404 are `idp-unreachable` errors (exit 1) with the IdP and the
 //! `[[idp]]` table's line, in the human and the JSON rendering; a panicking plugin's check
-//! is an error, not the end of the process; and the checks run at most `[host]
+//! is an error, not the end of the process; a provider that never answers is stopped at
+//! `[host] plugin_call_timeout_seconds`; and the checks run at most `[host]
 //! plugin_calls_max` at a time, so none is refused for want of a permit. The 1.0–1.2
 //! fixture plugins' "no online check" is in `plugin_api_compat.rs`.
 
@@ -292,6 +293,46 @@ username_attribute = "sub"
             "ok: IdP `example` (plugin `example`): reached nothing: the example IdP has no provider"
         ),
         "{text}"
+    );
+}
+
+#[test]
+fn a_provider_that_never_answers_is_stopped_at_the_plugin_call_time_limit() {
+    // Accepts connections and reads nothing back: every request hangs.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = oidc::host_config(&oidc_idp(
+        "silent",
+        "root",
+        &format!("http://127.0.0.1:{port}"),
+    ))
+    .replace(
+        "plugin_call_timeout_seconds = 60",
+        "plugin_call_timeout_seconds = 1",
+    );
+    plugin_dir(); // Built before the clock starts.
+    let started = std::time::Instant::now();
+    let output = check_online(dir.path(), &config, &[]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("error[idp-unreachable]"), "{text}");
+    assert!(
+        text.contains("IdP `silent` (plugin `oidc`): the online check did not finish within 1 s"),
+        "{text}"
+    );
+    assert!(text.contains("plugin_call_timeout_seconds"), "{text}");
+    // A figure, not an assertion: the command ends at the call limit (1 s), not at the
+    // request's own http_timeout_seconds (30 s).
+    println!(
+        "check --online with a silent provider took {:.1} s (plugin_call_timeout_seconds = 1)",
+        started.elapsed().as_secs_f64()
     );
 }
 

@@ -76,7 +76,7 @@ pub(crate) fn check(
 /// (or when it cannot be opened) an empty in-memory one, so no database is ever created.
 fn check_online(config: &Config, site: Site) -> anyhow::Result<Vec<IdpOnline>> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
+    let reached = runtime.block_on(async {
         let store = open_store(config).await?;
         let state = startup::state(
             config,
@@ -91,7 +91,11 @@ fn check_online(config: &Config, site: Site) -> anyhow::Result<Vec<IdpOnline>> {
             online_check::check(&state.site(), state.caller(), &config.path, at_once).await;
         store.close().await;
         Ok(reached)
-    })
+    });
+    // A check past its time limit may still be waiting on its HTTP request (up to
+    // `http_timeout_seconds`); its answer is no longer wanted, so the command does not wait.
+    runtime.shutdown_background();
+    reached
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
