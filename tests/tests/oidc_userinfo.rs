@@ -1,7 +1,8 @@
 //! The `oidc` plugin's defaults against the real npm `oidc-provider` in its conformant
 //! default, whose ID tokens carry `sub` and no profile claims (those come only from
 //! UserInfo): with default settings the first sign-in gets the email and names from
-//! UserInfo; with `use_userinfo = false` it is refused, and the admin log line (the host's
+//! UserInfo (plain JSON, or a verified JWT for a client registered for signed UserInfo);
+//! with `use_userinfo = false` it is refused, and the admin log line (the host's
 //! own subscriber, captured) names the IdP, the claim names received and the settings that
 //! would help, and no claim value.
 
@@ -64,6 +65,13 @@ fn log_lines() -> Vec<String> {
 
 /// The provider in its default (claims only from UserInfo), with a client for IdP `idp`.
 fn provider(idp: &str) -> OidcProvider {
+    provider_with(idp, |_| {})
+}
+
+/// [`provider`] with the client's registration edited.
+fn provider_with(idp: &str, edit: impl FnOnce(&mut serde_json::Value)) -> OidcProvider {
+    let mut client = oidc::client(idp, idp, CLIENT_SECRET, "client_secret_basic");
+    edit(&mut client);
     let mut accounts = serde_json::Map::new();
     accounts.insert(
         "alice".into(),
@@ -77,7 +85,7 @@ fn provider(idp: &str) -> OidcProvider {
     );
     OidcProvider::start(ProviderOptions {
         claims_in_id_token: false,
-        clients: vec![oidc::client(idp, idp, CLIENT_SECRET, "client_secret_basic")],
+        clients: vec![client],
         accounts,
         ..ProviderOptions::default()
     })
@@ -130,6 +138,26 @@ async fn default_settings_take_the_email_and_names_from_userinfo() {
     assert_eq!(me["firstname"], "Alice");
     assert_eq!(me["lastname"], "Liddell");
     assert_eq!(host.store.count_users().await.expect("count"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_userinfo_answer_is_verified_and_used() {
+    captured_log();
+    // The client is registered for RS256-signed UserInfo: the provider answers
+    // `application/jwt`, signed with the key of its ID tokens.
+    let op = provider_with("corp-signed", |client| {
+        client["userinfo_signed_response_alg"] = json!("RS256");
+    });
+    let host = TestHost::start(&config(&op, "corp-signed", "")).await;
+    let mut browser = host.browser(HOST);
+    let mut agent = IdpAgent::new();
+    let done = sign_in(&mut browser, &mut agent, "corp-signed", "%2F", "alice")
+        .await
+        .done;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}\n{}", op.log());
+    let me = browser.get("/me").await.json();
+    assert_eq!(me["email"], "alice@example.test");
+    assert_eq!(me["lastname"], "Liddell");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,8 @@ const provider = new Provider(issuer, {
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: false },
+    // Signed UserInfo for a client registered with userinfo_signed_response_alg (only).
+    jwtUserinfo: { enabled: true },
     rpInitiatedLogout: {
       enabled: true,
       async logoutSource(ctx, form) {
