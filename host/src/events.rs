@@ -293,6 +293,34 @@ pub fn account_updated(metrics: &Metrics, at: At<'_>, user_id: i64, fields: &[&s
     metrics.account(at.idp.unwrap_or(""), "updated");
 }
 
+/// A user changed their own password (`/me/password`); their other sessions ended.
+pub fn password_changed(metrics: &Metrics, at: At<'_>, user_id: i64) {
+    tracing::info!(
+        target: TARGET,
+        event = "password_changed",
+        domain = at.domain,
+        user_id,
+        client = at.client,
+        "password changed by its user"
+    );
+    metrics.account("", "password_changed");
+}
+
+/// A password change was refused: the current password was wrong (a password failure,
+/// counted by the login throttle like one at sign-in).
+pub fn password_change_refused(metrics: &Metrics, at: At<'_>, user_id: i64, reason: Reason) {
+    tracing::info!(
+        target: TARGET,
+        event = "password_change_refused",
+        domain = at.domain,
+        user_id,
+        client = at.client,
+        reason = reason.code(),
+        "password change refused"
+    );
+    metrics.account("", "password_change_refused");
+}
+
 /// A reload swapped the new configuration in.
 pub fn config_reloaded(metrics: &Metrics, warnings: usize) {
     tracing::info!(

@@ -109,6 +109,11 @@ async fn a_changed_password_replaces_the_old_one_and_ends_the_other_sessions() {
         ("success", Some(id)),
         "{row:?}"
     );
+    let metrics = host.state.metrics().render(host.store.pool_status());
+    assert!(
+        metrics.contains(r#"gatehouse_account_changes_total{idp="",change="password_changed"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -144,6 +149,13 @@ async fn a_wrong_current_password_is_refused_and_counts_toward_the_throttle() {
         .filter(|e| e.method == "password-change" && e.outcome == "failure")
         .count();
     assert_eq!(failures, 3);
+    let metrics = host.state.metrics().render(host.store.pool_status());
+    assert!(
+        metrics.contains(
+            r#"gatehouse_account_changes_total{idp="",change="password_change_refused"} 3"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

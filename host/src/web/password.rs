@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::{
     accounts::{self, MIN_PASSWORD_CHARS},
     connect_server::propagate,
+    events::{self, At, Reason},
     passwords::PasswordError,
     state::AppState,
 };
@@ -96,6 +97,11 @@ pub async fn submit(
     let domain = domain.get();
     let return_to = safe_return_to(form.return_to.as_deref());
     let (store, settings, now) = (state.store(), state.settings().clone(), state.now());
+    let at = At {
+        domain: domain.name(),
+        idp: None,
+        client: &ip,
+    };
     let audit = |outcome: &str, reason: &str| AuditEvent {
         at: now,
         domain: domain.name().to_owned(),
@@ -177,6 +183,7 @@ pub async fn submit(
     if !matches {
         // The reservation stays: it was a failure.
         drop(attempt);
+        events::password_change_refused(state.metrics(), at, user.id, Reason::WRONG_PASSWORD);
         store
             .audit(&audit("failure", "wrong current password"))
             .await?;
@@ -199,6 +206,7 @@ pub async fn submit(
         Err(other) => return Err(AppError::internal(other)),
     };
     let cookie = replace(&state, &current, &user, &hash, &audit("success", "")).await?;
+    events::password_changed(state.metrics(), at, user.id);
     let mut response = Redirect::to(&return_to).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(response)
