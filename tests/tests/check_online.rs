@@ -1,5 +1,6 @@
 //! `gatehouse check --online` through the real binary: an OIDC IdP whose issuer is a real
-//! started provider (the npm `oidc-provider`) passes; an issuer on a closed port and a SAML
+//! started provider (the npm `oidc-provider`) passes, and so do Auth0 and Google IdPs (the
+//! same check, delegated); an issuer on a closed port and a SAML
 //! metadata URL answering 404 are `idp-unreachable` errors (exit 1) with the IdP and the
 //! `[[idp]]` table's line, in the human and the JSON rendering; a panicking plugin's check
 //! is an error, not the end of the process; a provider that never answers is stopped at
@@ -164,6 +165,61 @@ fn an_oidc_idp_at_a_real_provider_passes_and_says_what_it_reached() {
         report["online"][0]["checked"].as_array().map(Vec::len),
         Some(2)
     );
+}
+
+#[test]
+fn auth0_and_google_idps_are_checked_by_the_same_oidc_core() {
+    let auth0 = OidcProvider::start(ProviderOptions {
+        trailing_slash_issuer: true,
+        ..ProviderOptions::default()
+    });
+    let google = OidcProvider::start(ProviderOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = oidc::host_config(&format!(
+        r#"
+[[domain]]
+name = "acme"
+hosts = ["acme.test"]
+
+[[idp]]
+id = "acme"
+domain = "acme"
+plugin = "auth0"
+username_attribute = "sub"
+
+[idp.settings]
+domain = "acme-test.eu.auth0.com"
+issuer_url = "{auth0}"
+client_id = "auth0-client"
+client_secret = "{CLIENT_SECRET}"
+
+[[idp]]
+id = "google"
+domain = "root"
+plugin = "google"
+username_attribute = "sub"
+
+[idp.settings]
+issuer_url = "{google}"
+client_id = "google-client.apps.googleusercontent.com"
+client_secret = "{CLIENT_SECRET}"
+"#,
+        auth0 = auth0.issuer(),
+        google = google.issuer()
+    ));
+    let output = check_online(dir.path(), &config, &[]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    for (idp, plugin, issuer) in [
+        ("acme", "auth0", auth0.issuer()),
+        ("google", "google", google.issuer()),
+    ] {
+        let reached = format!(
+            "ok: IdP `{idp}` (plugin `{plugin}`): reached discovery document at {}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        assert!(text.contains(&reached), "{reached}\n{text}");
+    }
 }
 
 #[test]
