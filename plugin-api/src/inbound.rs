@@ -42,8 +42,9 @@ impl RouteHandling {
     pub const BROWSER_CALLBACK: Self = Self(1);
 }
 
-/// Paths the host serves itself; no fixed route may be at or below them.
-pub const RESERVED_PREFIXES: [&str; 9] = [
+/// Paths the host serves itself; no fixed route may be at or below them. `/readyz` and
+/// `/metrics` were added in 1.3.
+pub const RESERVED_PREFIXES: [&str; 11] = [
     "/sso",
     "/admin",
     "/me",
@@ -52,6 +53,8 @@ pub const RESERVED_PREFIXES: [&str; 9] = [
     "/logged-out",
     "/account",
     "/healthz",
+    "/readyz",
+    "/metrics",
     "/static",
 ];
 
@@ -393,8 +396,20 @@ mod tests {
 
     #[test]
     fn a_fixed_route_may_not_be_inside_the_hosts_paths() {
-        let problems = RouteDecl::fixed("/sso/x", &["GET"]).problems();
-        assert!(problems[0].contains("host's own paths"), "{problems:?}");
+        for path in [
+            "/sso/x",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/admin/status",
+            "/me/password",
+        ] {
+            let problems = RouteDecl::fixed(path, &["GET"]).problems();
+            assert!(
+                problems[0].contains("host's own paths"),
+                "{path}: {problems:?}"
+            );
+        }
         assert!(
             RouteDecl::fixed("/auth/connect/sep.php", &["POST"])
                 .problems()
