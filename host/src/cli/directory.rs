@@ -18,7 +18,7 @@ use super::{
     load::{read_config, usable},
 };
 
-/// `gatehouse directory …`: the directory file (JSON, see the README).
+/// `gatehouse directory …`: the directory file (JSON, see docs/directory.md).
 #[derive(Subcommand)]
 pub(crate) enum DirectoryCommand {
     /// Load users, custom profile field values and audiences from a JSON file, in one
