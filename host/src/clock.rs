@@ -17,6 +17,15 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
+/// Unix seconds as people read them: `2026-12-03 17:32:44 UTC` (what the CLI and the status
+/// page print; logs and JSON keep the number).
+pub fn utc_text(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(
+        || format!("{at} (Unix time)"),
+        |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
 /// Wall-clock and monotonic time. Cheap to clone; clones share one source.
 #[derive(Clone, Debug)]
 pub struct Clock {
@@ -206,6 +215,15 @@ impl Randomness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_text_is_the_calendar_date() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_text(1_796_319_164), "2026-12-03 17:32:44 UTC");
+        assert_eq!(utc_text(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(utc_text(i64::MAX), "9223372036854775807 (Unix time)");
+    }
 
     #[test]
     fn a_manual_clock_moves_only_when_advanced() {

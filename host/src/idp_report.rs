@@ -307,40 +307,12 @@ fn ago(at: i64, now: i64) -> String {
         3600..86400 => format!("{} hours ago", seconds / 3600),
         _ => format!("{} days ago", seconds / 86400),
     };
-    format!("{} ({relative})", utc(at))
-}
-
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days algorithm: no time crate
-/// for one line).
-fn utc(at: i64) -> String {
-    let (days, rest) = (at.div_euclid(86_400), at.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    format!("{} ({relative})", crate::clock::utc_text(at))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates_known_instants() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_796_314_000), "2026-12-03 16:06:40 UTC");
-    }
 
     #[test]
     fn ago_rounds_down_to_the_unit() {

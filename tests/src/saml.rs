@@ -715,24 +715,10 @@ pub fn resigned_by_idp(peer: Peer, genuine: &str, fields: &[(&str, &str)]) -> St
 
 /// An ISO 8601 UTC timestamp (`2026-01-01T00:00:00Z`) of unix time `seconds`.
 pub fn iso8601(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .unwrap_or_else(|| panic!("no date for unix time {seconds}"))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Every user row, in id order (to compare before and after a refusal).
@@ -890,22 +876,11 @@ impl Rig {
 /// The unix time of an ISO 8601 UTC timestamp as SAML writes them
 /// (`2026-01-01T00:00:00Z`, fractions of a second ignored).
 pub fn unix_of(iso: &str) -> i64 {
-    let number = |range: std::ops::Range<usize>| -> i64 {
-        iso.get(range)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("not an ISO 8601 timestamp: {iso}"))
-    };
-    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
-    let (hour, minute, second) = (number(11..13), number(14..16), number(17..19));
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + hour * 3600 + minute * 60 + second
+    let seconds = iso.get(..19).unwrap_or(iso);
+    chrono::NaiveDateTime::parse_from_str(seconds, "%Y-%m-%dT%H:%M:%S")
+        .unwrap_or_else(|e| panic!("not an ISO 8601 timestamp: {iso}: {e}"))
+        .and_utc()
+        .timestamp()
 }
 
 /// The earliest `NotOnOrAfter` in a response's XML, as unix time.

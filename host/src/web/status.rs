@@ -278,29 +278,9 @@ fn cell(value: &Value) -> String {
 
 /// A Unix time as `2026-12-03 17:32:44 UTC`, or a dash for `null`.
 fn when(value: &Value) -> String {
-    value.as_i64().map_or_else(|| "–".to_owned(), utc_text)
-}
-
-/// `at` (Unix seconds) as a UTC date and time (the proleptic Gregorian calendar; Howard
-/// Hinnant's `civil_from_days`).
-fn utc_text(at: i64) -> String {
-    let days = at.div_euclid(86_400);
-    let secs = at.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
-    )
+    value
+        .as_i64()
+        .map_or_else(|| "–".to_owned(), crate::clock::utc_text)
 }
 
 /// A table of `rows` (each already text), every cell escaped.
@@ -455,14 +435,6 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
-
-    #[test]
-    fn utc_text_is_the_calendar_date() {
-        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc_text(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc_text(1_796_319_164), "2026-12-03 17:32:44 UTC");
-        assert_eq!(utc_text(-1), "1969-12-31 23:59:59 UTC");
-    }
 
     #[test]
     fn json_is_asked_for_by_media_range() {
