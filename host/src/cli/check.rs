@@ -5,17 +5,15 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use gatehouse::{
-    clock::{Clock, Randomness},
     config::{self, Config, Severity},
     online_check::{self, IdpOnline},
     site::Site,
-    startup,
     store::Store,
 };
 
 use super::{
     Format,
-    load::{check_all, database_exists, print_diagnostics, read_config_as},
+    load::{check_all, database_exists, print_diagnostics, read_config_as, state_on},
 };
 
 pub(crate) fn check(
@@ -78,14 +76,7 @@ fn check_online(config: &Config, site: Site) -> anyhow::Result<Vec<IdpOnline>> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let reached = runtime.block_on(async {
         let store = open_store(config).await?;
-        let state = startup::state(
-            config,
-            site,
-            store.clone(),
-            Clock::system(),
-            Randomness::system(),
-        )
-        .context("building the HTTP client for plugins")?;
+        let state = state_on(config, site, &store)?;
         let at_once = online_check::AT_ONCE.min(config.host.plugin_calls_max as usize);
         let reached =
             online_check::check(&state.site(), state.caller(), &config.path, at_once).await;

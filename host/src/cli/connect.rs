@@ -9,7 +9,7 @@ use gatehouse::{clock::Clock, connect, store::Store};
 
 use super::{
     ConfigArg, Format, help,
-    load::{read_config, servable_site, usable, with_command_state},
+    load::{servable_site, usable_config, with_command_state},
     when::{ago, until},
 };
 
@@ -123,12 +123,9 @@ pub(crate) struct AddClientArgs {
 
 /// `gatehouse connect clients`: the client systems this host serves as a Connect server.
 pub(crate) fn connect_clients(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
-    let loaded = match read_config(path) {
-        Ok(read) => read.loaded,
-        Err(unreadable) => return Ok(unreadable),
-    };
-    let Some(config) = usable(&loaded) else {
-        return Ok(ExitCode::FAILURE);
+    let config = match usable_config(path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let clients = runtime.block_on(async {

@@ -13,10 +13,7 @@ use gatehouse::{
     store::Store,
 };
 
-use super::{
-    ConfigArg, help,
-    load::{read_config, usable},
-};
+use super::{ConfigArg, help, load::usable_config};
 
 /// `gatehouse directory …`: the directory file (JSON, see docs/directory.md).
 #[derive(Subcommand)]
@@ -41,12 +38,9 @@ pub(crate) enum DirectoryCommand {
 
 /// `gatehouse directory import FILE`: the file's records in one transaction, or nothing.
 pub(crate) fn import_directory(path: Option<PathBuf>, file: &Path) -> anyhow::Result<ExitCode> {
-    let loaded = match read_config(path) {
-        Ok(read) => read.loaded,
-        Err(unreadable) => return Ok(unreadable),
-    };
-    let Some(config) = usable(&loaded) else {
-        return Ok(ExitCode::FAILURE);
+    let config = match usable_config(path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
     };
     let contents =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -87,12 +81,9 @@ pub(crate) fn import_directory(path: Option<PathBuf>, file: &Path) -> anyhow::Re
 
 /// `gatehouse directory export`: the directory as JSON on standard output.
 pub(crate) fn export_directory(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let loaded = match read_config(path) {
-        Ok(read) => read.loaded,
-        Err(unreadable) => return Ok(unreadable),
-    };
-    let Some(config) = usable(&loaded) else {
-        return Ok(ExitCode::FAILURE);
+    let config = match usable_config(path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -117,6 +117,13 @@ pub(crate) fn read_config_as(flag: Option<PathBuf>, format: Format) -> Result<Re
     }
 }
 
+/// The configuration, or the exit status that says why there is none (2 unreadable, 1
+/// errors in it; both already printed).
+pub(crate) fn usable_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let loaded = read_config(path)?.loaded;
+    usable(&loaded).ok_or(ExitCode::FAILURE)
+}
+
 /// The configuration, or `None` after printing why it has none (errors in the file).
 pub(crate) fn usable(loaded: &config::Loaded) -> Option<Config> {
     let config = loaded.config.clone();
@@ -187,8 +194,7 @@ pub(crate) fn check_all(
 pub(crate) fn servable_site(
     path: Option<PathBuf>,
 ) -> Result<(Config, gatehouse::site::Site), ExitCode> {
-    let loaded = read_config(path)?.loaded;
-    let config = usable(&loaded).ok_or(ExitCode::FAILURE)?;
+    let config = usable_config(path)?;
     let proven = recorded_history(&config).map_err(|error| {
         eprintln!("error: {error:#}");
         ExitCode::FAILURE
@@ -215,15 +221,25 @@ pub(crate) async fn command_state(
     let store = Store::connect(config.host.database.expose())
         .await
         .context("opening the database")?;
-    let state = startup::state(
+    let state = state_on(config, site, &store)?;
+    Ok((store, state))
+}
+
+/// The state a one-off command calls plugins with, on `store`, with the real clock and
+/// randomness.
+pub(crate) fn state_on(
+    config: &Config,
+    site: gatehouse::site::Site,
+    store: &Store,
+) -> anyhow::Result<gatehouse::state::AppState> {
+    startup::state(
         config,
         site,
         store.clone(),
         Clock::system(),
         Randomness::system(),
     )
-    .context("building the HTTP client for plugins")?;
-    Ok((store, state))
+    .context("building the HTTP client for plugins")
 }
 
 /// Runs a one-off command's async work against [`command_state`] on a runtime of its own,

@@ -8,10 +8,7 @@ use gatehouse::{clock::Clock, store::Store};
 
 mod accounts;
 
-use super::{
-    ConfigArg, help,
-    load::{read_config, usable},
-};
+use super::{ConfigArg, help, load::usable_config};
 
 /// `gatehouse users …`: account administration from the command line.
 #[derive(Subcommand)]
@@ -50,12 +47,9 @@ pub(crate) fn link_account(
     idp: &str,
     link: bool,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match read_config(path) {
-        Ok(read) => read.loaded,
-        Err(unreadable) => return Ok(unreadable),
-    };
-    let Some(config) = usable(&loaded) else {
-        return Ok(ExitCode::FAILURE);
+    let config = match usable_config(path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
     };
     if !config.idps.iter().any(|i| i.id == idp) {
         eprintln!(

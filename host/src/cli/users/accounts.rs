@@ -23,7 +23,7 @@ use gatehouse::{
 
 use crate::cli::{
     ConfigArg, Format, help,
-    load::{database_exists, read_config, usable},
+    load::{database_exists, usable_config},
     when::ago,
 };
 
@@ -114,13 +114,6 @@ pub(crate) fn run(command: AccountsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The configuration, or the exit status that says why there is none (2 unreadable, 1
-/// errors in it; both already printed).
-fn configuration(path: Option<PathBuf>) -> Result<Config, ExitCode> {
-    let loaded = read_config(path)?.loaded;
-    usable(&loaded).ok_or(ExitCode::FAILURE)
-}
-
 /// Runs `work` on the configured database in a runtime of its own. A SQLite file that
 /// does not exist yet is not created: `work` gets `None`.
 fn with_store<T>(
@@ -176,7 +169,7 @@ fn yes_no(value: bool) -> &'static str {
 
 /// `gatehouse users list`.
 fn list(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
-    let config = match configuration(path) {
+    let config = match usable_config(path) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
@@ -232,7 +225,7 @@ fn list(path: Option<PathBuf>, format: Format) -> anyhow::Result<ExitCode> {
 
 /// `gatehouse users show USERNAME`.
 fn show(path: Option<PathBuf>, username: &str, format: Format) -> anyhow::Result<ExitCode> {
-    let config = match configuration(path) {
+    let config = match usable_config(path) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
@@ -313,7 +306,7 @@ fn set_password(
     username: &str,
     must_change: bool,
 ) -> anyhow::Result<ExitCode> {
-    let config = match configuration(path) {
+    let config = match usable_config(path) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
@@ -445,7 +438,7 @@ fn prompt_hidden(prompt: &str) -> Result<String, String> {
 
 /// `gatehouse users suspend|unsuspend USERNAME`.
 fn suspend(path: Option<PathBuf>, username: &str, suspended: bool) -> anyhow::Result<ExitCode> {
-    let config = match configuration(path) {
+    let config = match usable_config(path) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
