@@ -42,6 +42,10 @@ pub enum PasswordError {
     Hash(String),
 }
 
+/// How long a request refused because the hashing threads are busy is asked to wait
+/// (`Retry-After`): a full queue drains in about a second on two cores at the default cost.
+pub const BUSY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Salt length of new hashes, in bytes (the PHC string format's recommendation).
 const SALT_BYTES: usize = 16;
 /// Output length of new hashes, in bytes (argon2's default).

@@ -1,11 +1,12 @@
 //! Request plumbing shared by the handlers: cookies, CSRF tokens, the client's
-//! address, the domain a request is for, and safe `return_to` values.
+//! address, the domain a request is for, safe `return_to` values and `Retry-After`.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::{HeaderMap, HeaderValue, header, request::Parts},
+    response::Response,
 };
 use sha2::{Digest, Sha256};
 
@@ -89,6 +90,13 @@ pub fn tokens_match(a: &str, b: &str) -> bool {
 
 /// A same-site path to go to after signing in, or `/`. Anything that could leave the
 /// site (`https://…`, `//host`, `/\host`, control characters) becomes `/`.
+/// Asks the client to wait `wait` (whole seconds) before trying again.
+pub fn set_retry_after(response: &mut Response, wait: std::time::Duration) {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+}
+
 pub fn safe_return_to(candidate: Option<&str>) -> String {
     let Some(path) = candidate else {
         return "/".into();

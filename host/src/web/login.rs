@@ -28,15 +28,11 @@ use crate::{
 use super::{
     error::{AppError, AppResult},
     extract::{Domain, Form, Query},
-    http_util::{ClientIp, LOOP_COOKIE, cookie, safe_return_to, set_cookie},
+    http_util::{ClientIp, LOOP_COOKIE, cookie, safe_return_to, set_cookie, set_retry_after},
     pages::{self, Button, LoginPage},
     session, throttle,
     urls::{self, start_url},
 };
-
-/// How long a sign-in refused because the hashing threads are busy is asked to wait: a
-/// full queue drains in about a second on two cores at the default cost.
-const BUSY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn show(
     State(state): State<AppState>,
@@ -288,11 +284,7 @@ pub async fn submit(
             )
             .response(&state, &headers)
             .await?;
-            if let Ok(value) =
-                header::HeaderValue::from_str(&settings.throttle_window.as_secs().to_string())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+            set_retry_after(&mut response, settings.throttle_window);
             return Ok(response);
         }
     };
@@ -319,7 +311,7 @@ pub async fn submit(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many people are signing in right now. Please try again in a moment.",
             )
-            .with_retry_after(BUSY_RETRY_AFTER)
+            .with_retry_after(crate::passwords::BUSY_RETRY_AFTER)
             .with_detail(format!("POST /login not checked: {busy}")));
         }
         Err(other) => return Err(AppError::internal(other)),

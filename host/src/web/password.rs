@@ -27,13 +27,10 @@ use crate::{
 use super::{
     error::{AppError, AppResult, ErrorBody},
     extract::{Domain, Form, Query},
-    http_util::{ClientIp, safe_return_to},
+    http_util::{ClientIp, safe_return_to, set_retry_after},
     pages::{self, PasswordPage},
     session, throttle, urls,
 };
-
-/// How long a change refused because the hashing threads are busy is asked to wait.
-const BUSY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The audit method of a password change by the account's own user.
 const AUDIT_METHOD: &str = "password-change";
@@ -156,11 +153,7 @@ pub async fn submit(
                 Render::refused(&user, &return_to, &message, StatusCode::TOO_MANY_REQUESTS)
                     .response(&state, &headers)
                     .await?;
-            if let Ok(value) =
-                header::HeaderValue::from_str(&settings.throttle_window.as_secs().to_string())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+            set_retry_after(&mut response, settings.throttle_window);
             return Ok(response);
         }
     };
@@ -267,7 +260,7 @@ fn busy_error(busy: &PasswordError) -> AppError {
         StatusCode::SERVICE_UNAVAILABLE,
         "Too many people are signing in right now. Please try again in a moment.",
     )
-    .with_retry_after(BUSY_RETRY_AFTER)
+    .with_retry_after(crate::passwords::BUSY_RETRY_AFTER)
     .with_detail(format!("POST /me/password not checked: {busy}"))
 }
 
