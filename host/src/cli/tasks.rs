@@ -7,7 +7,7 @@ use clap::Subcommand;
 use gatehouse::{
     clock::Clock,
     store::Store,
-    tasks::{self, Scheduler, TaskError, TaskSettings},
+    tasks::{self, Scheduler, TaskError, TaskSettings, TaskStatus},
 };
 
 use super::{
@@ -63,27 +63,7 @@ pub(crate) fn list_tasks(path: Option<PathBuf>, format: Format) -> anyhow::Resul
     })?;
     match format {
         Format::Json => {
-            let rows: Vec<serde_json::Value> = statuses
-                .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "task": s.id.name,
-                        "idp": s.id.idp,
-                        "every_minutes": s.schedule.every.as_secs() / 60,
-                        "enabled": s.schedule.enabled,
-                        "next_due_at": s.next_due,
-                        "last_run": s.last.as_ref().map(|r| serde_json::json!({
-                            "outcome": r.run.outcome.as_str(),
-                            "host": r.run.holder,
-                            "started_at": r.run.started_at,
-                            "finished_at": r.run.finished_at,
-                            "duration_ms": r.run.duration_ms,
-                            "summary": r.run.summary,
-                            "error": r.run.error,
-                        })),
-                    })
-                })
-                .collect();
+            let rows: Vec<serde_json::Value> = statuses.iter().map(TaskStatus::to_json).collect();
             println!(
                 "{}",
                 serde_json::json!({ "scheduler": settings.scheduler, "tasks": rows })

@@ -41,6 +41,29 @@ pub struct TaskStatus {
     pub next_due: Option<i64>,
 }
 
+impl TaskStatus {
+    /// The task, its schedule and last run as JSON: what `gatehouse tasks list --format json`
+    /// and `GET /admin/status` print for each task.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "task": self.id.name,
+            "idp": self.id.idp,
+            "every_minutes": self.schedule.every.as_secs() / 60,
+            "enabled": self.schedule.enabled,
+            "next_due_at": self.next_due,
+            "last_run": self.last.as_ref().map(|r| serde_json::json!({
+                "outcome": r.run.outcome.as_str(),
+                "host": r.run.holder,
+                "started_at": r.run.started_at,
+                "finished_at": r.run.finished_at,
+                "duration_ms": r.run.duration_ms,
+                "summary": r.run.summary,
+                "error": r.run.error,
+            })),
+        })
+    }
+}
+
 /// The tasks with their last runs; `store` is `None` when there is no database yet (no
 /// task has run).
 pub async fn statuses(

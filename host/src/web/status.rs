@@ -183,7 +183,7 @@ async fn gather(state: &AppState) -> Value {
         "idps": idp_rows(state, &site, &activity, history_known),
         "tasks": {
             "scheduler": state.settings().tasks.scheduler,
-            "tasks": task_statuses.iter().map(task_row).collect::<Vec<_>>(),
+            "tasks": task_statuses.iter().map(TaskStatus::to_json).collect::<Vec<_>>(),
         },
     })
 }
@@ -245,25 +245,6 @@ fn idp_rows(
             })
         })
         .collect()
-}
-
-fn task_row(status: &TaskStatus) -> Value {
-    json!({
-        "task": status.id.name,
-        "idp": status.id.idp,
-        "every_minutes": status.schedule.every.as_secs() / 60,
-        "enabled": status.schedule.enabled,
-        "next_due_at": status.next_due,
-        "last_run": status.last.as_ref().map(|r| json!({
-            "outcome": r.run.outcome.as_str(),
-            "host": r.run.holder,
-            "started_at": r.run.started_at,
-            "finished_at": r.run.finished_at,
-            "duration_ms": r.run.duration_ms,
-            "summary": r.run.summary,
-            "error": r.run.error,
-        })),
-    })
 }
 
 /// A JSON value as table text: strings as they are, numbers and booleans written out,
