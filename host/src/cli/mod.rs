@@ -21,7 +21,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Gatehouse: single sign-on for every domain of a learning platform.
 #[derive(Parser)]
-#[command(version, about, long_about = None, propagate_version = true)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Each command's --help gives its exit statuses, environment variables and an example.\n\
+                  The configuration is plugins.toml (--config, or GATEHOUSE_CONFIG); every key is in\n\
+                  docs/configuration.md, every diagnostic in docs/diagnostics.md."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,10 +97,12 @@ enum Command {
     /// Scheduled tasks (the host's expiry cleanup, and the tasks plugins declare).
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
-    /// The directory a Totara Connect server shares: users, their fields, audiences.
+    /// The directory a Totara Connect server shares: users with their fields and jobs,
+    /// audiences, courses with enrolments, position and organisation frameworks.
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
-    /// Totara Connect: this host as a client of Connect servers.
+    /// Totara Connect: this host as a client of Connect servers (servers, new-server,
+    /// migration-preview) and as a server to client sites (clients, add-client).
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
 }
