@@ -293,6 +293,33 @@ pub fn account_updated(metrics: &Metrics, at: At<'_>, user_id: i64, fields: &[&s
     metrics.account(at.idp.unwrap_or(""), "updated");
 }
 
+/// A profile edit changed an account's `fields` (their names; never the values): by the
+/// account's own user (`/me/profile`) or by an administrator (`/admin/users/{id}/profile`).
+pub fn account_edited(
+    metrics: &Metrics,
+    at: At<'_>,
+    user_id: i64,
+    by_admin: Option<i64>,
+    fields: &[&str],
+) {
+    tracing::info!(
+        target: TARGET,
+        event = "account_edited",
+        domain = at.domain,
+        user_id,
+        admin_id = by_admin,
+        client = at.client,
+        fields = %fields.join(","),
+        "account edited"
+    );
+    let change = if by_admin.is_some() {
+        "edited_by_admin"
+    } else {
+        "edited_by_owner"
+    };
+    metrics.account("", change);
+}
+
 /// A user changed their own password (`/me/password`); their other sessions ended.
 pub fn password_changed(metrics: &Metrics, at: At<'_>, user_id: i64) {
     tracing::info!(

@@ -341,6 +341,14 @@ async fn locks_follow_provenance_for_owners_and_admins() {
     // A user who is not an admin cannot use the admin API.
     let denied = ada.get(&uri).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
+
+    // The admin's one edit that went through is an event; the refused ones are not.
+    let metrics = host.state.metrics().render(host.store.pool_status());
+    assert!(
+        metrics.contains(r#"gatehouse_account_changes_total{idp="",change="edited_by_admin"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("edited_by_owner"), "{metrics}");
 }
 
 #[tokio::test]
@@ -361,6 +369,11 @@ async fn password_users_have_no_locks() {
     assert_eq!(
         user.additional.get("department").map(String::as_str),
         Some("Navy")
+    );
+    let metrics = host.state.metrics().render(host.store.pool_status());
+    assert!(
+        metrics.contains(r#"gatehouse_account_changes_total{idp="",change="edited_by_owner"} 1"#),
+        "{metrics}"
     );
 
     // Owners cannot rename themselves; the refusal says why.

@@ -15,11 +15,16 @@ use gatehouse_store::{ADMIN_PROVENANCE, FieldChange, StoreError, User};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{site::Site, state::AppState};
+use crate::{
+    events::{self, At},
+    site::Site,
+    state::AppState,
+};
 
 use super::{
     error::{AppError, AppResult},
-    extract::{Admin, CsrfHeader, Json, Path, SignedIn},
+    extract::{Admin, CsrfHeader, Domain, Json, Path, SignedIn},
+    http_util::ClientIp,
 };
 
 /// A profile edit: field → new value.
@@ -40,9 +45,16 @@ pub async fn edit_my_profile(
     State(state): State<AppState>,
     _: CsrfHeader,
     SignedIn { user, .. }: SignedIn,
+    domain: Domain,
+    ClientIp(ip): ClientIp,
     Json(edit): Json<Edit>,
 ) -> AppResult<Response> {
-    apply(&state, &user, Editor::Owner, edit).await
+    let at = At {
+        domain: domain.get().name(),
+        idp: None,
+        client: &ip,
+    };
+    apply(&state, &user, Editor::Owner, edit, at, None).await
 }
 
 pub async fn user_profile(
@@ -57,12 +69,19 @@ pub async fn user_profile(
 pub async fn edit_user_profile(
     State(state): State<AppState>,
     _: CsrfHeader,
-    _: Admin,
+    Admin { user: admin, .. }: Admin,
+    domain: Domain,
+    ClientIp(ip): ClientIp,
     Path(user_id): Path<i64>,
     Json(edit): Json<Edit>,
 ) -> AppResult<Response> {
     let user = user_or_404(&state, user_id).await?;
-    apply(&state, &user, Editor::Admin, edit).await
+    let at = At {
+        domain: domain.get().name(),
+        idp: None,
+        client: &ip,
+    };
+    apply(&state, &user, Editor::Admin, edit, at, Some(admin.id)).await
 }
 
 async fn user_or_404(state: &AppState, user_id: i64) -> AppResult<User> {
@@ -129,7 +148,16 @@ async fn profile_response(state: &AppState, user: &User, editor: Editor) -> AppR
     .into_response())
 }
 
-async fn apply(state: &AppState, user: &User, editor: Editor, edit: Edit) -> AppResult<Response> {
+/// Applies an edit whole or not at all; a change is one `account_edited` event (`by_admin`
+/// names the administrator who made it).
+async fn apply(
+    state: &AppState,
+    user: &User,
+    editor: Editor,
+    edit: Edit,
+    at: At<'_>,
+    by_admin: Option<i64>,
+) -> AppResult<Response> {
     let site = state.site();
     let provenance = provenance(state, user).await?;
     let refusals: Vec<EditRefusal> = edit
@@ -200,6 +228,8 @@ async fn apply(state: &AppState, user: &User, editor: Editor, edit: Edit) -> App
         }
         Err(error) => return Err(error.into()),
     }
+    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+    events::account_edited(state.metrics(), at, user.id, by_admin, &fields);
     let updated = user_or_404(state, user.id).await?;
     profile_response(state, &updated, editor).await
 }
